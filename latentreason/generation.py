@@ -1,0 +1,88 @@
+"""Batched, KV-cached generation from input embeddings."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
+
+from latentreason.config import GenerationConfig
+from latentreason.injector import LLMInputs
+from latentreason.models import LoadedModel
+
+
+@dataclass
+class Generated:
+    """One generated continuation.
+
+    Attributes:
+        text: decoded text without special tokens.
+        token_ids: generated ids up to and including the first stop token.
+    """
+
+    text: str
+    token_ids: list[int]
+
+
+class AnswerComplete(StoppingCriteria):
+    """Stops each row once its text matches ``pattern`` (e.g. a closed ``\\boxed{}``).
+
+    Only the last ``window`` tokens are decoded per step, so the check costs the
+    same at every step.
+    """
+
+    def __init__(self, tokenizer, pattern: re.Pattern[str], window: int = 24) -> None:
+        self.tokenizer = tokenizer
+        self.pattern = pattern
+        self.window = window
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
+        """Return a ``(B,)`` bool tensor: which rows are finished."""
+        tails = self.tokenizer.batch_decode(input_ids[:, -self.window :], skip_special_tokens=True)
+        return torch.tensor([bool(self.pattern.search(t)) for t in tails], device=input_ids.device)
+
+
+def generate(
+    llm: LoadedModel,
+    inputs: LLMInputs,
+    config: GenerationConfig,
+    answer_complete: re.Pattern[str] | None = None,
+) -> list[Generated]:
+    """Generate continuations for a left-padded batch with the KV cache.
+
+    Args:
+        llm: the reasoning LLM.
+        inputs: ``inputs_embeds (B, T, d)`` and ``attention_mask (B, T)``.
+        config: length and sampling settings.
+        answer_complete: stop a row as soon as this matches its recent text.
+
+    Returns:
+        One :class:`Generated` per row.
+    """
+    stops = set(llm.eos_token_ids)
+    criteria = StoppingCriteriaList()
+    if config.stop_at_answer and answer_complete is not None:
+        criteria.append(AnswerComplete(llm.tokenizer, answer_complete))
+    sampling = dict(do_sample=True, temperature=config.temperature, top_p=config.top_p) if config.do_sample else dict(do_sample=False)
+    with torch.inference_mode():
+        out = llm.model.generate(
+            inputs_embeds=inputs.inputs_embeds,
+            attention_mask=inputs.attention_mask,
+            max_new_tokens=config.max_new_tokens,
+            eos_token_id=sorted(stops),
+            pad_token_id=llm.tokenizer.pad_token_id,
+            stopping_criteria=criteria,
+            use_cache=True,
+            **sampling,
+        )  # (B, new_tokens): only new tokens when generating from embeddings
+    pad = llm.tokenizer.pad_token_id
+    results = []
+    for row in out.tolist():
+        # A row ends at its first stop token (kept) or at the padding that follows
+        # a row stopped by the answer criterion (dropped).
+        end = next((i + (t != pad) for i, t in enumerate(row) if t in stops or t == pad), len(row))
+        ids = row[:end]
+        results.append(Generated(text=llm.tokenizer.decode(ids, skip_special_tokens=True), token_ids=ids))
+    return results

@@ -1,0 +1,147 @@
+"""The data path of every method, in one place:
+
+    question -> producer -> projector -> injector -> generate -> evaluator
+
+:class:`Pipeline` wires the components a :class:`RunConfig` names. The trainer
+uses the same :meth:`Pipeline.inputs` with gold targets appended.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from latentreason.checkpoint import load_weights
+from latentreason.config import RunConfig
+from latentreason.evaluator import Score
+from latentreason.generation import generate
+from latentreason.injector import LLMInputs
+from latentreason.registry import Registry
+from latentreason.resolve import Plan, resolve
+from latentreason.runtime import Runtime
+from latentreason.task import Example
+from latentreason.voting import majority_vote
+
+
+@dataclass
+class Prediction:
+    """One answered example.
+
+    Attributes:
+        example: the example.
+        prompt: the LLM prompt as text (placeholders shown as tokens).
+        generations: the chain(s) the LLM wrote (several with self-consistency).
+        new_tokens: tokens generated for this example, all chains together.
+        score: the (voted) score.
+        latency_s: wall time per example of its batch.
+    """
+
+    example: Example
+    prompt: str
+    generations: list[str]
+    new_tokens: int
+    score: Score
+    latency_s: float
+
+
+class Pipeline:
+    """A runnable method: producer, projector, injector and evaluator on one task.
+
+    Args:
+        plan: resolved components (see :func:`latentreason.resolve.resolve`).
+        runtime: the models.
+    """
+
+    def __init__(self, plan: Plan, runtime: Runtime) -> None:
+        self.plan = plan
+        self.config = plan.config
+        self.task = plan.task
+        self.runtime = runtime
+        self.producer = plan.producer.cls(plan.producer.options, runtime)
+        self.injector = plan.injector.cls(plan.injector.options, runtime.llm)
+        self.evaluator = plan.evaluator.cls(plan.evaluator.options)
+        self.projector = None
+        if self.producer.thought_dim is not None:
+            llm = runtime.llm
+            self.projector = plan.projector.cls(
+                plan.projector.options, self.producer.thought_dim, llm.hidden_size, llm.embed_norm
+            ).to(llm.model.device)
+        if self.config.checkpoint:
+            self.load(self.config.checkpoint)
+
+    @classmethod
+    def from_config(cls, config: RunConfig, registry: Registry | None = None, runtime: Runtime | None = None) -> Pipeline:
+        """Build a pipeline from a config (models load on first use).
+
+        Args:
+            config: the run config.
+            registry: plugins to use (default: a fresh one with installed plugins).
+            runtime: preloaded models (default: loaded from ``config.models``).
+        """
+        registry = registry or (runtime.registry if runtime else Registry())
+        plan = resolve(config, registry)
+        return cls(plan, runtime or Runtime(config.models, registry))
+
+    def trainable(self) -> dict[str, nn.Module]:
+        """The components with trainable parameters, by checkpoint prefix."""
+        modules: dict[str, nn.Module] = {}
+        if self.projector is not None and any(True for _ in self.projector.parameters()):
+            modules["projector"] = self.projector
+        producer_module = self.producer.trainable()
+        if producer_module is not None:
+            modules["producer"] = producer_module
+        return modules
+
+    def components(self) -> dict[str, object]:
+        """Names and options of the components, as stored in checkpoints."""
+        plan = self.plan
+        return {
+            kind: {"name": choice.name, "options": choice.options.model_dump(mode="json")}
+            for kind, choice in (("producer", plan.producer), ("projector", plan.projector))
+        } | {"llm": self.runtime.models.llm, "assistant": self.runtime.models.assistant}
+
+    def load(self, path: str | Path) -> None:
+        """Load trained component weights from a safetensors checkpoint."""
+        load_weights(path, self.trainable())
+
+    def inputs(self, examples: list[Example], targets: list[list[int]] | None = None) -> LLMInputs:
+        """The LLM input for a batch: produce, project, inject.
+
+        Args:
+            examples: the batch.
+            targets: gold token ids to append and supervise (training only).
+        """
+        questions = [self.task.format_question(ex) for ex in examples]
+        thoughts = self.producer.produce(questions, instruction=self.task.instruction, training=targets is not None)  # (B, N, d_src) or hints
+        vectors = None
+        if thoughts.vectors is not None:
+            vectors = self.projector(thoughts.vectors.to(self.runtime.llm.model.device))  # (B, N, d_llm)
+        return self.injector.build(self.task.instruction, questions, vectors, thoughts.hints, targets)
+
+    def answer(self, examples: list[Example]) -> list[Prediction]:
+        """Answer and score a batch of examples.
+
+        With ``generation.samples = k > 1`` each prompt is built once, k chains
+        are sampled from it in the same batch, and their answers are majority-voted.
+        """
+        k = self.config.generation.samples
+        start = time.perf_counter()
+        with torch.no_grad():
+            inputs = self.inputs(examples)
+        if k > 1:
+            inputs.inputs_embeds = inputs.inputs_embeds.repeat_interleave(k, dim=0)  # (B*k, T, d_llm)
+            inputs.attention_mask = inputs.attention_mask.repeat_interleave(k, dim=0)  # (B*k, T)
+        outputs = generate(self.runtime.llm, inputs, self.config.generation, self.evaluator.answer_complete)
+        latency = (time.perf_counter() - start) / len(examples)
+        predictions = []
+        for i, (ex, prompt) in enumerate(zip(examples, inputs.prompts)):
+            chains = outputs[i * k : (i + 1) * k]
+            scores = [self.evaluator.score(c.text, ex) for c in chains]
+            score = scores[0] if k == 1 else majority_vote(scores)
+            tokens = sum(len(c.token_ids) for c in chains)
+            predictions.append(Prediction(ex, prompt, [c.text for c in chains], tokens, score, latency))
+        return predictions

@@ -1,0 +1,84 @@
+"""Turn a :class:`RunConfig` into validated component classes and options.
+
+Every problem (unknown names, bad options of any component) is collected and
+reported in one :class:`ConfigError`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from latentreason.config import Component, PluginOptions, RunConfig, format_validation_error
+from latentreason.errors import ConfigError, LatentReasonError
+from latentreason.registry import Registry
+
+if TYPE_CHECKING:
+    from latentreason.task import TaskSpec
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A component class with its validated options."""
+
+    name: str
+    cls: Any
+    options: PluginOptions
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A run's components, resolved and validated.
+
+    Attributes:
+        config: the run config.
+        task: the task spec.
+        producer, projector, injector, evaluator: the chosen components.
+    """
+
+    config: RunConfig
+    task: TaskSpec
+    producer: Choice
+    projector: Choice
+    injector: Choice
+    evaluator: Choice
+
+
+def resolve(config: RunConfig, registry: Registry) -> Plan:
+    """Look up and validate every component of ``config``.
+
+    Raises:
+        ConfigError: listing every unknown name and every invalid option.
+    """
+    problems: list[str] = []
+
+    def lookup(kind: str, where: str, name: str) -> Any:
+        try:
+            return registry.get(kind, name)
+        except LatentReasonError as exc:
+            problems.append(f"{where}: {exc}")
+            return None
+
+    def choose(kind: str, where: str, component: Component) -> Choice | None:
+        cls = lookup(kind, f"{where}.name", component.name)
+        if cls is None:
+            return None
+        try:
+            options = cls.Options.model_validate(component.options)
+        except ValidationError as exc:
+            problems.extend(format_validation_error(exc, prefix=f"{where}.options"))
+            return None
+        return Choice(component.name, cls, options)
+
+    task = lookup("task", "data.task", config.data.task)
+    producer = choose("producer", "producer", config.producer)
+    projector_config = config.projector or Component(name=producer.cls.default_projector if producer else "identity")
+    projector = choose("projector", "projector", projector_config)
+    injector = choose("injector", "injector", config.injector)
+    evaluator_config = config.evaluator or (Component(name=task.evaluator) if task else None)
+    evaluator = choose("evaluator", "evaluator", evaluator_config) if evaluator_config else None
+    if problems:
+        raise ConfigError(problems)
+    return Plan(config, task, producer, projector, injector, evaluator)

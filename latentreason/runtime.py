@@ -1,0 +1,66 @@
+"""The models of a run, loaded on first use through the model-loader hook."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import torch
+
+from latentreason.config import ModelsConfig
+from latentreason.models import LoadedModel, ModelSpec
+from latentreason.registry import Registry
+
+
+def resolve_device(device: str) -> str:
+    """``"auto"`` becomes ``"cuda"`` when a GPU is visible, else ``"cpu"``."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+class Runtime:
+    """Holds the assistant and the LLM; each is loaded when first asked for.
+
+    A run whose producer never touches the assistant (plain CoT) never loads it.
+
+    Args:
+        models: which models to load and how.
+        registry: where the model-loader hook lives.
+        llm: an already loaded LLM (skips loading; e.g. tests, notebooks).
+        assistant: an already loaded assistant.
+    """
+
+    def __init__(
+        self,
+        models: ModelsConfig | None = None,
+        registry: Registry | None = None,
+        *,
+        llm: LoadedModel | None = None,
+        assistant: LoadedModel | None = None,
+    ) -> None:
+        self.models = models or ModelsConfig()
+        self.registry = registry or Registry()
+        self.device = resolve_device(self.models.device)
+        if llm is not None:
+            self.__dict__["llm"] = llm
+        if assistant is not None:
+            self.__dict__["assistant"] = assistant
+
+    def _load(self, name: str) -> LoadedModel:
+        spec = ModelSpec(
+            name=name,
+            dtype=self.models.dtype,
+            device=self.device,
+            trust_remote_code=self.models.trust_remote_code,
+        )
+        return self.registry.load_model(spec)
+
+    @cached_property
+    def llm(self) -> LoadedModel:
+        """The frozen reasoning LLM."""
+        return self._load(self.models.llm)
+
+    @cached_property
+    def assistant(self) -> LoadedModel:
+        """The frozen assistant model."""
+        return self._load(self.models.assistant)

@@ -1,0 +1,42 @@
+"""Pieces shared by the built-in task definitions."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from latentreason.answers import format_number
+
+#: The data shipped inside the package: ``data/<task>/<split>.jsonl``.
+DATA_ROOT = Path(__file__).resolve().parent.parent / "data"
+
+
+def final_answer_rule(what: str) -> str:
+    """The instruction sentence that fixes the answer format.
+
+    Args:
+        what: what goes in the box, e.g. ``"the letter of the correct option"``.
+
+    Returns:
+        The sentence asking for step-by-step reasoning and a boxed answer.
+    """
+    return (
+        "Think step by step and write out your reasoning, then end your response with the sentence "
+        f'"The final answer is \\boxed{{X}}." where X is {what}.'
+    )
+
+
+def number_text(value: Any) -> str:
+    """A hub answer (``51.0``, ``"1,234"``) in the datasets' number form (``"51"``, ``"1234"``).
+
+    Args:
+        value: an int, float or numeric string.
+
+    Returns:
+        The number without separators or a trailing ``.0``.
+
+    Raises:
+        ValueError: if the value is not a number.
+    """
+    return format_number(Fraction(str(value).replace(",", "").strip()))

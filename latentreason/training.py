@@ -1,0 +1,316 @@
+"""Training of a pipeline's trainable components (the SoftCoT projector, ...).
+
+The assistant and the LLM stay frozen. The loss is the NLL of the gold
+rationale and answer (ending with the end-of-turn token, so the model learns
+to stop) given the prompt with injected thoughts. Logits are computed only at
+supervised positions.
+
+Everything needed to continue is in one atomically written
+``state.safetensors``: weights, optimizer and scheduler state, RNG states and
+the data position. An interrupted run (Ctrl-C, SIGTERM, kill -9) resumes from
+its last saved step with the same command.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from latentreason.batching import position_ids
+from latentreason.checkpoint import atomic_write, save_weights
+from latentreason.config import TrainConfig
+from latentreason.errors import LatentReasonError
+from latentreason.injector import IGNORE_INDEX
+from latentreason.pipeline import Pipeline
+from latentreason.prompting import end_of_turn_id
+from latentreason.task import Example
+
+STATE_FILE = "state.safetensors"
+WEIGHTS_FILE = "last.safetensors"
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced.
+
+    Attributes:
+        weights: the final trained weights (``last.safetensors``).
+        history: ``{"step", "loss", "lr"}`` per optimizer step.
+        validation: ``{"epoch", "loss"}`` per epoch.
+        examples_per_s: training throughput of this invocation.
+    """
+
+    weights: Path
+    history: list[dict[str, float]] = field(default_factory=list)
+    validation: list[dict[str, float]] = field(default_factory=list)
+    examples_per_s: float = 0.0
+
+
+def _jsonable_rng(state: tuple) -> list:
+    version, internal, gauss = state
+    return [version, list(internal), gauss]
+
+
+class _Stop(Exception):
+    """Raised by the signal handler to stop at the next safe point."""
+
+
+def supervised_loss(pipeline: Pipeline, examples: list[Example], targets: list[list[int]]) -> torch.Tensor:
+    """Mean NLL of ``targets`` given each example's prompt and thoughts.
+
+    Args:
+        pipeline: supplies the inputs (gradients flow into its trainable parts).
+        examples: the batch.
+        targets: gold token ids per example.
+    """
+    llm = pipeline.runtime.llm
+    inputs = pipeline.inputs(examples, targets)
+    hidden = llm.model.base_model(
+        inputs_embeds=inputs.inputs_embeds,
+        attention_mask=inputs.attention_mask,
+        position_ids=position_ids(inputs.attention_mask),
+        use_cache=False,
+    ).last_hidden_state  # (B, T, d_llm)
+    labels = inputs.labels[:, 1:]  # (B, T-1): token t is predicted at position t-1
+    supervised = labels != IGNORE_INDEX
+    logits = llm.model.lm_head(hidden[:, :-1][supervised])  # (M, V), supervised positions only
+    cap = getattr(llm.model.config, "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return F.cross_entropy(logits.float(), labels[supervised])
+
+
+class Trainer:
+    """Trains ``pipeline.trainable()`` on examples, with checkpoints and resume.
+
+    Args:
+        pipeline: the method; its trainable components are optimized.
+        train: training examples.
+        validation: examples for the per-epoch validation loss.
+        config: optimization settings.
+        out_dir: checkpoint folder (created).
+        seed: seeds data order and initialization.
+        progress: show a progress bar.
+    """
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        train: list[Example],
+        validation: list[Example],
+        config: TrainConfig,
+        out_dir: str | Path,
+        *,
+        seed: int = 0,
+        progress: bool = True,
+    ) -> None:
+        self.pipeline = pipeline
+        self.modules = pipeline.trainable()
+        if not self.modules:
+            raise LatentReasonError(
+                f"Nothing to train: producer {pipeline.config.producer.name!r} with projector "
+                f"{pipeline.plan.projector.name!r} has no trainable parameters."
+            )
+        self.train_examples = train
+        self.validation = validation
+        self.config = config
+        self.out_dir = Path(out_dir)
+        self.seed = seed
+        self.progress = progress
+        tokenizer = pipeline.runtime.llm.tokenizer
+        stop = end_of_turn_id(tokenizer)
+        self.targets = {
+            ex.id: tokenizer(pipeline.task.target_text(ex), add_special_tokens=False)["input_ids"][: config.max_target_tokens - 1] + [stop]
+            for ex in train + validation
+        }
+        self.params = [p for m in self.modules.values() for p in m.parameters() if p.requires_grad]
+        for p in self.params:
+            p.data = p.data.float()  # fp32 master weights, whatever the LLM's dtype
+        self.optimizer = torch.optim.AdamW(self.params, lr=config.lr, weight_decay=config.weight_decay)
+        self.batches_per_epoch = math.ceil(len(train) / config.batch_size)
+        self.total_steps = math.ceil(self.batches_per_epoch / config.grad_accum) * config.epochs
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self.step = 0
+        self.epoch = 0
+        self.batch = 0  # next batch within the epoch
+        self.history: list[dict[str, float]] = []
+        self.val_history: list[dict[str, float]] = []
+
+    def _lr_factor(self, step: int) -> float:
+        """Linear warm-up, then linear decay to 10% of the peak."""
+        warmup = self.config.warmup_steps
+        if step < warmup:
+            return (step + 1) / warmup
+        remaining = max(1, self.total_steps - warmup)
+        return max(0.1, 1.0 - 0.9 * (step - warmup) / remaining)
+
+    def _order(self, epoch: int) -> list[int]:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        return torch.randperm(len(self.train_examples), generator=generator).tolist()
+
+    # -- state -------------------------------------------------------------
+
+    def _meta(self) -> dict[str, Any]:
+        return {
+            "components": self.pipeline.components(),
+            "task": self.pipeline.task.name,
+            "step": self.step,
+            "epoch": self.epoch,
+        }
+
+    def save(self) -> None:
+        """Write the full training state, then the usable weights, atomically."""
+        tensors = {f"weights.{name}.{k}": v.detach().cpu().contiguous() for name, m in self.modules.items() for k, v in m.state_dict().items()}
+        optimizer = self.optimizer.state_dict()
+        for index, state in optimizer["state"].items():
+            for key, value in state.items():
+                tensors[f"optimizer.{index}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
+        tensors["rng.torch"] = torch.get_rng_state()
+        info = {
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch": self.batch,
+            "param_groups": optimizer["param_groups"],
+            "scheduler": self.scheduler.state_dict(),
+            "python_rng": _jsonable_rng(random.getstate()),
+            "history": self.history,
+            "validation": self.val_history,
+            "seed": self.seed,
+            "n_train": len(self.train_examples),
+        }
+        atomic_write(self.out_dir / STATE_FILE, lambda tmp: save_file(tensors, tmp, metadata={"state": json.dumps(info)}))
+        save_weights(self.out_dir / WEIGHTS_FILE, self.modules, self._meta())
+        atomic_write(self.out_dir / "history.json", lambda tmp: Path(tmp).write_text(json.dumps({"train": self.history, "validation": self.val_history}, indent=1)))
+
+    def resume(self) -> bool:
+        """Load ``state.safetensors`` if present. Returns whether it was found."""
+        path = self.out_dir / STATE_FILE
+        if not path.exists():
+            return False
+        with safe_open(str(path), framework="pt") as f:
+            info = json.loads(f.metadata()["state"])
+        if info["n_train"] != len(self.train_examples) or info["seed"] != self.seed:
+            raise LatentReasonError(
+                f"{str(path)!r} belongs to a run with {info['n_train']} training examples and seed {info['seed']}, "
+                f"not {len(self.train_examples)} and {self.seed}; use another checkpoint_dir or delete it."
+            )
+        tensors = load_file(str(path))
+        for name, module in self.modules.items():
+            prefix = f"weights.{name}."
+            state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            try:
+                module.load_state_dict(state)
+            except RuntimeError as exc:
+                raise LatentReasonError(f"{str(path)!r} does not fit this run's {name}: {exc}") from exc
+        opt_state: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in tensors.items():
+            if key.startswith("optimizer."):
+                _, index, name = key.split(".", 2)
+                opt_state.setdefault(int(index), {})[name] = value
+        self.optimizer.load_state_dict({"state": opt_state, "param_groups": info["param_groups"]})
+        self.scheduler.load_state_dict(info["scheduler"])
+        torch.set_rng_state(tensors["rng.torch"])
+        version, internal, gauss = info["python_rng"]
+        random.setstate((version, tuple(internal), gauss))
+        self.step, self.epoch, self.batch = info["step"], info["epoch"], info["batch"]
+        self.history, self.val_history = info["history"], info["validation"]
+        return True
+
+    # -- loop --------------------------------------------------------------
+
+    def validate(self) -> float | None:
+        """Mean validation loss, or None without validation examples."""
+        if not self.validation:
+            return None
+        size = self.config.batch_size
+        losses = []
+        with torch.no_grad():
+            for start in range(0, len(self.validation), size):
+                batch = self.validation[start : start + size]
+                losses.append(supervised_loss(self.pipeline, batch, [self.targets[e.id] for e in batch]).item() * len(batch))
+        return sum(losses) / len(self.validation)
+
+    def run(self) -> TrainResult:
+        """Train to the configured number of epochs, resuming if a state exists."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.resume()
+        stop_requested = []
+
+        def request_stop(signum, frame):
+            stop_requested.append(signum)
+            raise _Stop
+
+        previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        seen, start_time = 0, time.perf_counter()
+        total_batches = self.batches_per_epoch * self.config.epochs
+        bar = tqdm(total=total_batches, initial=self.epoch * self.batches_per_epoch + self.batch,
+                   desc="train", unit="batch", disable=not self.progress)
+        try:
+            while self.epoch < self.config.epochs:
+                order = self._order(self.epoch)
+                while self.batch < self.batches_per_epoch:
+                    seen += self._accumulate(order, bar)
+                loss = self.validate()
+                if loss is not None:
+                    self.val_history.append({"epoch": self.epoch + 1, "loss": loss})
+                    bar.write(f"epoch {self.epoch + 1}: validation loss {loss:.4f}")
+                self.epoch += 1
+                self.batch = 0
+                self.save()
+                save_weights(self.out_dir / f"epoch-{self.epoch}.safetensors", self.modules, self._meta())
+        except _Stop:
+            bar.write(f"interrupted: progress saved at step {self.step}; run the same command again to resume")
+            raise KeyboardInterrupt from None
+        finally:
+            bar.close()
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+        elapsed = time.perf_counter() - start_time
+        return TrainResult(self.out_dir / WEIGHTS_FILE, self.history, self.val_history, seen / elapsed if elapsed else 0.0)
+
+    def _accumulate(self, order: list[int], bar) -> int:
+        """Run ``grad_accum`` batches and one optimizer step. Returns examples seen."""
+        size, accum = self.config.batch_size, self.config.grad_accum
+        first = self.batch
+        last = min(first + accum, self.batches_per_epoch)
+        count = sum(len(order[b * size : (b + 1) * size]) for b in range(first, last))
+        self.optimizer.zero_grad(set_to_none=True)
+        total = 0.0
+        try:
+            for b in range(first, last):
+                batch = [self.train_examples[i] for i in order[b * size : (b + 1) * size]]
+                loss = supervised_loss(self.pipeline, batch, [self.targets[e.id] for e in batch])
+                if not torch.isfinite(loss):
+                    raise LatentReasonError(
+                        f"Training loss became {loss.item()} at step {self.step + 1}; stopped. The last good "
+                        f"checkpoint is kept in {str(self.out_dir)!r}. Try a lower train.lr."
+                    )
+                (loss * len(batch) / count).backward()
+                total += loss.item() * len(batch)
+                bar.update(1)
+        except _Stop:
+            self.optimizer.zero_grad(set_to_none=True)
+            self.save()  # the state of the last finished step; the partial step is redone on resume
+            raise
+        torch.nn.utils.clip_grad_norm_(self.params, self.config.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        self.batch = last
+        self.history.append({"step": self.step, "loss": total / count, "lr": self.scheduler.get_last_lr()[0]})
+        bar.set_postfix(loss=f"{total / count:.4f}")
+        if self.config.save_every and self.step % self.config.save_every == 0:
+            self.save()
+        return count

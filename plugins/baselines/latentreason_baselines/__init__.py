@@ -1,0 +1,1 @@
+"""Baseline methods for latentreason, each a thought producer."""

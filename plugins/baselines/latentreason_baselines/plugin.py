@@ -1,0 +1,22 @@
+"""Hook implementations of the baselines plugin (its entry point)."""
+
+from __future__ import annotations
+
+from latentreason.hookspecs import hookimpl
+
+
+@hookimpl
+def latentreason_producers():
+    """Register the baseline producers."""
+    from latentreason_baselines.assist import AssistCoT
+    from latentreason_baselines.coconut import CoconutThoughts
+    from latentreason_baselines.cot import ZeroShotCoT
+    from latentreason_baselines.pause import PauseTokens, TrainedPauseTokens
+
+    return {
+        "cot": ZeroShotCoT,
+        "pause": PauseTokens,
+        "pause-trained": TrainedPauseTokens,
+        "assist-cot": AssistCoT,
+        "coconut": CoconutThoughts,
+    }

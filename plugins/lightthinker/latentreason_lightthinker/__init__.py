@@ -1,0 +1,1 @@
+"""LightThinker-style thought compression for latentreason (experimental)."""

@@ -1,0 +1,1 @@
+"""SoftCoT for latentreason: the assistant producer and the trainable projectors."""

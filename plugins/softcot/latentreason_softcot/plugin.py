@@ -1,0 +1,22 @@
+"""Hook implementations of the SoftCoT plugin (its entry point)."""
+
+from __future__ import annotations
+
+from latentreason.hookspecs import hookimpl
+
+
+@hookimpl
+def latentreason_producers():
+    """Register the ``softcot`` producer."""
+    from latentreason_softcot.producer import SoftCoTProducer
+
+    return {"softcot": SoftCoTProducer}
+
+
+@hookimpl
+def latentreason_projectors():
+    """Register the ``linear`` and ``mlp`` projectors."""
+    from latentreason_softcot.linear import LinearProjector
+    from latentreason_softcot.mlp import MLPProjector
+
+    return {"linear": LinearProjector, "mlp": MLPProjector}

@@ -1,0 +1,94 @@
+"""Baseline producers on tiny models: input construction and generation paths."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from latentreason.batching import pad_left, position_ids
+from latentreason.config import load_config
+from latentreason.pipeline import Pipeline
+from latentreason.prompting import SLOT, encode_chat
+from latentreason_baselines.coconut import CoconutOptions, CoconutThoughts
+
+QUESTIONS = ["Natalia sold 48 clips in April and half as many in May. How many in total?", "What is 2 + 3?"]
+
+
+def _pipeline(runtime, producer, options=None, **generation):
+    config = load_config(
+        overrides={
+            "producer": {"name": producer, "options": options or {}},
+            "data": {"task": "gsm8k"},
+            "generation": {"max_new_tokens": 4, **generation},
+        }
+    )
+    return Pipeline.from_config(config, runtime=runtime)
+
+
+def test_pause_tokens_keep_their_plain_embeddings(runtime):
+    pipeline = _pipeline(runtime, "pause", {"n_thoughts": 3})
+    examples = pipeline.task.load(limit=2)
+    inputs = pipeline.inputs(examples)
+    llm = runtime.llm
+    placeholder = llm.tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    questions = [pipeline.task.format_question(e) for e in examples]
+    span = [llm.tokenizer.convert_tokens_to_ids("<|box_start|>"), *[placeholder] * 3, llm.tokenizer.convert_tokens_to_ids("<|box_end|>")]
+    rows = [encode_chat(llm.tokenizer, pipeline.task.instruction, f"{q}\n\n{SLOT}", span)[0] for q in questions]
+    expected = llm.embed(pad_left(rows, llm.tokenizer.pad_token_id))
+    assert torch.allclose(inputs.inputs_embeds, expected)
+    assert pipeline.trainable() == {}
+
+
+def test_trained_pause_tokens_start_as_pause_tokens_and_are_trainable(runtime):
+    trained = _pipeline(runtime, "pause-trained", {"n_thoughts": 2})
+    plain = _pipeline(runtime, "pause", {"n_thoughts": 2})
+    examples = trained.task.load(limit=1)
+    assert torch.allclose(trained.inputs(examples).inputs_embeds, plain.inputs(examples).inputs_embeds)
+    module = trained.trainable()["producer"]
+    assert module["embeddings"].shape == (2, runtime.llm.hidden_size)
+    assert module["embeddings"].requires_grad
+
+
+def test_assist_cot_puts_the_assistant_hint_in_the_prompt(runtime):
+    pipeline = _pipeline(runtime, "assist-cot", {"max_hint_tokens": 5})
+    examples = pipeline.task.load(limit=2)
+    thoughts = pipeline.producer.produce([pipeline.task.format_question(e) for e in examples], instruction="")
+    assert thoughts.vectors is None and len(thoughts.hints) == 2
+    inputs = pipeline.inputs(examples)
+    assert all("Hints from an assistant:" in p for p in inputs.prompts)
+    assert len(pipeline.answer(examples)) == 2
+
+
+def test_coconut_recurrence_with_cache_equals_recomputation(runtime):
+    producer = CoconutThoughts(CoconutOptions(n_thoughts=3), runtime)
+    thoughts = producer.produce(QUESTIONS[1:], instruction="Solve it.").vectors  # (1, 3, d)
+    assert thoughts.shape == (1, 3, runtime.llm.hidden_size)
+    llm = runtime.llm
+    box = llm.tokenizer.convert_tokens_to_ids("<|box_start|>")
+    ids, start = encode_chat(llm.tokenizer, "Solve it.", f"{QUESTIONS[1]}\n\n{SLOT}", [box])
+    prefix = llm.embed(torch.tensor([ids[: start + 1]]))  # (1, T, d)
+    for k in range(3):  # recompute step k from scratch, without a cache
+        embeds = torch.cat([prefix, thoughts[:, :k]], dim=1)
+        state = llm.model.base_model(inputs_embeds=embeds).last_hidden_state[:, -1]
+        state = F.normalize(state, dim=-1) * llm.embed_norm
+        assert torch.allclose(state, thoughts[:, k], atol=1e-4)
+
+
+def test_coconut_thoughts_do_not_depend_on_batch_padding(runtime):
+    producer = CoconutThoughts(CoconutOptions(n_thoughts=2), runtime)
+    batched = producer.produce(QUESTIONS, instruction="Solve it.").vectors
+    alone = producer.produce(QUESTIONS[1:], instruction="Solve it.").vectors
+    assert torch.allclose(batched[1], alone[0], atol=1e-4)
+
+
+def test_self_consistency_samples_and_votes(runtime):
+    torch.manual_seed(0)
+    pipeline = _pipeline(runtime, "cot", samples=3, do_sample=True)
+    predictions = pipeline.answer(pipeline.task.load(limit=2))
+    assert [len(p.generations) for p in predictions] == [3, 3]
+    assert all(p.new_tokens <= 12 for p in predictions)
+
+
+def test_position_ids_restart_after_left_padding():
+    mask = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]])
+    assert position_ids(mask).tolist() == [[0, 0, 0, 1], [0, 1, 2, 3]]

@@ -1,0 +1,115 @@
+"""The command line end to end on tiny models saved as local folders."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from latentreason.cli import main
+
+
+@pytest.fixture()
+def cli(tiny_dirs):
+    llm, assistant = tiny_dirs
+    runner = CliRunner()
+
+    def invoke(*args):
+        return runner.invoke(main, [*args], catch_exceptions=False)
+
+    invoke.models = ["--llm", llm, "--assistant", assistant, "--device", "cpu"]
+    return invoke
+
+
+def test_run_writes_a_results_folder(cli, tmp_path):
+    out = tmp_path / "res"
+    result = cli("run", "--producer", "cot", "--task", "gsm8k", "--limit", "3", "--batch-size", "2",
+                 "--max-new-tokens", "5", "--output", str(out), "--quiet", *cli.models)
+    assert result.exit_code == 0, result.output
+    assert "| gsm8k | cot | 3 |" in result.output
+    records = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert len(records) == 3
+    assert set(records[0]) >= {"id", "question", "prompt", "generation", "strict", "flexible", "gold",
+                               "strict_correct", "flexible_correct", "new_tokens", "latency_s"}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n"] == 3 and 0 <= summary["strict_acc"] <= 1
+    assert (out / "config.yaml").exists() and (out / "summary.md").exists()
+
+    again = cli("run", "--producer", "cot", "--task", "gsm8k", "--limit", "4", "--batch-size", "2",
+                "--max-new-tokens", "5", "--output", str(out), "--quiet", *cli.models)
+    assert again.exit_code == 0, again.output
+    ids = [json.loads(line)["id"] for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert len(ids) == 4 == len(set(ids))  # the 3 finished examples were not recomputed
+
+
+def test_train_then_run_with_the_trained_projector(cli, tmp_path):
+    ckpt = tmp_path / "ckpt"
+    result = cli("train", "--producer", "softcot", "--task", "gsm8k", "--train-limit", "4", "--train-batch-size", "2",
+                 "--out", str(ckpt), "--set", "train.val_limit=2", "--set", "train.max_target_tokens=16",
+                 "--n-thoughts", "2", "--quiet", *cli.models)
+    assert result.exit_code == 0, result.output
+    assert "validation loss" in result.output
+    weights = ckpt / "last.safetensors"
+    assert weights.exists()
+    result = cli("run", "--producer", "softcot", "--task", "gsm8k", "--limit", "2", "--n-thoughts", "2",
+                 "--projector", str(weights), "--max-new-tokens", "4", "--output", str(tmp_path / "r"),
+                 "--quiet", *cli.models)
+    assert result.exit_code == 0, result.output
+    assert "untrained" not in result.output
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["run", "--producer", "sofcot"], "Unknown producer 'sofcot'. Did you mean 'softcot'?"),
+        (["run", "--task", "gsm9k"], "Unknown task 'gsm9k'"),
+        (["run", "--producer", "cot", "--llm", "./no/such/model"], "does not exist"),
+        (["run", "--set", "generation.max_new_tokens=lots"], "generation.max_new_tokens"),
+    ],
+)
+def test_bad_input_gives_one_clear_error_without_traceback(cli, args, expected):
+    result = cli(*args)
+    assert result.exit_code == 2
+    assert expected in result.output
+    assert "Traceback" not in result.output
+
+
+def test_malformed_yaml_and_validate(cli, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("producer: {name: cot\n")
+    result = cli("validate", str(bad))
+    assert result.exit_code == 2 and "not valid YAML" in result.output
+    good = tmp_path / "good.yaml"
+    good.write_text("producer: {name: cot}\ndata: {task: aqua, limit: 2}\n")
+    result = cli("validate", str(good))
+    assert result.exit_code == 0 and "evaluator choice" in result.output
+
+
+def test_projector_of_the_wrong_shape(cli, tmp_path):
+    import torch
+
+    from latentreason.checkpoint import save_weights
+
+    path = save_weights(tmp_path / "w.safetensors", {"projector": torch.nn.ModuleDict({"linear": torch.nn.Linear(7, 9)})}, {})
+    result = cli("run", "--producer", "softcot", "--limit", "1", "--projector", str(path), *cli.models)
+    assert result.exit_code == 2
+    assert "projector.linear.weight has shape (9, 7) but this run needs (64, 48)" in result.output
+
+
+def test_dataset_file_with_missing_fields(cli, tmp_path):
+    data = tmp_path / "broken.jsonl"
+    data.write_text('{"id": "a", "question": "1+1?"}\n')
+    result = cli("run", "--producer", "cot", "--source", str(data), "--limit", "1", *cli.models)
+    assert result.exit_code == 2
+    assert "answer" in result.output and "line 1" in result.output
+
+
+def test_listing_commands(cli):
+    plugins = cli("plugins")
+    assert plugins.exit_code == 0 and "softcot" in plugins.output and "latentreason_producers" in plugins.output
+    tasks = cli("tasks")
+    assert tasks.exit_code == 0 and "strategyqa" in tasks.output
+    models = cli("models")
+    assert models.exit_code == 0 and "qwen2.5-coder-0.5b-instruct" in models.output
+    assert "Quick start" in cli("--help").output

@@ -1,0 +1,139 @@
+"""Projector training: loss goes down, only the projector changes, checkpoints, resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+import torch
+
+from latentreason import training
+from latentreason.checkpoint import load_weights, read_meta, save_weights
+from latentreason.config import TrainConfig, load_config
+from latentreason.errors import LatentReasonError
+from latentreason.pipeline import Pipeline
+from latentreason.training import Trainer
+
+
+def _pipeline(runtime, **projector):
+    config = load_config(
+        overrides={
+            "producer": {"name": "softcot", "options": {"n_thoughts": 2, "n_thoughts_train": 3}},
+            "projector": projector or {"name": "linear"},
+            "data": {"task": "gsm8k"},
+        }
+    )
+    return Pipeline.from_config(config, runtime=runtime)
+
+
+def _frozen_state(runtime):
+    return {
+        f"{role}.{k}": v.clone()
+        for role, model in (("llm", runtime.llm.model), ("assistant", runtime.assistant.model))
+        for k, v in model.state_dict().items()
+    }
+
+
+def test_training_lowers_the_loss_and_changes_only_the_projector(runtime, tmp_path):
+    torch.manual_seed(0)
+    pipeline = _pipeline(runtime)
+    examples = pipeline.task.load("train", limit=4)
+    before_frozen = _frozen_state(runtime)
+    before_projector = {k: v.clone() for k, v in pipeline.projector.state_dict().items()}
+    config = TrainConfig(epochs=12, batch_size=4, lr=3e-2, warmup_steps=0, max_target_tokens=24)
+    trainer = Trainer(pipeline, examples, [], config, tmp_path, progress=False)
+    start = training.supervised_loss(pipeline, examples, [trainer.targets[e.id] for e in examples]).item()
+    result = trainer.run()
+    end = training.supervised_loss(pipeline, examples, [trainer.targets[e.id] for e in examples]).item()
+    assert end < start - 0.1
+    assert len(result.history) == 12
+    after_frozen = _frozen_state(runtime)
+    assert all(torch.equal(before_frozen[k], after_frozen[k]) for k in before_frozen)
+    assert any(not torch.equal(before_projector[k], v) for k, v in pipeline.projector.state_dict().items())
+    assert (tmp_path / "last.safetensors").exists() and (tmp_path / "epoch-12.safetensors").exists()
+
+
+def test_targets_end_with_the_end_of_turn_token(runtime, tmp_path):
+    pipeline = _pipeline(runtime)
+    examples = pipeline.task.load("train", limit=2)
+    trainer = Trainer(pipeline, examples, [], TrainConfig(max_target_tokens=16), tmp_path, progress=False)
+    eot = runtime.llm.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert all(t[-1] == eot and len(t) <= 16 for t in trainer.targets.values())
+
+
+def test_checkpoint_round_trip(runtime, tmp_path):
+    first = _pipeline(runtime)
+    path = save_weights(tmp_path / "p.safetensors", first.trainable(), {"components": first.components()})
+    second = _pipeline(runtime)
+    thoughts = torch.randn(1, 2, runtime.assistant.hidden_size)
+    assert not torch.allclose(first.projector(thoughts), second.projector(thoughts))
+    meta = load_weights(path, second.trainable())
+    assert torch.allclose(first.projector(thoughts), second.projector(thoughts))
+    assert meta["components"]["projector"]["name"] == "linear"
+    assert read_meta(path) == meta
+
+
+def test_checkpoint_of_the_wrong_shape_says_which_tensor(runtime, tmp_path):
+    mlp = _pipeline(runtime, name="mlp", options={"hidden": 16})
+    path = save_weights(tmp_path / "mlp.safetensors", mlp.trainable(), {"components": mlp.components()})
+    with pytest.raises(LatentReasonError) as err:
+        load_weights(path, _pipeline(runtime).trainable())
+    message = str(err.value)
+    assert "missing tensor projector.linear.weight (expected shape (64, 48))" in message
+    assert "unexpected tensor projector.net.0.weight" in message
+
+    narrow = torch.nn.Linear(48, 32)
+    bad = save_weights(tmp_path / "narrow.safetensors", {"projector": torch.nn.ModuleDict({"linear": narrow})}, {})
+    with pytest.raises(LatentReasonError, match=r"projector.linear.weight has shape \(32, 48\) but this run needs \(64, 48\)"):
+        load_weights(bad, {"projector": torch.nn.ModuleDict({"linear": torch.nn.Linear(48, 64)})})
+
+
+def test_non_safetensors_checkpoints_are_refused(tmp_path):
+    pickled = tmp_path / "weights.pt"
+    torch.save({"x": torch.zeros(1)}, pickled)
+    with pytest.raises(LatentReasonError, match="only safetensors"):
+        load_weights(pickled, {})
+
+
+def test_interrupted_training_resumes_to_the_same_weights(runtime, tmp_path, monkeypatch):
+    config = TrainConfig(epochs=2, batch_size=2, lr=1e-2, warmup_steps=1, max_target_tokens=12, save_every=1)
+
+    def fresh():
+        torch.manual_seed(0)
+        pipeline = _pipeline(runtime)
+        return pipeline, pipeline.task.load("train", limit=6)
+
+    pipeline, examples = fresh()
+    Trainer(pipeline, examples, [], config, tmp_path / "straight", progress=False).run()
+    reference = {k: v.clone() for k, v in pipeline.projector.state_dict().items()}
+
+    calls = {"n": 0}
+    real_loss = training.supervised_loss
+
+    def interrupting_loss(*args):
+        calls["n"] += 1
+        if calls["n"] == 4:  # in the middle of epoch 1: send ourselves SIGTERM
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_loss(*args)
+
+    pipeline, examples = fresh()
+    monkeypatch.setattr(training, "supervised_loss", interrupting_loss)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(pipeline, examples, [], config, tmp_path / "resumed", progress=False).run()
+    monkeypatch.setattr(training, "supervised_loss", real_loss)
+
+    pipeline, examples = fresh()  # a new process would start from scratch like this
+    trainer = Trainer(pipeline, examples, [], config, tmp_path / "resumed", progress=False)
+    result = trainer.run()
+    assert len(result.history) == 6
+    for key, value in pipeline.projector.state_dict().items():
+        assert torch.allclose(value, reference[key], atol=1e-6), key
+
+
+def test_nan_loss_stops_with_a_clear_message(runtime, tmp_path, monkeypatch):
+    pipeline = _pipeline(runtime)
+    examples = pipeline.task.load("train", limit=2)
+    monkeypatch.setattr(training, "supervised_loss", lambda *a: torch.tensor(float("nan"), requires_grad=True))
+    with pytest.raises(LatentReasonError, match="loss became nan"):
+        Trainer(pipeline, examples, [], TrainConfig(batch_size=2), tmp_path, progress=False).run()
