@@ -36,9 +36,9 @@ def _config_options(func):
     """Options shared by ``run`` and ``train``; each overrides the config file."""
     options = [
         click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML run config (see `latentreason validate`)."),
-        click.option("--producer", help="Thought producer, e.g. softcot, cot (see `latentreason plugins`)."),
-        click.option("--task", help="Task, e.g. gsm8k, aqua, strategyqa (see `latentreason tasks`)."),
-        click.option("--projector", "checkpoint", type=click.Path(dir_okay=False), help="Trained weights (.safetensors) to load."),
+        click.option("--producer", help="Thought producer, e.g. softcot, cot (see `latentreason plugins`); run: comma-separated to compare."),
+        click.option("--task", help="Task, e.g. gsm8k, aqua, strategyqa (see `latentreason tasks`); run: comma-separated to compare."),
+        click.option("--projector", "checkpoint", help="Trained weights (.safetensors) to load; run: also PRODUCER=PATH,..."),
         click.option("--limit", type=int, help="Use only the first N examples."),
         click.option("--split", help="Dataset split (default: the task's evaluation split)."),
         click.option("--source", help="Data source: a JSONL file, a folder of <split>.jsonl, or a hub dataset id."),
@@ -113,26 +113,54 @@ def main() -> None:
 
 @main.command()
 @_config_options
-@click.option("--output", type=click.Path(file_okay=False), help="Results folder (default results/<task>-<producer>-<split>).")
+@click.option("--seeds", help="Comma-separated seeds, e.g. 0,1,2: each cell runs once per seed (mean ± std).")
+@click.option("--output", type=click.Path(file_okay=False), help="Results folder (default results/<task>-<producer>-<split>, or results/ for a comparison).")
 @_friendly
-def run(config_path, sets, quiet, output, **flags):
-    """Evaluate a method on a task and write a results folder.
+def run(config_path, sets, quiet, output, seeds, **flags):
+    """Evaluate methods on tasks and write results folders.
 
-    Prints accuracy (strict: the \\boxed{} answer the prompt asks for;
-    flexible: the last number / option / yes-no) with 95% intervals. Re-running
-    into the same folder resumes: finished examples are not recomputed.
+    \b
+    One method on one task:
+      latentreason run --producer cot --task gsm8k --limit 5
+    A comparison (comma-separated producers and/or tasks, optional seeds):
+      latentreason run --producer cot,pause,assist-cot,coconut,softcot --task gsm8k,strategyqa \\
+          --limit 50 --projector softcot=checkpoints/softcot-gsm8k/last.safetensors
+
+    Prints accuracy (strict: the \\boxed{} answer the prompt asks for; flexible:
+    the last number / option / yes-no) with 95% intervals; a comparison also
+    writes comparison.md and comparison.csv. Re-running into the same folder
+    resumes: finished examples are not recomputed.
     """
     import torch
 
     from latentreason.api import build_pipeline, evaluation_examples
     from latentreason.evaluation import default_output, evaluate
 
-    config = _build_config(config_path, sets, **flags)
+    producers = _split(flags.pop("producer"))
+    tasks = _split(flags.pop("task"))
+    checkpoints = _checkpoints(flags.pop("checkpoint"))
+    config = _build_config(
+        config_path, sets, producer=producers[0] if producers else None, task=tasks[0] if tasks else None,
+        checkpoint=checkpoints.get(producers[0] if producers else "*", checkpoints.get("*")) if len(producers) <= 1 else None,
+        **flags,
+    )
+    seed_list = [int(s) for s in _split(seeds)] if seeds else [config.seed]
+    if len(producers) > 1 or len(tasks) > 1 or len(seed_list) > 1:
+        from latentreason.comparison import compare, markdown_table
+
+        output = output or config.output_dir
+        summaries = compare(
+            config, producers or [config.producer.name], tasks or [config.data.task], seed_list, output,
+            checkpoints, progress=not quiet,
+        )
+        click.echo(markdown_table(summaries))
+        click.echo(f"results: {output}  (comparison.md, comparison.csv)")
+        return
     torch.manual_seed(config.seed)
     pipeline = build_pipeline(config)
-    if pipeline.trainable() and not config.checkpoint:
+    if pipeline.trainable() and not pipeline.checkpoint:
         click.echo(
-            f"warning: {config.producer.name} runs with an untrained (randomly initialised) projector; "
+            f"warning: {config.producer.name} runs with untrained (randomly initialised) parameters; "
             "pass --projector PATH from `latentreason train` for meaningful results.",
             err=True,
         )
@@ -140,6 +168,20 @@ def run(config_path, sets, quiet, output, **flags):
     summary = evaluate(pipeline, evaluation_examples(pipeline), output, progress=not quiet)
     click.echo(summary.table())
     click.echo(f"results: {output}")
+
+
+def _split(value: str | None) -> list[str]:
+    """``"a,b"`` -> ``["a", "b"]``; None -> ``[]``."""
+    return [v.strip() for v in value.split(",") if v.strip()] if value else []
+
+
+def _checkpoints(value: str | None) -> dict[str, str]:
+    """``"PATH"`` or ``"producer=PATH,other=PATH"`` -> ``{producer: path}`` (``"*"`` for a bare path)."""
+    out = {}
+    for item in _split(value):
+        name, sep, path = item.partition("=")
+        out.update({name: path} if sep else {"*": item})
+    return out
 
 
 @main.command()
@@ -249,3 +291,15 @@ def models_fetch(aliases, force):
     defaults = ModelsConfig()
     for alias in aliases or (defaults.assistant, defaults.llm):
         click.echo(f"{alias}: {fetch_model(alias, force=force)}")
+
+
+@main.command()
+@click.argument("results_dir", type=click.Path(file_okay=False))
+@_friendly
+def report(results_dir):
+    """Render RESULTS_DIR (a run or a comparison) as report.md and report.html with plots."""
+    from latentreason.report import render_report
+
+    md, page = render_report(results_dir)
+    click.echo(md.read_text().split("\n\n")[1])
+    click.echo(f"report: {md} and {page}")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from latentreason.memory import PeakMemory
 from latentreason.pipeline import Pipeline
 from latentreason.results import ResultsFolder, Summary, prediction_record, summarize
 from latentreason.task import Example
@@ -44,13 +45,15 @@ def evaluate(
     done = {r["id"]: r for r in folder.done() if r["id"] in wanted}
     todo = [ex for ex in examples if ex.id not in done]
     size = pipeline.config.generation.batch_size
-    with tqdm(total=len(examples), initial=len(done), desc=f"{pipeline.task.name}/{pipeline.config.producer.name}",
+    with PeakMemory(pipeline.runtime.device) as memory, tqdm(total=len(examples), initial=len(done), desc=f"{pipeline.task.name}/{pipeline.config.producer.name}",
               unit="ex", disable=not progress) as bar:
         for start in range(0, len(todo), size):
             records = [prediction_record(p) for p in pipeline.answer(todo[start : start + size])]
             folder.append(records)
             done.update((r["id"], r) for r in records)
             bar.update(len(records))
-    summary = summarize(pipeline.task.name, pipeline.config.producer.name, [done[ex.id] for ex in examples])
+    config = pipeline.config
+    records = [done[ex.id] for ex in examples]
+    summary = summarize(pipeline.task.name, config.producer.name, records, config.seed, memory.peak_gib)
     folder.write_summary(summary)
     return summary

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from latentreason.checkpoint import load_weights
+from latentreason.checkpoint import load_weights, read_meta
 from latentreason.config import RunConfig
 from latentreason.evaluator import Score
 from latentreason.generation import generate
@@ -70,8 +70,9 @@ class Pipeline:
             self.projector = plan.projector.cls(
                 plan.projector.options, self.producer.thought_dim, llm.hidden_size, llm.embed_norm
             ).to(llm.model.device)
-        if self.config.checkpoint:
-            self.load(self.config.checkpoint)
+        self.checkpoint = self.config.checkpoint or self._fitting_default()
+        if self.checkpoint:
+            self.load(self.checkpoint)
 
     @classmethod
     def from_config(cls, config: RunConfig, registry: Registry | None = None, runtime: Runtime | None = None) -> Pipeline:
@@ -103,6 +104,16 @@ class Pipeline:
             kind: {"name": choice.name, "options": choice.options.model_dump(mode="json")}
             for kind, choice in (("producer", plan.producer), ("projector", plan.projector))
         } | {"llm": self.runtime.models.llm, "assistant": self.runtime.models.assistant}
+
+    def _fitting_default(self) -> str | None:
+        """The producer's default checkpoint, if it was made for this very setup."""
+        path = self.producer.default_checkpoint()
+        if path is None or not self.trainable():
+            return None
+        made_for = read_meta(path).get("components", {})
+        mine = self.components()
+        same = all(made_for.get(k) == mine[k] for k in ("projector", "llm", "assistant"))
+        return str(path) if same and made_for.get("producer", {}).get("name") == mine["producer"]["name"] else None
 
     def load(self, path: str | Path) -> None:
         """Load trained component weights from a safetensors checkpoint."""

@@ -8,6 +8,7 @@ nothing at all (plain chain of thought).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 import torch
@@ -71,6 +72,14 @@ class ThoughtProducer:
                 different number of thoughts).
         """
         raise NotImplementedError
+
+    def default_checkpoint(self) -> Path | None:
+        """Trained weights to use when the run names none (e.g. shipped for the default models).
+
+        The pipeline loads them only if they were made for the same models,
+        producer and projector.
+        """
+        return None
 
     def trainable(self) -> nn.Module | None:
         """The producer's own trainable parameters (e.g. learned embeddings), if any."""

@@ -71,21 +71,23 @@ class Summary:
     mean_new_tokens: float
     examples_per_s: float
     tokens_per_s: float
+    seed: int = 0
+    peak_memory_gib: float = 0.0
 
     def table(self) -> str:
         """A one-row Markdown table."""
-        head = "| task | producer | n | acc strict (95% CI) | acc flexible (95% CI) | mean new tokens | examples/s | tokens/s |"
-        sep = "|---|---|---|---|---|---|---|---|"
+        head = "| task | producer | n | acc strict (95% CI) | acc flexible (95% CI) | mean new tokens | examples/s | tokens/s | peak mem GiB |"
+        sep = "|---|---|---|---|---|---|---|---|---|"
         row = (
             f"| {self.task} | {self.producer} | {self.n} "
             f"| {self.strict_acc:.3f} ({self.strict_ci[0]:.3f}-{self.strict_ci[1]:.3f}) "
             f"| {self.flexible_acc:.3f} ({self.flexible_ci[0]:.3f}-{self.flexible_ci[1]:.3f}) "
-            f"| {self.mean_new_tokens:.1f} | {self.examples_per_s:.3f} | {self.tokens_per_s:.1f} |"
+            f"| {self.mean_new_tokens:.1f} | {self.examples_per_s:.3f} | {self.tokens_per_s:.1f} | {self.peak_memory_gib:.2f} |"
         )
         return "\n".join([head, sep, row])
 
 
-def summarize(task: str, producer: str, records: list[dict[str, Any]]) -> Summary:
+def summarize(task: str, producer: str, records: list[dict[str, Any]], seed: int = 0, peak_memory_gib: float = 0.0) -> Summary:
     """Summarize per-example records (speed from their per-example latencies)."""
     n = len(records)
     strict = sum(r["strict_correct"] for r in records)
@@ -103,6 +105,8 @@ def summarize(task: str, producer: str, records: list[dict[str, Any]]) -> Summar
         mean_new_tokens=tokens / n if n else 0.0,
         examples_per_s=n / seconds if seconds else 0.0,
         tokens_per_s=tokens / seconds if seconds else 0.0,
+        seed=seed,
+        peak_memory_gib=peak_memory_gib,
     )
 
 

@@ -113,3 +113,37 @@ def test_listing_commands(cli):
     models = cli("models")
     assert models.exit_code == 0 and "qwen2.5-coder-0.5b-instruct" in models.output
     assert "Quick start" in cli("--help").output
+
+
+def test_a_comparison_of_producers_tasks_and_seeds(cli, tmp_path):
+    out = tmp_path / "cmp"
+    result = cli("run", "--producer", "cot,pause", "--task", "gsm8k,strategyqa", "--seeds", "0,1", "--limit", "2",
+                 "--max-new-tokens", "3", "--output", str(out), "--quiet",
+                 "--set", "generation.do_sample=true", *cli.models)
+    assert result.exit_code == 0, result.output
+    table = (out / "comparison.md").read_text()
+    assert table.count("\n") == 6  # header, rule, 4 rows
+    assert "± " in table
+    assert len((out / "comparison.csv").read_text().splitlines()) == 9  # header + 8 runs
+    assert (out / "strategyqa-pause-seed1" / "samples.jsonl").exists()
+
+
+def test_a_comparison_reports_every_problem_before_running(cli, tmp_path):
+    result = cli("run", "--producer", "cot,sofcot", "--task", "gsm8k,aqau", "--limit", "1", "--n-thoughts", "3",
+                 "--output", str(tmp_path / "x"), *cli.models)
+    assert result.exit_code == 2
+    assert "Unknown producer 'sofcot'" in result.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_report_renders_tables_and_plots(cli, tmp_path):
+    out = tmp_path / "cmp"
+    assert cli("run", "--producer", "cot,pause", "--task", "gsm8k", "--limit", "2", "--max-new-tokens", "3",
+               "--output", str(out), "--quiet", *cli.models).exit_code == 0
+    result = cli("report", str(out))
+    assert result.exit_code == 0, result.output
+    for name in ("report.md", "report.html", "accuracy.png", "accuracy_vs_latency.png"):
+        assert (out / name).stat().st_size > 0
+    assert (out / "accuracy.png").read_bytes()[:4] == b"\x89PNG"
+    assert "<td>pause</td>" in (out / "report.html").read_text()
+    assert cli("report", str(tmp_path / "empty")).exit_code == 2

@@ -7,6 +7,8 @@ those N positions are the soft thoughts. No tokens are generated.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from pydantic import Field
 
@@ -14,6 +16,8 @@ from latentreason.batching import pad_left, position_ids
 from latentreason.config import PluginOptions
 from latentreason.producer import ThoughtProducer, Thoughts
 from latentreason.prompting import encode_chat, placeholder_id
+
+WEIGHTS = Path(__file__).parent / "weights"
 
 
 class SoftCoTOptions(PluginOptions):
@@ -43,6 +47,12 @@ class SoftCoTProducer(ThoughtProducer):
     Options = SoftCoTOptions
     options: SoftCoTOptions
     default_projector = "linear"
+
+    def default_checkpoint(self) -> Path | None:
+        """The projector shipped for this pair of models, if there is one (see weights/README.md)."""
+        models = self.runtime.models
+        path = WEIGHTS / f"{models.assistant}__{models.llm}.safetensors"
+        return path if path.exists() else None
 
     @property
     def thought_dim(self) -> int:

@@ -1,0 +1,192 @@
+"""Several methods on several tasks and seeds in one call, with one table.
+
+Each (task, producer, seed) cell is an ordinary results folder
+``<output>/<task>-<producer>-seed<seed>`` (resumable like any run); the models
+are loaded once and shared. The comparison is written as ``comparison.md`` and
+``comparison.csv`` in ``<output>``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from latentreason.api import evaluation_examples
+from latentreason.config import Component, RunConfig
+from latentreason.errors import ConfigError, LatentReasonError
+from latentreason.evaluation import evaluate
+from latentreason.pipeline import Pipeline
+from latentreason.registry import Registry
+from latentreason.resolve import Plan, resolve
+from latentreason.results import Summary
+from latentreason.runtime import Runtime
+
+
+@dataclass
+class Row:
+    """One (task, producer) line of the comparison, over seeds."""
+
+    task: str
+    producer: str
+    runs: list[Summary]
+
+    def _stat(self, attr: str) -> tuple[float, float]:
+        values = [getattr(r, attr) for r in self.runs]
+        return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+    def cells(self) -> dict[str, str]:
+        """Formatted columns: accuracies (mean ± std over seeds, or a 95% CI for one seed) and costs."""
+        out = {"task": self.task, "producer": self.producer, "n": str(self.runs[0].n), "seeds": str(len(self.runs))}
+        for kind in ("strict", "flexible"):
+            mean, std = self._stat(f"{kind}_acc")
+            if len(self.runs) > 1:
+                out[f"acc {kind}"] = f"{mean:.3f} ± {std:.3f}"
+            else:
+                low, high = getattr(self.runs[0], f"{kind}_ci")
+                out[f"acc {kind}"] = f"{mean:.3f} [{low:.2f}, {high:.2f}]"
+        out["mean new tokens"] = f"{self._stat('mean_new_tokens')[0]:.1f}"
+        out["examples/s"] = f"{self._stat('examples_per_s')[0]:.3f}"
+        out["peak mem GiB"] = f"{max(r.peak_memory_gib for r in self.runs):.2f}"
+        return out
+
+
+def rows(summaries: list[Summary]) -> list[Row]:
+    """Group run summaries by (task, producer), keeping first-seen order."""
+    grouped: dict[tuple[str, str], Row] = {}
+    for s in summaries:
+        grouped.setdefault((s.task, s.producer), Row(s.task, s.producer, [])).runs.append(s)
+    return list(grouped.values())
+
+
+def markdown_table(summaries: list[Summary]) -> str:
+    """The comparison as a Markdown table."""
+    lines = [r.cells() for r in rows(summaries)]
+    head = list(lines[0])
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    out += ["| " + " | ".join(line[h] for h in head) + " |" for line in lines]
+    return "\n".join(out)
+
+
+def csv_table(summaries: list[Summary]) -> str:
+    """The comparison as CSV, with raw numbers (one line per run)."""
+    buffer = io.StringIO()
+    fields = ["task", "producer", "seed", "n", "strict_acc", "strict_ci_low", "strict_ci_high", "flexible_acc",
+              "flexible_ci_low", "flexible_ci_high", "mean_new_tokens", "examples_per_s", "tokens_per_s", "peak_memory_gib"]
+    writer = csv.DictWriter(buffer, fieldnames=fields)
+    writer.writeheader()
+    for s in summaries:
+        writer.writerow({
+            "task": s.task, "producer": s.producer, "seed": s.seed, "n": s.n,
+            "strict_acc": s.strict_acc, "strict_ci_low": s.strict_ci[0], "strict_ci_high": s.strict_ci[1],
+            "flexible_acc": s.flexible_acc, "flexible_ci_low": s.flexible_ci[0], "flexible_ci_high": s.flexible_ci[1],
+            "mean_new_tokens": s.mean_new_tokens, "examples_per_s": s.examples_per_s,
+            "tokens_per_s": s.tokens_per_s, "peak_memory_gib": s.peak_memory_gib,
+        })
+    return buffer.getvalue()
+
+
+def _cell_config(base: RunConfig, task: str, producer: str, seed: int, checkpoints: dict[str, str], registry: Registry) -> RunConfig:
+    """The config of one cell: the base config with this task, producer and seed."""
+    options = dict(base.producer.options)
+    accepted = registry.get("producer", producer).Options.model_fields
+    own = {k: v for k, v in options.items() if k in accepted}
+    return base.model_copy(
+        update={
+            "data": base.data.model_copy(update={"task": task}),
+            "producer": Component(name=producer, options=own),
+            "projector": base.projector if base.producer.name == producer else None,
+            "checkpoint": checkpoints.get(producer, checkpoints.get("*")),
+            "seed": seed,
+        },
+        deep=True,
+    )
+
+
+def plan_comparison(
+    base: RunConfig, producers: list[str], tasks: list[str], seeds: list[int], checkpoints: dict[str, str], registry: Registry
+) -> list[Plan]:
+    """Resolve every cell up front, so any mistake is reported before hours of work.
+
+    Producer options in ``base`` apply to every producer that has them; an
+    option that none of the producers has is an error. A checkpoint under the
+    key ``"*"`` applies to every producer with trainable parts.
+
+    Raises:
+        ConfigError: every problem of every cell at once.
+    """
+    problems: list[str] = []
+    known = set()
+    for name in producers:
+        try:
+            known |= set(registry.get("producer", name).Options.model_fields)
+        except LatentReasonError as exc:  # an unknown name: report it with the others
+            problems.append(f"producer: {exc}")
+    problems += [f"producer.options.{k}: no selected producer has this option" for k in base.producer.options if k not in known]
+    plans = []
+    if not problems:
+        for task in tasks:
+            for producer in producers:
+                for seed in seeds:
+                    try:
+                        plans.append(resolve(_cell_config(base, task, producer, seed, checkpoints, registry), registry))
+                    except ConfigError as exc:
+                        problems += [f"{task}/{producer}: {p}" for p in exc.problems]
+    if problems:
+        raise ConfigError(sorted(set(problems)))
+    return plans
+
+
+def compare(
+    base: RunConfig,
+    producers: list[str],
+    tasks: list[str],
+    seeds: list[int],
+    output: str | Path,
+    checkpoints: dict[str, str] | None = None,
+    *,
+    progress: bool = True,
+    registry: Registry | None = None,
+    runtime: Runtime | None = None,
+) -> list[Summary]:
+    """Run every (task, producer, seed) cell and write the comparison tables.
+
+    Args:
+        base: settings shared by all cells (models, limits, generation, ...).
+        producers: producer names.
+        tasks: task names.
+        seeds: seeds (each cell runs once per seed).
+        output: folder for the cells' results and the comparison.
+        checkpoints: trained weights per producer name (``"*"``: any trainable producer).
+        progress: show progress bars.
+        registry: plugins (default: installed ones).
+        runtime: preloaded models (default: loaded from ``base.models`` once).
+
+    Returns:
+        One summary per cell, in task, producer, seed order.
+    """
+    registry = registry or (runtime.registry if runtime else Registry())
+    plans = plan_comparison(base, producers, tasks, seeds, checkpoints or {}, registry)
+    runtime = runtime or Runtime(base.models, registry)
+    output = Path(output)
+    summaries = []
+    for plan in plans:
+        config = plan.config
+        torch.manual_seed(config.seed)
+        pipeline = Pipeline(plan, runtime)
+        examples = evaluation_examples(pipeline)
+        folder = output / f"{plan.task.name}-{plan.producer.name}-seed{config.seed}"
+        summaries.append(evaluate(pipeline, examples, folder, progress=progress))
+        write_comparison(output, summaries)
+    return summaries
+
+
+def write_comparison(output: Path, summaries: list[Summary]) -> None:
+    """Write ``comparison.md`` and ``comparison.csv``."""
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "comparison.md").write_text(markdown_table(summaries) + "\n")
+    (output / "comparison.csv").write_text(csv_table(summaries))
