@@ -100,6 +100,7 @@ class RunConfig(Strict):
     projector: Component | None = Field(None, description="default: the producer's preferred projector")
     injector: Component = Field(default_factory=lambda: Component(name="placeholder"))
     evaluator: Component | None = Field(None, description="default: the task's evaluator")
+    decoder: Component | None = Field(None, description="decoding-time controller (compression, re-injection); default none")
     checkpoint: str | None = Field(None, description="trained component weights (.safetensors) to load")
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)

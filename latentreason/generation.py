@@ -20,10 +20,14 @@ class Generated:
     Attributes:
         text: decoded text without special tokens.
         token_ids: generated ids up to and including the first stop token.
+        peak_kv: most KV-cache entries this row could attend to at any step.
+        dependency: KV entries attended to, summed over generated tokens.
     """
 
     text: str
     token_ids: list[int]
+    peak_kv: int = 0
+    dependency: int = 0
 
 
 class AnswerComplete(StoppingCriteria):
@@ -38,10 +42,14 @@ class AnswerComplete(StoppingCriteria):
         self.pattern = pattern
         self.window = window
 
+    def finished(self, rows: list[list[int]]) -> list[bool]:
+        """Which of these generated-token rows contain a complete answer."""
+        tails = self.tokenizer.batch_decode([r[-self.window :] for r in rows], skip_special_tokens=True)
+        return [bool(self.pattern.search(t)) for t in tails]
+
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
         """Return a ``(B,)`` bool tensor: which rows are finished."""
-        tails = self.tokenizer.batch_decode(input_ids[:, -self.window :], skip_special_tokens=True)
-        return torch.tensor([bool(self.pattern.search(t)) for t in tails], device=input_ids.device)
+        return torch.tensor(self.finished(input_ids[:, -self.window :].tolist()), device=input_ids.device)
 
 
 def generate(
@@ -78,11 +86,13 @@ def generate(
             **sampling,
         )  # (B, new_tokens): only new tokens when generating from embeddings
     pad = llm.tokenizer.pad_token_id
+    prompt_lengths = inputs.attention_mask.sum(-1).tolist()
     results = []
-    for row in out.tolist():
+    for prompt, row in zip(prompt_lengths, out.tolist()):
         # A row ends at its first stop token (kept) or at the padding that follows
         # a row stopped by the answer criterion (dropped).
         end = next((i + (t != pad) for i, t in enumerate(row) if t in stops or t == pad), len(row))
         ids = row[:end]
-        results.append(Generated(text=llm.tokenizer.decode(ids, skip_special_tokens=True), token_ids=ids))
+        n = len(ids)  # token i (1-based) attends to the prompt and i generated entries
+        results.append(Generated(llm.tokenizer.decode(ids, skip_special_tokens=True), ids, prompt + n, n * prompt + n * (n + 1) // 2))
     return results

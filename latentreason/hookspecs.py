@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from latentreason.decoding import DecodingController
     from latentreason.evaluator import Evaluator
     from latentreason.injector import Injector
     from latentreason.models import LoadedModel, ModelSpec
@@ -63,6 +64,15 @@ def latentreason_evaluators() -> dict[str, type[Evaluator]]:
 
     Returns:
         ``{name: Evaluator subclass}``.
+    """
+
+
+@hookspec
+def latentreason_decoders() -> dict[str, type[DecodingController]]:
+    """Register decoding controllers (steer the KV cache while the LLM writes).
+
+    Returns:
+        ``{name: DecodingController subclass}``.
     """
 
 

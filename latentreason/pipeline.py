@@ -3,7 +3,9 @@
     question -> producer -> projector -> injector -> generate -> evaluator
 
 :class:`Pipeline` wires the components a :class:`RunConfig` names. The trainer
-uses the same :meth:`Pipeline.inputs` with gold targets appended.
+uses the same :meth:`Pipeline.inputs` with gold targets appended. A run with a
+decoding controller (``decoder``) decodes with :func:`latentreason.decoding.decode`,
+which lets the controller rewrite the KV cache as the LLM writes.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from torch import nn
 from latentreason.checkpoint import load_weights, read_meta
 from latentreason.config import RunConfig
 from latentreason.evaluator import Score
+from latentreason.decoding import decode
 from latentreason.generation import generate
 from latentreason.injector import LLMInputs
 from latentreason.registry import Registry
@@ -38,6 +41,8 @@ class Prediction:
         new_tokens: tokens generated for this example, all chains together.
         score: the (voted) score.
         latency_s: wall time per example of its batch.
+        peak_kv: most KV-cache entries any of its chains could attend to.
+        dependency: KV entries attended to, summed over generated tokens and chains.
     """
 
     example: Example
@@ -46,6 +51,8 @@ class Prediction:
     new_tokens: int
     score: Score
     latency_s: float
+    peak_kv: int = 0
+    dependency: int = 0
 
 
 class Pipeline:
@@ -64,6 +71,7 @@ class Pipeline:
         self.producer = plan.producer.cls(plan.producer.options, runtime)
         self.injector = plan.injector.cls(plan.injector.options, runtime.llm)
         self.evaluator = plan.evaluator.cls(plan.evaluator.options)
+        self.decoder = plan.decoder.cls(plan.decoder.options, runtime) if plan.decoder else None
         self.projector = None
         if self.producer.thought_dim is not None:
             llm = runtime.llm
@@ -92,9 +100,10 @@ class Pipeline:
         modules: dict[str, nn.Module] = {}
         if self.projector is not None and any(True for _ in self.projector.parameters()):
             modules["projector"] = self.projector
-        producer_module = self.producer.trainable()
-        if producer_module is not None:
-            modules["producer"] = producer_module
+        for name, component in (("producer", self.producer), ("decoder", self.decoder)):
+            module = component.trainable() if component is not None else None
+            if module is not None:
+                modules[name] = module
         return modules
 
     def components(self) -> dict[str, object]:
@@ -146,7 +155,11 @@ class Pipeline:
         if k > 1:
             inputs.inputs_embeds = inputs.inputs_embeds.repeat_interleave(k, dim=0)  # (B*k, T, d_llm)
             inputs.attention_mask = inputs.attention_mask.repeat_interleave(k, dim=0)  # (B*k, T)
-        outputs = generate(self.runtime.llm, inputs, self.config.generation, self.evaluator.answer_complete)
+        llm, generation, stop = self.runtime.llm, self.config.generation, self.evaluator.answer_complete
+        if self.decoder is None:
+            outputs = generate(llm, inputs, generation, stop)
+        else:
+            outputs = decode(llm, inputs, generation, self.decoder, stop)
         latency = (time.perf_counter() - start) / len(examples)
         predictions = []
         for i, (ex, prompt) in enumerate(zip(examples, inputs.prompts)):
@@ -154,5 +167,7 @@ class Pipeline:
             scores = [self.evaluator.score(c.text, ex) for c in chains]
             score = scores[0] if k == 1 else majority_vote(scores)
             tokens = sum(len(c.token_ids) for c in chains)
-            predictions.append(Prediction(ex, prompt, [c.text for c in chains], tokens, score, latency))
+            peak_kv = max(c.peak_kv for c in chains)
+            dependency = sum(c.dependency for c in chains)
+            predictions.append(Prediction(ex, prompt, [c.text for c in chains], tokens, score, latency, peak_kv, dependency))
         return predictions

@@ -31,6 +31,7 @@ _KINDS = {
     "projector": "latentreason_projectors",
     "injector": "latentreason_injectors",
     "evaluator": "latentreason_evaluators",
+    "decoder": "latentreason_decoders",
     "task": "latentreason_tasks",
 }
 

@@ -36,6 +36,7 @@ class Plan:
         config: the run config.
         task: the task spec.
         producer, projector, injector, evaluator: the chosen components.
+        decoder: the decoding controller, if any.
     """
 
     config: RunConfig
@@ -44,6 +45,7 @@ class Plan:
     projector: Choice
     injector: Choice
     evaluator: Choice
+    decoder: Choice | None = None
 
 
 def resolve(config: RunConfig, registry: Registry) -> Plan:
@@ -79,6 +81,7 @@ def resolve(config: RunConfig, registry: Registry) -> Plan:
     injector = choose("injector", "injector", config.injector)
     evaluator_config = config.evaluator or (Component(name=task.evaluator) if task else None)
     evaluator = choose("evaluator", "evaluator", evaluator_config) if evaluator_config else None
+    decoder = choose("decoder", "decoder", config.decoder) if config.decoder else None
     if problems:
         raise ConfigError(problems)
-    return Plan(config, task, producer, projector, injector, evaluator)
+    return Plan(config, task, producer, projector, injector, evaluator, decoder)

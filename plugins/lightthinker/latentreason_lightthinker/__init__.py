@@ -1,1 +1,1 @@
-"""LightThinker-style thought compression for latentreason (experimental)."""
+"""Decoding-time plugins for latentreason: LightThinker-style compression and re-injection."""

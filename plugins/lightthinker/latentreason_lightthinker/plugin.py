@@ -1,5 +1,14 @@
-"""Entry point of the LightThinker plugin.
+"""Hook implementations of the LightThinker plugin (its ``lightthinker`` entry point)."""
 
-It registers no components yet: compression needs a decoding-time hook in the
-core, which is planned (see docs/decisions.md).
-"""
+from __future__ import annotations
+
+from latentreason.hookspecs import hookimpl
+
+
+@hookimpl
+def latentreason_decoders():
+    """Register ``compress`` (gist compression) and ``window`` (keep the last K tokens)."""
+    from latentreason_lightthinker.compress import Compress
+    from latentreason_lightthinker.window import KeepLastTokens
+
+    return {"compress": Compress, "window": KeepLastTokens}

@@ -1,0 +1,13 @@
+"""Hook implementations of the re-injection plugin (its ``reinject`` entry point)."""
+
+from __future__ import annotations
+
+from latentreason.hookspecs import hookimpl
+
+
+@hookimpl
+def latentreason_decoders():
+    """Register ``reinject`` (periodic hidden-state re-injection)."""
+    from latentreason_lightthinker.reinject import Reinject
+
+    return {"reinject": Reinject}

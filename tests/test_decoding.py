@@ -1,0 +1,170 @@
+"""The steerable decoding loop and the compression / re-injection plugins, on tiny models."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from latentreason.config import GenerationConfig, load_config
+from latentreason.decoding import DecodeState, DecodingController, decode
+from latentreason.generation import generate
+from latentreason.pipeline import Pipeline
+from latentreason.placeholder import PlaceholderInjector, PlaceholderOptions
+from latentreason.segments import SegmentOptions, at_boundary
+from latentreason.testing import tiny_model
+from latentreason_lightthinker.compress import Compress, CompressOptions
+from latentreason_lightthinker.reinject import Reinject, ReinjectOptions
+from latentreason_lightthinker.window import KeepLastTokens, WindowOptions
+
+QUESTIONS = ["Natalia sold 48 clips in April and half as many in May. How many in total?", "What is 2 + 3?"]
+GREEDY = GenerationConfig(max_new_tokens=16, stop_at_answer=False)
+
+
+@pytest.fixture(scope="module")
+def llm():
+    return tiny_model("qwen2", hidden=64, seed=5)
+
+
+@pytest.fixture()
+def runtime(llm):
+    from latentreason.registry import Registry
+    from latentreason.runtime import Runtime
+
+    return Runtime(registry=Registry(), llm=llm)
+
+
+def _inputs(llm):
+    return PlaceholderInjector(PlaceholderOptions(), llm).build("Solve it.", QUESTIONS)
+
+
+class Recorder(DecodingController):
+    """Records the boundaries it sees; changes nothing."""
+
+    def __init__(self, runtime, options=None):
+        super().__init__(options or SegmentOptions(segment="tokens", tokens=3), runtime)
+        self.boundaries = {0: [], 1: []}
+
+    def after_token(self, state, rows):
+        for row in rows:
+            if at_boundary(state, row, self.options):
+                self.boundaries[row].append(len(state.tokens[row]))
+                state.end_segment(row)
+
+
+def test_the_loop_without_changes_equals_generate(llm, runtime):
+    inputs = _inputs(llm)
+    ours = decode(llm, inputs, GREEDY, Recorder(runtime))
+    reference = generate(llm, inputs, GREEDY)
+    assert [o.token_ids for o in ours] == [r.token_ids for r in reference]
+    assert [o.peak_kv for o in ours] == [r.peak_kv for r in reference]
+    assert [o.dependency for o in ours] == [r.dependency for r in reference]
+
+
+def test_the_hook_is_called_at_the_configured_boundaries(llm, runtime):
+    recorder = Recorder(runtime)
+    outputs = decode(llm, _inputs(llm), GREEDY, recorder)
+    for row, out in enumerate(outputs):
+        expected = [n for n in range(3, len(out.token_ids) + 1, 3) if n < len(out.token_ids) or n < 16]
+        assert recorder.boundaries[row][: len(expected)] == expected[: len(recorder.boundaries[row])]
+        assert recorder.boundaries[row]
+
+
+def test_compression_really_shrinks_the_cache(llm, runtime):
+    inputs = _inputs(llm)
+    plain = generate(llm, inputs, GREEDY)
+    controller = Compress(CompressOptions(segment="tokens", tokens=4, gist_tokens=1), runtime)
+    compressed = decode(llm, inputs, GREEDY, controller)
+    for p, c in zip(plain, compressed):
+        assert c.peak_kv < p.peak_kv
+        assert c.dependency < p.dependency
+
+
+def test_dropped_tokens_cannot_influence_later_logits(llm):
+    """Change a token after its KV entry is dropped: the next logits do not move."""
+
+    def logits_after(first_token: int) -> torch.Tensor:
+        inputs = _inputs(llm)
+        state = DecodeState(llm, 2, inputs.inputs_embeds.device)
+        with torch.no_grad():
+            state.forward(inputs.inputs_embeds, inputs.attention_mask)
+            last = state.feed_tokens(torch.tensor([first_token, first_token]))
+            dropped = state.generated[0].clone()
+            state.drop(0, dropped)
+            state.drop(1, dropped)
+            state.apply(last)
+            assert state.live.shape[1] == inputs.attention_mask.shape[1]  # the dropped column is gone
+            return llm.model.lm_head(state.feed_tokens(torch.tensor([7, 7])))
+
+    assert torch.allclose(logits_after(11), logits_after(200), atol=1e-6)
+
+
+def test_without_the_drop_the_token_does_matter(llm):
+    inputs = _inputs(llm)
+    results = []
+    for token in (11, 200):
+        state = DecodeState(llm, 2, inputs.inputs_embeds.device)
+        with torch.no_grad():
+            state.forward(inputs.inputs_embeds, inputs.attention_mask)
+            state.apply(state.feed_tokens(torch.tensor([token, token])))
+            results.append(llm.model.lm_head(state.feed_tokens(torch.tensor([7, 7]))))
+    assert not torch.allclose(results[0], results[1], atol=1e-4)
+
+
+@pytest.mark.parametrize("keep_text", [False, True])
+def test_reinjection_rebuilds_the_input_as_configured(llm, runtime, keep_text):
+    inputs = _inputs(llm)
+    prompt = inputs.attention_mask.sum(-1)
+
+    class Probe(Reinject):
+        seen = []
+
+        def after_token(self, state, rows):
+            before = [at_boundary(state, r, self.options) for r in rows]
+            super().after_token(state, rows)
+            self.seen.append((rows, before, state))
+
+    probe = Probe(ReinjectOptions(segment="tokens", tokens=5, vectors=2, keep_text=keep_text), runtime)
+    outputs = decode(llm, inputs, GenerationConfig(max_new_tokens=6, stop_at_answer=False), probe)
+    state = probe.seen[-1][2]
+    for row in range(2):
+        if len(outputs[row].token_ids) < 6:
+            continue
+        visible_text = int((state.generated[row] & state.live[row]).sum())
+        visible = int(state.live[row].sum())
+        # after 5 tokens: boundary, 2 vectors in; then the 6th token is fed
+        if keep_text:
+            assert visible_text == 6 and visible == prompt[row] + 6 + 2
+        else:
+            assert visible_text == 1 and visible == prompt[row] + 2 + 1
+
+
+def test_window_keeps_only_the_last_tokens(llm, runtime):
+    outputs = decode(llm, _inputs(llm), GREEDY, KeepLastTokens(WindowOptions(keep=4), runtime))
+    prompt = _inputs(llm).attention_mask.sum(-1).tolist()
+    for row, out in enumerate(outputs):
+        assert out.peak_kv <= prompt[row] + 5
+
+
+def test_pipeline_combines_softcot_with_compression(tiny_llm, tiny_assistant):
+    from latentreason.registry import Registry
+    from latentreason.runtime import Runtime
+
+    runtime = Runtime(registry=Registry(), llm=tiny_llm, assistant=tiny_assistant)
+    config = load_config(overrides={
+        "producer": {"name": "softcot"},
+        "decoder": {"name": "compress", "options": {"segment": "tokens", "tokens": 3}},
+        "generation": {"max_new_tokens": 8, "stop_at_answer": False},
+    })
+    pipeline = Pipeline.from_config(config, runtime=runtime)
+    predictions = pipeline.answer(pipeline.task.load(limit=2))
+    assert all(p.new_tokens == 8 or p.generations[0] for p in predictions)
+    assert all(0 < p.peak_kv for p in predictions)
+
+
+def test_sliding_window_models_are_refused(runtime):
+    from latentreason.errors import LatentReasonError
+
+    gemma = tiny_model("gemma3", hidden=64)
+    inputs = PlaceholderInjector(PlaceholderOptions(), gemma).build("Solve it.", QUESTIONS)
+    with pytest.raises(LatentReasonError, match="full-attention"):
+        decode(gemma, inputs, GREEDY, Recorder(runtime))
