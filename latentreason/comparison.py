@@ -1,8 +1,9 @@
 """Several methods on several tasks and seeds in one call, with one table.
 
-Each (task, producer, seed) cell is an ordinary results folder
-``<output>/<task>-<producer>-seed<seed>`` (resumable like any run); the models
-are loaded once and shared. The comparison is written as ``comparison.md`` and
+A method is a producer name, or ``producer+decoder`` for a producer combined
+with a decoding controller (e.g. ``softcot+compress``). Each (task, method,
+seed) cell is an ordinary results folder ``<output>/<task>-<method>-seed<seed>``
+(resumable like any run); the models are loaded once and shared. The comparison is written as ``comparison.md`` and
 ``comparison.csv`` in ``<output>``.
 """
 
@@ -41,7 +42,7 @@ class Row:
 
     def cells(self) -> dict[str, str]:
         """Formatted columns: accuracies (mean ± std over seeds, or a 95% CI for one seed) and costs."""
-        out = {"task": self.task, "producer": self.producer, "n": str(self.runs[0].n), "seeds": str(len(self.runs))}
+        out = {"task": self.task, "method": self.producer, "n": str(self.runs[0].n), "seeds": str(len(self.runs))}
         for kind in ("strict", "flexible"):
             mean, std = self._stat(f"{kind}_acc")
             if len(self.runs) > 1:
@@ -90,16 +91,18 @@ def csv_table(summaries: list[Summary]) -> str:
     return buffer.getvalue()
 
 
-def _cell_config(base: RunConfig, task: str, producer: str, seed: int, checkpoints: dict[str, str], registry: Registry) -> RunConfig:
-    """The config of one cell: the base config with this task, producer and seed."""
-    options = dict(base.producer.options)
+def _cell_config(base: RunConfig, task: str, method: str, seed: int, checkpoints: dict[str, str], registry: Registry) -> RunConfig:
+    """The config of one cell: the base config with this task, method and seed."""
+    producer, _, decoder = method.partition("+")
     accepted = registry.get("producer", producer).Options.model_fields
-    own = {k: v for k, v in options.items() if k in accepted}
+    own = {k: v for k, v in base.producer.options.items() if k in accepted}
+    decoder_options = base.decoder.options if base.decoder else {}
     return base.model_copy(
         update={
             "data": base.data.model_copy(update={"task": task}),
             "producer": Component(name=producer, options=own),
             "projector": base.projector if base.producer.name == producer else None,
+            "decoder": Component(name=decoder, options=decoder_options) if decoder else None,
             "checkpoint": checkpoints.get(producer, checkpoints.get("*")),
             "seed": seed,
         },
@@ -108,20 +111,21 @@ def _cell_config(base: RunConfig, task: str, producer: str, seed: int, checkpoin
 
 
 def plan_comparison(
-    base: RunConfig, producers: list[str], tasks: list[str], seeds: list[int], checkpoints: dict[str, str], registry: Registry
+    base: RunConfig, methods: list[str], tasks: list[str], seeds: list[int], checkpoints: dict[str, str], registry: Registry
 ) -> list[Plan]:
     """Resolve every cell up front, so any mistake is reported before hours of work.
 
     Producer options in ``base`` apply to every producer that has them; an
-    option that none of the producers has is an error. A checkpoint under the
-    key ``"*"`` applies to every producer with trainable parts.
+    option that none of the producers has is an error. Decoder options in
+    ``base`` apply to every method with a decoder. A checkpoint under the key
+    ``"*"`` applies to every producer with trainable parts.
 
     Raises:
         ConfigError: every problem of every cell at once.
     """
     problems: list[str] = []
     known = set()
-    for name in producers:
+    for name in {m.partition("+")[0] for m in methods}:
         try:
             known |= set(registry.get("producer", name).Options.model_fields)
         except LatentReasonError as exc:  # an unknown name: report it with the others
@@ -130,12 +134,12 @@ def plan_comparison(
     plans = []
     if not problems:
         for task in tasks:
-            for producer in producers:
+            for method in methods:
                 for seed in seeds:
                     try:
-                        plans.append(resolve(_cell_config(base, task, producer, seed, checkpoints, registry), registry))
+                        plans.append(resolve(_cell_config(base, task, method, seed, checkpoints, registry), registry))
                     except ConfigError as exc:
-                        problems += [f"{task}/{producer}: {p}" for p in exc.problems]
+                        problems += [f"{task}/{method}: {p}" for p in exc.problems]
     if problems:
         raise ConfigError(sorted(set(problems)))
     return plans
@@ -143,7 +147,7 @@ def plan_comparison(
 
 def compare(
     base: RunConfig,
-    producers: list[str],
+    methods: list[str],
     tasks: list[str],
     seeds: list[int],
     output: str | Path,
@@ -153,11 +157,11 @@ def compare(
     registry: Registry | None = None,
     runtime: Runtime | None = None,
 ) -> list[Summary]:
-    """Run every (task, producer, seed) cell and write the comparison tables.
+    """Run every (task, method, seed) cell and write the comparison tables.
 
     Args:
         base: settings shared by all cells (models, limits, generation, ...).
-        producers: producer names.
+        methods: producer names, or ``producer+decoder``.
         tasks: task names.
         seeds: seeds (each cell runs once per seed).
         output: folder for the cells' results and the comparison.
@@ -167,10 +171,10 @@ def compare(
         runtime: preloaded models (default: loaded from ``base.models`` once).
 
     Returns:
-        One summary per cell, in task, producer, seed order.
+        One summary per cell, in task, method, seed order.
     """
     registry = registry or (runtime.registry if runtime else Registry())
-    plans = plan_comparison(base, producers, tasks, seeds, checkpoints or {}, registry)
+    plans = plan_comparison(base, methods, tasks, seeds, checkpoints or {}, registry)
     runtime = runtime or Runtime(base.models, registry)
     output = Path(output)
     summaries = []
@@ -179,7 +183,8 @@ def compare(
         torch.manual_seed(config.seed)
         pipeline = Pipeline(plan, runtime)
         examples = evaluation_examples(pipeline)
-        folder = output / f"{plan.task.name}-{plan.producer.name}-seed{config.seed}"
+        method = plan.producer.name + (f"+{plan.decoder.name}" if plan.decoder else "")
+        folder = output / f"{plan.task.name}-{method}-seed{config.seed}"
         summaries.append(evaluate(pipeline, examples, folder, progress=progress))
         write_comparison(output, summaries)
     return summaries
