@@ -143,6 +143,23 @@ class DecodeState:
             self.dependency[b] += visible
         return hidden
 
+    def feed_forced(self, tokens: list[int]) -> torch.Tensor:
+        """Teacher forcing for a batch of one: feed a whole segment of tokens at once.
+
+        The tokens become the row's current segment, as if it had generated them.
+
+        Returns:
+            Hidden states ``(S, d)`` of the fed tokens.
+        """
+        ids = torch.tensor([tokens], device=self.live.device)  # (1, S)
+        hidden = self.forward(self.llm.embed(ids), torch.ones_like(ids, dtype=torch.bool))[0]  # (S, d)
+        self.generated[0, -len(tokens) :] = True
+        self.segment[0, -len(tokens) :] = True
+        self.tokens[0].extend(tokens)
+        self.segment_hidden[0].extend(hidden)
+        self.segment_tokens[0] += len(tokens)
+        return hidden
+
     def apply(self, hidden: torch.Tensor) -> torch.Tensor:
         """Apply the controller's inserts and drops, then compact the cache.
 
@@ -207,6 +224,10 @@ class DecodingController:
 
     def trainable(self) -> nn.Module | None:
         """Trainable parameters of the controller, if any."""
+        return None
+
+    def training_loss(self, pipeline, examples: list, targets: list[list[int]]) -> torch.Tensor | None:
+        """The loss to train :meth:`trainable` with, or None to use the plain supervised loss."""
         return None
 
 

@@ -112,7 +112,7 @@ class Pipeline:
         return {
             kind: {"name": choice.name, "options": choice.options.model_dump(mode="json")}
             for kind, choice in (("producer", plan.producer), ("projector", plan.projector))
-        } | {"llm": self.runtime.models.llm, "assistant": self.runtime.models.assistant}
+        } | {"llm": self.runtime.model_name("llm"), "assistant": self.runtime.model_name("assistant")}
 
     def _fitting_default(self) -> str | None:
         """The producer's default checkpoint, if it was made for this very setup."""

@@ -55,6 +55,11 @@ class Runtime:
         )
         return self.registry.load_model(spec)
 
+    def model_name(self, role: str) -> str:
+        """The name of the ``"llm"`` or ``"assistant"``: the loaded model's if loaded, else the configured one."""
+        loaded = self.__dict__.get(role)
+        return loaded.name if loaded is not None else getattr(self.models, role)
+
     @cached_property
     def llm(self) -> LoadedModel:
         """The frozen reasoning LLM."""

@@ -31,12 +31,27 @@ class SegmentOptions(PluginOptions):
     min_tokens: int = Field(4, gt=0)
 
 
-def at_boundary(state: DecodeState, row: int, options: SegmentOptions) -> bool:
-    """Whether ``row``'s current segment ends with its latest token."""
-    n = state.segment_tokens[row]
-    if n >= options.tokens:
+def ends_segment(text: str, n_tokens: int, options: SegmentOptions) -> bool:
+    """Whether a segment with this text and token count is complete."""
+    if n_tokens >= options.tokens:
         return True
-    if options.segment == "tokens" or n < options.min_tokens:
+    if options.segment == "tokens" or n_tokens < options.min_tokens:
         return False
     pattern = _SENTENCE_END if options.segment == "sentence" else _PARAGRAPH_END
-    return bool(pattern.search(state.segment_text(row)))
+    return bool(pattern.search(text))
+
+
+def at_boundary(state: DecodeState, row: int, options: SegmentOptions) -> bool:
+    """Whether ``row``'s current segment ends with its latest token."""
+    return ends_segment(state.segment_text(row), state.segment_tokens[row], options)
+
+
+def split_segments(tokens: list[int], tokenizer, options: SegmentOptions) -> list[list[int]]:
+    """Cut a token sequence (e.g. a gold rationale) into segments by the same rule as decoding."""
+    segments, current = [], []
+    for token in tokens:
+        current.append(token)
+        if ends_segment(tokenizer.decode(current, skip_special_tokens=True), len(current), options):
+            segments.append(current)
+            current = []
+    return segments + ([current] if current else [])
