@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from latentreason import distributed
 from latentreason.config import RunConfig
 from latentreason.errors import LatentReasonError
 from latentreason.evaluation import evaluate
@@ -27,7 +28,12 @@ from latentreason.training import Trainer, TrainResult
 
 
 def build_pipeline(config: RunConfig, registry: Registry | None = None, runtime: Runtime | None = None) -> Pipeline:
-    """Resolve and build the pipeline a config describes (see :class:`Pipeline`)."""
+    """Resolve and build the pipeline a config describes (see :class:`Pipeline`).
+
+    Under torchrun this first joins the process group, so that each rank
+    loads its models onto its own GPU (see :mod:`latentreason.distributed`).
+    """
+    distributed.setup(runtime.device if runtime else config.models.device)
     return Pipeline.from_config(config, registry, runtime)
 
 
@@ -63,8 +69,20 @@ def evaluation_examples(pipeline: Pipeline) -> list[Example]:
 
 
 def checkpoint_dir(config: RunConfig) -> Path:
-    """The training folder named by ``config.train.checkpoint_dir``."""
-    return Path(config.train.checkpoint_dir.format(producer=config.producer.name, task=config.data.task))
+    """The training folder named by ``config.train.checkpoint_dir``.
+
+    Raises:
+        LatentReasonError: the name uses a ``{field}`` other than
+            ``{producer}`` and ``{task}``, or has an unmatched brace.
+    """
+    template = config.train.checkpoint_dir
+    try:
+        return Path(template.format(producer=config.producer.name, task=config.data.task))
+    except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
+        raise LatentReasonError(
+            f"train.checkpoint_dir {template!r} is not a valid folder template ({type(exc).__name__}: {exc}); "
+            "it may use {producer} and {task}, and a literal brace is written {{ or }}."
+        ) from None
 
 
 def train(

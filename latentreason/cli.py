@@ -297,9 +297,75 @@ def models_fetch(aliases, force):
 @click.argument("results_dir", type=click.Path(file_okay=False))
 @_friendly
 def report(results_dir):
-    """Render RESULTS_DIR (a run or a comparison) as report.md and report.html with plots."""
-    from latentreason.report import render_report
+    """Render RESULTS_DIR as report.md and report.html with plots.
 
+    RESULTS_DIR is a run or a comparison folder; a training folder (with
+    history.json) gets its loss curve as loss.png.
+    """
+    from pathlib import Path
+
+    from latentreason.report import plot_training, render_report
+
+    history = Path(results_dir) / "history.json"
+    if history.exists():
+        plot_training(history, Path(results_dir) / "loss.png")
+        click.echo(f"loss curve: {Path(results_dir) / 'loss.png'}")
+        return
     md, page = render_report(results_dir)
     click.echo(md.read_text().split("\n\n")[1])
     click.echo(f"report: {md} and {page}")
+
+
+@main.command()
+@click.option("--llm", help="LLM: alias, local folder, .gguf file or hub id (default: the default LLM).")
+@click.option("--assistant", help="SoftCoT assistant model (default: the default assistant).")
+@click.option("--limit", type=click.IntRange(min=1), default=8, show_default=True, help="GSM8K test examples in every measurement.")
+@click.option("--max-new-tokens", type=click.IntRange(min=2), default=32, show_default=True,
+              help="Exact length of every chain (answer stopping and end-of-turn are disabled).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True, help="The batch compared with batch 1.")
+@click.option("--train-steps", type=click.IntRange(min=1), default=2, show_default=True, help="Projector training steps (batch 4) to time.")
+@click.option("--repeats", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Run every timed answer this often and keep the fastest (2-3 on a machine shared with other jobs).")
+@click.option("--threads", type=click.IntRange(min=1), help="torch intra-op threads (default: torch's choice, one per core).")
+@click.option("--output", type=click.Path(dir_okay=False), default="results/bench.json", show_default=True, help="JSON file with every measurement.")
+@click.option("--quick", is_flag=True, help="Tiny random models instead of the default pair: checks the harness in seconds; the numbers mean nothing.")
+@_friendly
+def bench(llm, assistant, limit, max_new_tokens, batch_size, train_steps, repeats, threads, output, quick):
+    """Measure speed: SoftCoT vs CoT, batching, decoding vs memory bandwidth, training.
+
+    \b
+    In one run on the default models (a few minutes on a 2-core CPU):
+      - SoftCoT vs zero-shot CoT time per example (same LLM, examples, decode length)
+      - SoftCoT examples/s at --batch-size vs batch 1, float32 and bfloat16
+      - decode tokens/s at batch 1 vs the memory-bandwidth bound of this machine
+      - projector training examples/s, and where one example's time goes
+    Prints a table and writes every number to --output. See docs/performance.md.
+    """
+    import json
+    import tempfile
+    from dataclasses import replace
+    from pathlib import Path
+
+    from transformers.utils import logging as hf_logging
+
+    from latentreason.bench import BenchSettings, format_report, quick_models, run_bench
+
+    hf_logging.disable_progress_bar()
+    settings = BenchSettings(
+        limit=limit, max_new_tokens=max_new_tokens, batch_size=batch_size, train_steps=train_steps, repeats=repeats, threads=threads
+    )
+    with tempfile.TemporaryDirectory(prefix="latentreason-bench-") as tmp:
+        if quick:
+            tiny_llm, tiny_assistant = quick_models(tmp)
+            settings = replace(settings, llm=tiny_llm, assistant=tiny_assistant, bandwidth_mib=128)
+        settings = replace(settings, llm=llm or settings.llm, assistant=assistant or settings.assistant)
+        report = run_bench(settings, log=lambda message: click.echo(message, err=True))
+    path = Path(output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    click.echo(format_report(report))
+    click.echo(f"results: {path}")
+
+
+if __name__ == "__main__":
+    main()

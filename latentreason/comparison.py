@@ -20,7 +20,7 @@ import torch
 from latentreason.api import evaluation_examples
 from latentreason.config import Component, RunConfig
 from latentreason.errors import ConfigError, LatentReasonError
-from latentreason.evaluation import evaluate
+from latentreason.evaluation import evaluate, method_name
 from latentreason.pipeline import Pipeline
 from latentreason.registry import Registry
 from latentreason.resolve import Plan, resolve
@@ -53,6 +53,8 @@ class Row:
         out["mean new tokens"] = f"{self._stat('mean_new_tokens')[0]:.1f}"
         out["examples/s"] = f"{self._stat('examples_per_s')[0]:.3f}"
         out["peak mem GiB"] = f"{max(r.peak_memory_gib for r in self.runs):.2f}"
+        out["peak KV tokens"] = f"{self._stat('mean_peak_kv')[0]:.0f}"
+        out["dependency"] = f"{self._stat('mean_dependency')[0]:.0f}"
         return out
 
 
@@ -77,7 +79,8 @@ def csv_table(summaries: list[Summary]) -> str:
     """The comparison as CSV, with raw numbers (one line per run)."""
     buffer = io.StringIO()
     fields = ["task", "producer", "seed", "n", "strict_acc", "strict_ci_low", "strict_ci_high", "flexible_acc",
-              "flexible_ci_low", "flexible_ci_high", "mean_new_tokens", "examples_per_s", "tokens_per_s", "peak_memory_gib"]
+              "flexible_ci_low", "flexible_ci_high", "mean_new_tokens", "examples_per_s", "tokens_per_s", "peak_memory_gib",
+              "mean_peak_kv", "mean_dependency"]
     writer = csv.DictWriter(buffer, fieldnames=fields)
     writer.writeheader()
     for s in summaries:
@@ -87,6 +90,7 @@ def csv_table(summaries: list[Summary]) -> str:
             "flexible_acc": s.flexible_acc, "flexible_ci_low": s.flexible_ci[0], "flexible_ci_high": s.flexible_ci[1],
             "mean_new_tokens": s.mean_new_tokens, "examples_per_s": s.examples_per_s,
             "tokens_per_s": s.tokens_per_s, "peak_memory_gib": s.peak_memory_gib,
+            "mean_peak_kv": s.mean_peak_kv, "mean_dependency": s.mean_dependency,
         })
     return buffer.getvalue()
 
@@ -183,8 +187,7 @@ def compare(
         torch.manual_seed(config.seed)
         pipeline = Pipeline(plan, runtime)
         examples = evaluation_examples(pipeline)
-        method = plan.producer.name + (f"+{plan.decoder.name}" if plan.decoder else "")
-        folder = output / f"{plan.task.name}-{method}-seed{config.seed}"
+        folder = output / f"{plan.task.name}-{method_name(config)}-seed{config.seed}"
         summaries.append(evaluate(pipeline, examples, folder, progress=progress))
         write_comparison(output, summaries)
     return summaries

@@ -104,7 +104,7 @@ class RunConfig(Strict):
     checkpoint: str | None = Field(None, description="trained component weights (.safetensors) to load")
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**32, description="seeds initialization, data order and sampling (0 to 2**32-1)")
     output_dir: str = "results"
 
 

@@ -20,10 +20,7 @@ def load_summaries(folder: str | Path) -> list[Summary]:
     folder = Path(folder)
     summaries = []
     for path in sorted(folder.rglob("summary.json")):
-        data = json.loads(path.read_text())
-        data["strict_ci"] = tuple(data["strict_ci"])
-        data["flexible_ci"] = tuple(data["flexible_ci"])
-        summaries.append(Summary(**data))
+        summaries.append(Summary.from_dict(json.loads(path.read_text())))
     if not summaries:
         raise LatentReasonError(f"No summary.json under {str(folder)!r}: run `latentreason run --output {folder}` first.")
     return sorted(summaries, key=lambda s: (s.task, s.producer, s.seed))
@@ -83,6 +80,34 @@ def plot_accuracy_vs_latency(summaries: list[Summary], path: Path) -> None:
     ax.set_xlabel("seconds per example")
     ax.set_ylabel("flexible accuracy")
     ax.set_title("accuracy against latency")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_training(history: Path, path: Path) -> None:
+    """Training loss per step (and its running mean) with the validation loss per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = json.loads(history.read_text())
+    steps = [h["step"] for h in data["train"]]
+    losses = [h["loss"] for h in data["train"]]
+    window = max(1, len(losses) // 10)
+    smooth = [sum(losses[max(0, i - window + 1) : i + 1]) / len(losses[max(0, i - window + 1) : i + 1]) for i in range(len(losses))]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(steps, losses, alpha=0.35, label="train loss (per step)")
+    ax.plot(steps, smooth, label=f"train loss (mean of {window})")
+    per_epoch = len(steps) / max(1, len(data["validation"]))
+    for v in data["validation"]:
+        ax.scatter(v["epoch"] * per_epoch, v["loss"], color="black", zorder=3)
+    if data["validation"]:
+        ax.scatter([], [], color="black", label="validation loss (end of epoch)")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("NLL")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -3,12 +3,15 @@
 Layout of one run's folder::
 
     config.yaml      the resolved config (re-runnable with --config)
-    samples.jsonl    one line per example, appended and fsynced as it finishes
+    samples.jsonl    one line per example, appended and fsynced batch by batch
     summary.json     accuracy (strict and flexible, 95% Wilson interval), speed
     summary.md       the same as a table
 
-Re-running into an existing folder skips the examples already in
-``samples.jsonl``, so an interrupted evaluation resumes where it stopped.
+A distributed evaluation (torchrun) writes one ``samples.rank<r>.jsonl`` per
+rank while it runs; rank 0 then merges them into ``samples.jsonl`` and deletes
+them. Re-running into an existing folder skips the examples already in
+``samples.jsonl`` or in a shard file, so an interrupted evaluation resumes
+where it stopped (with any number of processes).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +58,8 @@ def prediction_record(pred: Prediction) -> dict[str, Any]:
         "flexible_correct": pred.score.flexible_correct,
         "new_tokens": pred.new_tokens,
         "latency_s": round(pred.latency_s, 4),
+        "peak_kv": pred.peak_kv,
+        "dependency": pred.dependency,
     } | ({"samples": pred.generations} if len(pred.generations) > 1 else {})
 
 
@@ -73,6 +79,13 @@ class Summary:
     tokens_per_s: float
     seed: int = 0
     peak_memory_gib: float = 0.0
+    mean_peak_kv: float = 0.0
+    mean_dependency: float = 0.0
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Summary:
+        """The summary ``asdict`` (or ``summary.json``) describes."""
+        return cls(**{**data, "strict_ci": tuple(data["strict_ci"]), "flexible_ci": tuple(data["flexible_ci"])})
 
     def table(self) -> str:
         """A one-row Markdown table."""
@@ -107,8 +120,12 @@ def summarize(task: str, producer: str, records: list[dict[str, Any]], seed: int
         tokens_per_s=tokens / seconds if seconds else 0.0,
         seed=seed,
         peak_memory_gib=peak_memory_gib,
+        mean_peak_kv=sum(r.get("peak_kv", 0) for r in records) / n if n else 0.0,
+        mean_dependency=sum(r.get("dependency", 0) for r in records) / n if n else 0.0,
     )
 
+
+SHARD_PATTERN = re.compile(r"samples\.rank(\d+)\.jsonl")
 
 RESUME_FREE_KEYS = {("data", "limit"), ("data", "offset"), ("generation", "batch_size"), ("output_dir",)}
 
@@ -135,42 +152,144 @@ def _check_same_run(config_file: Path, config: RunConfig) -> None:
         )
 
 
+def _read_records(path: Path) -> list[dict[str, Any]]:
+    """The records of a JSONL file; a torn line from a crash (or any line that is not a record) is skipped."""
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").split("\n"):  # not splitlines(): U+2028 may occur inside a record
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and "id" in record:
+            records.append(record)
+    return records
+
+
+def _lines(records: list[dict[str, Any]]) -> str:
+    return "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+
+
 class ResultsFolder:
     """One run's results folder (see the module docstring).
 
     Args:
-        path: the folder; created if missing.
-        config: the run's config, written as ``config.yaml``.
+        path: the folder.
+        config: the run's config.
+        prepare: refuse a folder holding results of other settings, create
+            the folder and write ``config.yaml``; a distributed run lets
+            rank 0 alone do this.
     """
 
-    def __init__(self, path: str | Path, config: RunConfig) -> None:
+    def __init__(self, path: str | Path, config: RunConfig, *, prepare: bool = True) -> None:
         self.path = Path(path)
         self.samples = self.path / "samples.jsonl"
+        if not prepare:
+            return
         config_file = self.path / "config.yaml"
-        if self.samples.exists() and config_file.exists():
+        if config_file.exists() and (self.samples.exists() or self.shard_files()):
             _check_same_run(config_file, config)
         self.path.mkdir(parents=True, exist_ok=True)
         atomic_write(config_file, lambda tmp: Path(tmp).write_text(dump_config(config)))
 
-    def done(self) -> list[dict[str, Any]]:
-        """Records already written (a torn last line from a crash is ignored)."""
-        if not self.samples.exists():
-            return []
-        records = []
-        for line in self.samples.read_text(encoding="utf-8").splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-        return records
+    def shard_file(self, rank: int) -> Path:
+        """The file rank ``rank`` of a distributed run appends to."""
+        return self.path / f"samples.rank{rank}.jsonl"
 
-    def append(self, records: list[dict[str, Any]]) -> None:
-        """Append records and fsync, so a crash loses at most the batch in flight."""
-        with open(self.samples, "a", encoding="utf-8") as f:
-            for record in records:
-                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    def shard_files(self) -> list[Path]:
+        """The shard files present (from a running or interrupted distributed run), by rank."""
+        if not self.path.is_dir():
+            return []
+        found = [(int(m[1]), p) for p in self.path.iterdir() if (m := SHARD_PATTERN.fullmatch(p.name))]
+        return [p for _, p in sorted(found)]
+
+    def done(self) -> list[dict[str, Any]]:
+        """Records already written: ``samples.jsonl``, then the shard files (see :meth:`_collect`)."""
+        merged, sharded = self._collect()
+        return merged + sharded
+
+    def _collect(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The records of ``samples.jsonl`` and those of the shard files, each example once.
+
+        A torn last line from a crash is ignored, and so is a shard record of
+        an example already in ``samples.jsonl`` (a merge was interrupted after
+        replacing ``samples.jsonl`` and before deleting the shard files).
+
+        Raises:
+            LatentReasonError: two shard records of one example, which only
+                two runs writing into this folder at once can cause.
+        """
+        merged = _read_records(self.samples)
+        owner = dict.fromkeys((r["id"] for r in merged), self.samples.name)
+        sharded = []
+        for shard in self.shard_files():
+            for record in _read_records(shard):
+                first = owner.get(record["id"])
+                if first == self.samples.name:
+                    continue
+                if first is not None:
+                    raise LatentReasonError(
+                        f"Example {record['id']!r} has two results in {str(self.path)!r}, in {first} and in "
+                        f"{shard.name}: two runs wrote into this folder at the same time. Delete the folder "
+                        "and run again."
+                    )
+                owner[record["id"]] = shard.name
+                sharded.append(record)
+        return merged, sharded
+
+    def append(self, records: list[dict[str, Any]], rank: int | None = None) -> None:
+        """Append records to ``samples.jsonl`` (or to ``rank``'s shard file) and fsync.
+
+        Records are known when their batch is answered, so a crash loses at
+        most the batch in flight. A torn last line left by a crash stays a
+        line of its own, which :meth:`done` skips.
+        """
+        path = self.samples if rank is None else self.shard_file(rank)
+        data = _lines(records).encode("utf-8")
+        with open(path, "a+b") as f:
+            end = f.seek(0, os.SEEK_END)
+            if end:
+                f.seek(end - 1)
+                if f.read(1) != b"\n":
+                    data = b"\n" + data
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
+
+    def merge(self, ids: list[str]) -> list[dict[str, Any]]:
+        """Fold the shard files into ``samples.jsonl``; return the records of ``ids`` in that order.
+
+        If there are shard files, the new ``samples.jsonl`` holds every record
+        in the order of ``ids`` (records of other examples, from runs with
+        another limit or offset, after them in file order); it replaces the
+        old one atomically before the shard files are deleted.
+
+        Args:
+            ids: the run's example ids, in the order of its examples.
+
+        Raises:
+            LatentReasonError: an example has no record, or two shard files
+                hold the same one.
+        """
+        merged, sharded = self._collect()
+        by_id = {r["id"]: r for r in merged + sharded}
+        missing = [i for i in dict.fromkeys(ids) if i not in by_id]
+        if missing:
+            shown = ", ".join(repr(i) for i in missing[:5]) + (" ..." if len(missing) > 5 else "")
+            raise LatentReasonError(
+                f"{len(missing)} example(s) have no result in {str(self.path)!r} ({shown}). Every rank writes "
+                "its samples.rank<r>.jsonl into the results folder, so with several nodes it must be on a "
+                "filesystem they all share. Run the same command again to compute the missing examples."
+            )
+        shards = self.shard_files()
+        if shards:
+            position = {i: n for n, i in enumerate(ids)}
+            ordered = sorted(merged + sharded, key=lambda r: position.get(r["id"], len(position)))  # stable
+            atomic_write(self.samples, lambda tmp: Path(tmp).write_text(_lines(ordered), encoding="utf-8"))
+            for shard in shards:
+                shard.unlink()
+        return [by_id[i] for i in ids]
 
     def write_summary(self, summary: Summary) -> None:
         """Write ``summary.json`` and ``summary.md``."""

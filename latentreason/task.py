@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Callable, Iterable
@@ -243,6 +244,7 @@ class TaskSpec:
 
     def _load_file(self, path: Path, start: int, stop: int | None) -> list[Example]:
         examples: list[Example] = []
+        numbers: list[int] = []
         problems: list[str] = []
         try:
             with path.open(encoding="utf-8") as lines:
@@ -254,17 +256,22 @@ class TaskSpec:
                     except json.JSONDecodeError as exc:
                         problems.append(f"line {number}: not valid JSON ({exc.msg} at column {exc.colno})")
                         continue
+                    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+                        problems.append(f"line {number}: not valid JSON ({exc})")
+                        continue
                     example, found = _example_from_row(row, self.answer_type)
                     if found:
                         problems.append(f"line {number}: {', '.join(found)}")
                     if example is not None:
                         examples.append(example)
+                        numbers.append(number)
         except UnicodeDecodeError as exc:
             raise LatentReasonError(
                 f"File {str(path)!r} is not UTF-8 text ({exc.reason} at byte {exc.start})."
             ) from exc
         except OSError as exc:
             raise LatentReasonError(f"Cannot read {str(path)!r}: {exc.strerror or exc}.") from exc
+        problems += _repeated_ids(examples, numbers, "line")
         if problems:
             raise _problems_error(f"file {str(path)!r}", problems, _SCHEMA)
         return _nonempty(examples[start:stop], len(examples), start, f"file {str(path)!r}")
@@ -313,6 +320,8 @@ class TaskSpec:
                 problems.append(f"row {index}: {', '.join(found)}")
             if example is not None:
                 examples.append(example)
+        if not problems:
+            problems = _repeated_ids(examples, list(range(start, start + len(examples))), "row")
         if problems:
             raise _problems_error(where, problems, f"Its columns are: {', '.join(data.column_names)}.")
         return _nonempty(examples, total, start, where)
@@ -324,6 +333,23 @@ def _nonempty(chosen: list[Example], total: int, offset: int, where: str) -> lis
     if not chosen:
         raise LatentReasonError(f"Offset {offset} is past the end of {where}, which has {total} examples.")
     return chosen
+
+
+def _repeated_ids(examples: list[Example], numbers: list[int], unit: str) -> list[str]:
+    """One problem per example whose id an earlier one already has (results are kept by id).
+
+    Args:
+        examples: the loaded examples.
+        numbers: the line or row number of each.
+        unit: ``"line"`` or ``"row"``, for the messages.
+    """
+    first: dict[str, int] = {}
+    problems = []
+    for example, number in zip(examples, numbers):
+        earlier = first.setdefault(example.id, number)
+        if earlier != number:
+            problems.append(f"{unit} {number}: id {example.id!r} is already used on {unit} {earlier}")
+    return problems
 
 
 def _problems_error(where: str, problems: list[str], hint: str) -> LatentReasonError:
@@ -341,8 +367,13 @@ def _text_field(value: Any, key: str, problems: list[str], *, numbers: bool = Fa
     if value is None:
         problems.append(f"missing field {key!r}")
         return None
-    if numbers and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(int(value)) if float(value).is_integer() else repr(float(value))
+    if numbers and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if numbers and isinstance(value, float):
+        if not math.isfinite(value):
+            problems.append(f"field {key!r} must be a finite number, not {value}")
+            return None
+        return str(int(value)) if value.is_integer() else repr(value)
     if not isinstance(value, str):
         problems.append(f"field {key!r} must be a string, not {_json_type(value)}")
         return None
@@ -364,6 +395,10 @@ def _choices_field(value: Any, problems: list[str]) -> tuple[str, ...] | None:
         prefix = _LETTER_PREFIX.match(choice)
         letter, text = (prefix[1], choice[prefix.end() :]) if prefix else (chr(ord("A") + index), choice)
         choices.append(f"{letter}) {text.strip()}")
+    letters = [c[0] for c in choices]
+    if len(set(letters)) < len(letters) or not all("A" <= letter <= "Z" for letter in letters):
+        problems.append(f"field 'choices' must give each option its own letter A-Z (got {', '.join(letters)})")
+        return None
     return tuple(choices)
 
 
@@ -387,6 +422,15 @@ def _typed_answer(answer: str, answer_type: AnswerType, choices: Iterable[str], 
     return answer
 
 
+def _has_lone_surrogate(value: Any) -> bool:
+    """Whether a parsed JSON value holds a string that is not valid Unicode text (it cannot be written as UTF-8)."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _example_from_row(row: Any, answer_type: AnswerType) -> tuple[Example | None, list[str]]:
     """Validate one row of the project's schema and build its :class:`Example`.
 
@@ -399,6 +443,8 @@ def _example_from_row(row: Any, answer_type: AnswerType) -> tuple[Example | None
     """
     if not isinstance(row, dict):
         return None, [f"expected a JSON object, not {_json_type(row)}"]
+    if _has_lone_surrogate(row):
+        return None, ["a string holds an unpaired surrogate escape such as \\ud800, which encodes no character"]
     problems: list[str] = []
     ident = _text_field(row.get("id"), "id", problems, numbers=True)
     question = _text_field(row.get("question"), "question", problems)

@@ -9,6 +9,12 @@ Everything needed to continue is in one atomically written
 ``state.safetensors``: weights, optimizer and scheduler state, RNG states and
 the data position. An interrupted run (Ctrl-C, SIGTERM, kill -9) resumes from
 its last saved step with the same command.
+
+Under torchrun every rank takes its contiguous share of each global batch
+(:meth:`latentreason.distributed.World.share`) and the gradients of the
+trainable parameters are summed over ranks, with each rank's loss weighted so
+that the sum is exactly the loss of the whole batch: N ranks train the same
+weights as one process, up to float rounding. Only rank 0 writes files.
 """
 
 from __future__ import annotations
@@ -24,10 +30,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from latentreason import distributed
 from latentreason.batching import position_ids
 from latentreason.checkpoint import atomic_write, save_weights
 from latentreason.config import TrainConfig
@@ -102,7 +109,7 @@ class Trainer:
         config: optimization settings.
         out_dir: checkpoint folder (created).
         seed: seeds data order and initialization.
-        progress: show a progress bar.
+        progress: show a progress bar (on rank 0 only).
     """
 
     def __init__(
@@ -128,7 +135,8 @@ class Trainer:
         self.config = config
         self.out_dir = Path(out_dir)
         self.seed = seed
-        self.progress = progress
+        self.world = distributed.setup(pipeline.runtime.device)
+        self.progress = progress and self.world.is_main
         tokenizer = pipeline.runtime.llm.tokenizer
         stop = end_of_turn_id(tokenizer)
         self.targets = {
@@ -138,6 +146,7 @@ class Trainer:
         self.params = [p for m in self.modules.values() for p in m.parameters() if p.requires_grad]
         for p in self.params:
             p.data = p.data.float()  # fp32 master weights, whatever the LLM's dtype
+        distributed.broadcast_parameters(self.params)  # every rank starts from rank 0's initialization
         self.optimizer = torch.optim.AdamW(self.params, lr=config.lr, weight_decay=config.weight_decay)
         self.batches_per_epoch = math.ceil(len(train) / config.batch_size)
         self.total_steps = math.ceil(self.batches_per_epoch / config.grad_accum) * config.epochs
@@ -171,7 +180,9 @@ class Trainer:
         }
 
     def save(self) -> None:
-        """Write the full training state, then the usable weights, atomically."""
+        """Write the full training state, then the usable weights, atomically (rank 0 only)."""
+        if not self.world.is_main:
+            return
         tensors = {f"weights.{name}.{k}": v.detach().cpu().contiguous() for name, m in self.modules.items() for k, v in m.state_dict().items()}
         optimizer = self.optimizer.state_dict()
         for index, state in optimizer["state"].items():
@@ -199,14 +210,20 @@ class Trainer:
         path = self.out_dir / STATE_FILE
         if not path.exists():
             return False
-        with safe_open(str(path), framework="pt") as f:
-            info = json.loads(f.metadata()["state"])
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                info = json.loads(f.metadata()["state"])
+            tensors = load_file(str(path))
+        except (SafetensorError, OSError, KeyError, TypeError, json.JSONDecodeError) as exc:
+            raise LatentReasonError(
+                f"{str(path)!r} is not a training state written by latentreason ({type(exc).__name__}: {exc}); "
+                "only safetensors are read. Delete it to start over, or use another checkpoint_dir."
+            ) from exc
         if info["n_train"] != len(self.train_examples) or info["seed"] != self.seed:
             raise LatentReasonError(
                 f"{str(path)!r} belongs to a run with {info['n_train']} training examples and seed {info['seed']}, "
                 f"not {len(self.train_examples)} and {self.seed}; use another checkpoint_dir or delete it."
             )
-        tensors = load_file(str(path))
         for name, module in self.modules.items():
             prefix = f"weights.{name}."
             state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
@@ -230,22 +247,52 @@ class Trainer:
 
     # -- loop --------------------------------------------------------------
 
+    def _share_loss(self, batch: list[Example], count: int) -> torch.Tensor | None:
+        """This rank's part of ``loss(batch) * len(batch) / count``; None if its share is empty.
+
+        A batch's loss is the mean NLL over its target tokens: the decoder's
+        :meth:`~latentreason.decoding.DecodingController.training_loss` if it gives one,
+        else :func:`supervised_loss`. A rank holding part of the batch weights
+        its own token mean by its share of the batch's target tokens, so the
+        parts of all ranks sum to exactly the loss one process computes for
+        the whole batch.
+
+        Args:
+            batch: the global batch.
+            count: examples in the whole optimizer step (or validation set).
+        """
+        share = self.world.share(batch)
+        if not share:
+            return None
+        token_share = sum(len(self.targets[e.id]) for e in share) / sum(len(self.targets[e.id]) for e in batch)
+        targets = [self.targets[e.id] for e in share]
+        decoder = self.pipeline.decoder
+        loss = decoder.training_loss(self.pipeline, share, targets) if decoder is not None else None
+        if loss is None:
+            loss = supervised_loss(self.pipeline, share, targets)
+        return loss * (token_share * len(batch) / count)
+
     def validate(self) -> float | None:
-        """Mean validation loss, or None without validation examples."""
+        """Mean validation loss (over all ranks), or None without validation examples."""
         if not self.validation:
             return None
         size = self.config.batch_size
-        losses = []
+        local = 0.0
         with torch.no_grad():
             for start in range(0, len(self.validation), size):
-                batch = self.validation[start : start + size]
-                losses.append(supervised_loss(self.pipeline, batch, [self.targets[e.id] for e in batch]).item() * len(batch))
-        return sum(losses) / len(self.validation)
+                part = self._share_loss(self.validation[start : start + size], len(self.validation))
+                local += 0.0 if part is None else part.item()
+        return distributed.sum_over_ranks(local)
 
     def run(self) -> TrainResult:
         """Train to the configured number of epochs, resuming if a state exists."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.resume()
+        distributed.agree(
+            {"step": self.step, "epoch": self.epoch, "batch": self.batch},
+            f"the training state in {str(self.out_dir)!r}",
+            "Every rank reads it, so with several nodes the checkpoint folder must be on a filesystem they all share.",
+        )
         stop_requested = []
 
         def request_stop(signum, frame):
@@ -265,52 +312,60 @@ class Trainer:
                 loss = self.validate()
                 if loss is not None:
                     self.val_history.append({"epoch": self.epoch + 1, "loss": loss})
-                    bar.write(f"epoch {self.epoch + 1}: validation loss {loss:.4f}")
+                    if self.world.is_main:
+                        bar.write(f"epoch {self.epoch + 1}: validation loss {loss:.4f}")
                 self.epoch += 1
                 self.batch = 0
                 self.save()
-                save_weights(self.out_dir / f"epoch-{self.epoch}.safetensors", self.modules, self._meta())
+                if self.world.is_main:
+                    save_weights(self.out_dir / f"epoch-{self.epoch}.safetensors", self.modules, self._meta())
         except _Stop:
-            bar.write(f"interrupted: progress saved at step {self.step}; run the same command again to resume")
+            if self.world.is_main:
+                bar.write(f"interrupted: progress saved at step {self.step}; run the same command again to resume")
             raise KeyboardInterrupt from None
         finally:
             bar.close()
             for s, handler in previous.items():
                 signal.signal(s, handler)
+        distributed.barrier()  # rank 0's files are complete before any rank returns
         elapsed = time.perf_counter() - start_time
         return TrainResult(self.out_dir / WEIGHTS_FILE, self.history, self.val_history, seen / elapsed if elapsed else 0.0)
 
     def _accumulate(self, order: list[int], bar) -> int:
-        """Run ``grad_accum`` batches and one optimizer step. Returns examples seen."""
+        """Run ``grad_accum`` global batches and one optimizer step. Returns examples seen (all ranks)."""
         size, accum = self.config.batch_size, self.config.grad_accum
         first = self.batch
         last = min(first + accum, self.batches_per_epoch)
-        count = sum(len(order[b * size : (b + 1) * size]) for b in range(first, last))
+        batches = [[self.train_examples[i] for i in order[b * size : (b + 1) * size]] for b in range(first, last)]
+        count = sum(len(batch) for batch in batches)
         self.optimizer.zero_grad(set_to_none=True)
-        total = 0.0
+        local = 0.0
         try:
-            for b in range(first, last):
-                batch = [self.train_examples[i] for i in order[b * size : (b + 1) * size]]
-                loss = supervised_loss(self.pipeline, batch, [self.targets[e.id] for e in batch])
-                if not torch.isfinite(loss):
-                    raise LatentReasonError(
-                        f"Training loss became {loss.item()} at step {self.step + 1}; stopped. The last good "
-                        f"checkpoint is kept in {str(self.out_dir)!r}. Try a lower train.lr."
-                    )
-                (loss * len(batch) / count).backward()
-                total += loss.item() * len(batch)
+            for batch in batches:
+                part = self._share_loss(batch, count)
+                if part is not None:
+                    if torch.isfinite(part):
+                        part.backward()
+                    local += part.item()
                 bar.update(1)
         except _Stop:
             self.optimizer.zero_grad(set_to_none=True)
             self.save()  # the state of the last finished step; the partial step is redone on resume
             raise
+        loss = distributed.sum_over_ranks(local)  # the step's loss, the same on every rank
+        if not math.isfinite(loss):
+            raise LatentReasonError(
+                f"Training loss became {loss} at step {self.step + 1}; stopped. The last good "
+                f"checkpoint is kept in {str(self.out_dir)!r}. Try a lower train.lr."
+            )
+        distributed.reduce_gradients(self.params)
         torch.nn.utils.clip_grad_norm_(self.params, self.config.max_grad_norm)
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
         self.batch = last
-        self.history.append({"step": self.step, "loss": total / count, "lr": self.scheduler.get_last_lr()[0]})
-        bar.set_postfix(loss=f"{total / count:.4f}")
+        self.history.append({"step": self.step, "loss": loss, "lr": self.scheduler.get_last_lr()[0]})
+        bar.set_postfix(loss=f"{loss:.4f}")
         if self.config.save_every and self.step % self.config.save_every == 0:
             self.save()
         return count

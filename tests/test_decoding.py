@@ -168,3 +168,35 @@ def test_sliding_window_models_are_refused(runtime):
     inputs = PlaceholderInjector(PlaceholderOptions(), gemma).build("Solve it.", QUESTIONS)
     with pytest.raises(LatentReasonError, match="full-attention"):
         decode(gemma, inputs, GREEDY, Recorder(runtime))
+
+
+def test_gold_targets_split_into_segments_like_decoding(llm):
+    from latentreason.segments import split_segments
+
+    tok = llm.tokenizer
+    ids = tok("She sold 48 clips. Then 24 more in May. So 72 in total.", add_special_tokens=False)["input_ids"]
+    segments = split_segments(ids, tok, SegmentOptions(segment="sentence", min_tokens=2))
+    assert sum(segments, []) == ids
+    assert [tok.decode(s).strip() for s in segments][:2] == ["She sold 48 clips.", "Then 24 more in May."]
+
+
+def test_trained_compressor_learns_from_the_compressed_history(tiny_llm, tiny_assistant, tmp_path):
+    from latentreason.config import TrainConfig
+    from latentreason.registry import Registry
+    from latentreason.runtime import Runtime
+    from latentreason.training import Trainer
+
+    torch.manual_seed(0)
+    runtime = Runtime(registry=Registry(), llm=tiny_llm, assistant=tiny_assistant)
+    config = load_config(overrides={
+        "producer": {"name": "cot"},
+        "decoder": {"name": "compress", "options": {"pooling": "attention", "segment": "tokens", "tokens": 6}},
+    })
+    pipeline = Pipeline.from_config(config, runtime=runtime)
+    assert set(pipeline.trainable()) == {"decoder"}
+    examples = pipeline.task.load("train", limit=2)
+    trainer = Trainer(pipeline, examples, [], TrainConfig(epochs=8, batch_size=2, lr=3e-2, warmup_steps=0, max_target_tokens=20), tmp_path, progress=False)
+    targets = [trainer.targets[e.id] for e in examples]
+    start = pipeline.decoder.training_loss(pipeline, examples, targets).item()
+    trainer.run()
+    assert pipeline.decoder.training_loss(pipeline, examples, targets).item() < start - 0.05

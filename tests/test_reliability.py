@@ -1,0 +1,64 @@
+"""A training process killed with SIGKILL resumes to the weights of an uninterrupted run (within 1e-6)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from latentreason.cli import main
+
+STEPS = 6  # 3 examples, batch 1, 2 epochs: the resumed run crosses an epoch boundary
+
+
+def _train_args(tiny_dirs, out) -> list[str]:
+    llm, assistant = tiny_dirs
+    return [
+        "train", "--producer", "softcot", "--task", "gsm8k", "--llm", llm, "--assistant", assistant, "--device", "cpu",
+        "--train-limit", "3", "--train-batch-size", "1", "--epochs", "2", "--lr", "0.01", "--n-thoughts", "2",
+        "--set", "producer.options.n_thoughts_train=3", "--set", "train.save_every=1", "--set", "train.val_limit=2",
+        "--set", "train.max_target_tokens=12", "--set", "train.warmup_steps=2", "--out", str(out), "--quiet",
+    ]
+
+
+def _saved_step(state) -> int:
+    with safe_open(str(state), framework="pt") as f:
+        return json.loads(f.metadata()["state"])["step"]
+
+
+def test_training_killed_with_sigkill_resumes_to_the_same_weights(tiny_dirs, tmp_path):
+    straight = CliRunner().invoke(main, _train_args(tiny_dirs, tmp_path / "straight"), catch_exceptions=False)
+    assert straight.exit_code == 0, straight.output
+
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "latentreason.cli", *_train_args(tiny_dirs, out)]
+    state = out / "state.safetensors"
+    with open(tmp_path / "log.txt", "w") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while not state.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        process.send_signal(signal.SIGKILL)  # kill -9: no handler runs, nothing is flushed
+        assert process.wait() == -signal.SIGKILL, (tmp_path / "log.txt").read_text()
+    killed_at = _saved_step(state)
+    assert 1 <= killed_at < STEPS and not (out / "epoch-2.safetensors").exists()
+
+    again = CliRunner().invoke(main, _train_args(tiny_dirs, out), catch_exceptions=False)  # the same command again
+    assert again.exit_code == 0, again.output
+    assert f"steps: {STEPS}" in again.output
+
+    expected, resumed = load_file(tmp_path / "straight" / "last.safetensors"), load_file(out / "last.safetensors")
+    assert expected.keys() == resumed.keys()
+    for key in expected:
+        torch.testing.assert_close(resumed[key], expected[key], rtol=0, atol=1e-6, msg=key)
+    history = [json.loads((folder / "history.json").read_text())["train"] for folder in (tmp_path / "straight", out)]
+    assert [h["step"] for h in history[1]] == list(range(1, STEPS + 1))
+    assert [h["loss"] for h in history[1]] == pytest.approx([h["loss"] for h in history[0]], rel=1e-6)
