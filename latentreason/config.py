@@ -194,6 +194,10 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     """
     data = read_yaml(path) if path is not None else {}
     data = merge(data, overrides or {})
+    defaults = RunConfig()
+    for key in ("producer", "injector"):  # options given without a name belong to the default component
+        if isinstance(data.get(key), dict) and "name" not in data[key]:
+            data[key] = {"name": getattr(defaults, key).name, **data[key]}
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:

@@ -84,3 +84,9 @@ def test_resolve_fills_in_defaults():
     assert plan.evaluator.name == "yesno"  # the task's evaluator
     plan = resolve(load_config(overrides={"producer": {"name": "cot"}}), Registry())
     assert plan.projector.name == "identity"
+
+
+def test_options_without_a_name_apply_to_the_default_component():
+    config = load_config(overrides={"injector": {"options": {"markers": False}}, "producer": {"options": {"n_thoughts": 8}}})
+    assert config.injector.name == "placeholder" and config.injector.options == {"markers": False}
+    assert config.producer.name == "softcot" and config.producer.options == {"n_thoughts": 8}
