@@ -11,6 +11,11 @@ def pad_left(rows: list[list[int]], value: int) -> torch.Tensor:
     return torch.tensor([[value] * (width - len(r)) + r for r in rows], dtype=torch.long)
 
 
+def pad_batch(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded token ids ``(B, T)`` and their attention mask ``(B, T)``."""
+    return pad_left(rows, pad_id), pad_left([[1] * len(r) for r in rows], 0)
+
+
 def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
     """Positions ``(B, T)`` that start at 0 on each row's first real token.
 

@@ -16,7 +16,7 @@ from typing import Literal
 import torch
 
 from latentreason.config import PluginOptions
-from latentreason.batching import pad_left
+from latentreason.batching import pad_batch, pad_left
 from latentreason.injector import IGNORE_INDEX, Injector, LLMInputs
 from latentreason.prompting import SLOT, encode_chat, marker_ids, placeholder_id
 
@@ -84,9 +84,8 @@ class PlaceholderInjector(Injector):
             slots.append(positions)
             labels.append([IGNORE_INDEX] * len(ids) + target)
         tokenizer = self.llm.tokenizer
-        input_ids = pad_left(rows, tokenizer.pad_token_id)  # (B, T)
+        input_ids, attention_mask = pad_batch(rows, tokenizer.pad_token_id)  # (B, T), (B, T)
         width = input_ids.shape[1]
-        attention_mask = pad_left([[1] * len(r) for r in rows], 0)  # (B, T)
         device = self.llm.model.device
         with torch.no_grad():
             embeds = self.llm.embed(input_ids.to(device))  # (B, T, d_llm)

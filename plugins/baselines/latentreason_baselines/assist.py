@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from latentreason.batching import pad_left
+from latentreason.batching import pad_batch
 from latentreason.config import GenerationConfig, PluginOptions
 from latentreason.generation import generate
 from latentreason.injector import LLMInputs
@@ -40,11 +40,11 @@ class AssistCoT(ThoughtProducer):
         tokenizer = assistant.tokenizer
         rows = [encode_chat(tokenizer, self.options.instruction, q)[0] for q in questions]
         device = assistant.model.device
-        input_ids = pad_left(rows, tokenizer.pad_token_id).to(device)  # (B, T)
+        input_ids, attention_mask = (t.to(device) for t in pad_batch(rows, tokenizer.pad_token_id))  # (B, T), (B, T)
         with torch.no_grad():
             inputs = LLMInputs(
                 inputs_embeds=assistant.embed(input_ids),  # (B, T, d_assistant)
-                attention_mask=pad_left([[1] * len(r) for r in rows], 0).to(device),  # (B, T)
+                attention_mask=attention_mask,
                 labels=None,
                 prompts=[],
             )

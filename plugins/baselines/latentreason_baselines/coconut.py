@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from latentreason.batching import pad_left, position_ids
+from latentreason.batching import pad_batch, position_ids
 from latentreason.config import PluginOptions
 from latentreason.producer import ThoughtProducer, Thoughts
 from latentreason.prompting import SLOT, encode_chat, marker_ids
@@ -56,8 +56,8 @@ class CoconutThoughts(ThoughtProducer):
             ids, start = encode_chat(tokenizer, instruction, f"{q}\n\n{SLOT}", head)
             rows.append(ids[: start + len(head)])  # the prompt up to the first thought
         device = llm.model.device
-        mask = pad_left([[1] * len(r) for r in rows], 0).to(device)  # (B, T)
-        embeds = llm.embed(pad_left(rows, tokenizer.pad_token_id).to(device))  # (B, T, d_llm)
+        input_ids, mask = (t.to(device) for t in pad_batch(rows, tokenizer.pad_token_id))  # (B, T), (B, T)
+        embeds = llm.embed(input_ids)  # (B, T, d_llm)
         positions = position_ids(mask)  # (B, T)
         cache, thoughts = None, []
         with torch.no_grad():

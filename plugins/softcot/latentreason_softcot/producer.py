@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from pydantic import Field
 
-from latentreason.batching import pad_left, position_ids
+from latentreason.batching import pad_batch, position_ids
 from latentreason.config import PluginOptions
 from latentreason.producer import ThoughtProducer, Thoughts
 from latentreason.prompting import encode_chat, placeholder_id
@@ -68,8 +68,7 @@ class SoftCoTProducer(ThoughtProducer):
         system = self.options.instruction.format(n=n)
         rows = [encode_chat(tokenizer, system, q, [placeholder] * n)[0] for q in questions]
         device = assistant.model.device
-        input_ids = pad_left(rows, tokenizer.pad_token_id).to(device)  # (B, T)
-        attention_mask = pad_left([[1] * len(r) for r in rows], 0).to(device)  # (B, T)
+        input_ids, attention_mask = (t.to(device) for t in pad_batch(rows, tokenizer.pad_token_id))  # (B, T), (B, T)
         with torch.no_grad():
             hidden = assistant.model.base_model(
                 input_ids=input_ids,
