@@ -66,6 +66,12 @@ def read_meta(path: str | Path) -> dict[str, Any]:
         return json.loads((f.metadata() or {}).get("meta", "{}"))
 
 
+def stored_components(path: str | Path) -> set[str]:
+    """The components (``projector``, ``decoder``, ...) whose tensors a checkpoint holds."""
+    with _open(Path(path)) as f:
+        return {key.split(".", 1)[0] for key in f.keys()}
+
+
 def _open(path: Path):
     if not path.is_file():
         raise LatentReasonError(f"Checkpoint {str(path)!r} does not exist.")

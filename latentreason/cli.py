@@ -146,28 +146,42 @@ def run(config_path, sets, quiet, output, seeds, **flags):
     )
     seed_list = [int(s) for s in _split(seeds)] if seeds else [config.seed]
     if len(producers) > 1 or len(tasks) > 1 or len(seed_list) > 1:
-        from latentreason.comparison import compare, markdown_table
+        from latentreason.comparison import methods_from_names
+        from latentreason.registry import Registry
 
-        output = output or config.output_dir
-        summaries = compare(
-            config, producers or [config.producer.name], tasks or [config.data.task], seed_list, output,
-            checkpoints, progress=not quiet,
-        )
-        click.echo(markdown_table(summaries))
-        click.echo(f"results: {output}  (comparison.md, comparison.csv)")
+        registry = Registry()
+        methods = methods_from_names(config, producers or [config.producer.name], checkpoints, registry)
+        _compare(methods, tasks or [config.data.task], seed_list, output or config.output_dir, quiet, registry)
         return
     torch.manual_seed(config.seed)
     pipeline = build_pipeline(config)
-    if pipeline.trainable() and not pipeline.checkpoint:
-        click.echo(
-            f"warning: {config.producer.name} runs with untrained (randomly initialised) parameters; "
+    if pipeline.untrained:
+        _echo(
+            f"warning: {config.producer.name} runs with untrained (randomly initialised) {', '.join(pipeline.untrained)}; "
             "pass --projector PATH from `latentreason train` for meaningful results.",
             err=True,
         )
     output = output or default_output(pipeline)
     summary = evaluate(pipeline, evaluation_examples(pipeline), output, progress=not quiet)
-    click.echo(summary.table())
-    click.echo(f"results: {output}")
+    _echo(summary.table())
+    _echo(f"results: {output}")
+
+
+def _echo(message: str, *, err: bool = False) -> None:
+    """Print on rank 0 only (under torchrun every rank runs the command and has the same result)."""
+    from latentreason import distributed
+
+    if distributed.current().is_main:
+        click.echo(message, err=err)
+
+
+def _compare(methods, tasks: list[str], seeds: list[int], output: str, quiet: bool, registry) -> None:
+    """Run a comparison, then print its table and where it is."""
+    from latentreason.comparison import compare, markdown_table
+
+    summaries = compare(methods, tasks, seeds, output, progress=not quiet, registry=registry)
+    _echo(markdown_table(summaries))
+    _echo(f"results: {output}  (comparison.md, comparison.csv; `latentreason report {output}` adds plots)")
 
 
 def _split(value: str | None) -> list[str]:
@@ -206,11 +220,44 @@ def train(config_path, sets, quiet, **flags):
     result = train_api(config, progress=not quiet)
     if result.history:
         first, last = result.history[0]["loss"], result.history[-1]["loss"]
-        click.echo(f"steps: {len(result.history)}  loss: first {first:.4f} -> last {last:.4f}")
+        _echo(f"steps: {len(result.history)}  loss: first {first:.4f} -> last {last:.4f}")
     for v in result.validation:
-        click.echo(f"epoch {v['epoch']}: validation loss {v['loss']:.4f}")
-    click.echo(f"throughput: {result.examples_per_s:.2f} examples/s")
-    click.echo(f"weights: {result.weights}  (folder {checkpoint_dir(config)})")
+        _echo(f"epoch {v['epoch']}: validation loss {v['loss']:.4f}")
+    _echo(f"throughput: {result.examples_per_s:.2f} examples/s")
+    _echo(f"weights: {result.weights}  (folder {checkpoint_dir(config)})")
+
+
+@main.command()
+@click.argument("experiment", type=click.Path(dir_okay=False))
+@click.option("--only", help="Comma-separated method labels to run (default: all).")
+@click.option("--output", type=click.Path(file_okay=False), help="Results folder (default: the file's `output`, else results/).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a base field for every method, e.g. --set data.limit=10 (repeatable).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@_friendly
+def compare(experiment, only, output, sets, quiet):
+    """Run every method of an EXPERIMENT file on its tasks and seeds; print one table.
+
+    \b
+    An experiment file names methods, each any run config on top of a shared base:
+      base: {data: {task: gsm8k, limit: 50}, models: {dtype: bfloat16}}
+      methods:
+        cot: {producer: cot}
+        softcot+compress: {producer: softcot, decoder: compress}
+        compress-trained: {producer: cot, decoder: {name: compress, options: {pooling: attention}},
+                           checkpoint: runs/compress-attn/last.safetensors}
+    Example (the decoding-plugin study, see experiments/):
+      latentreason compare experiments/compression-gsm8k.yaml
+
+    Every problem in the file is reported before anything runs. Each cell is a
+    results folder <output>/<task>-<label>-seed<seed>; re-running resumes.
+    """
+    from latentreason.config import parse_overrides
+    from latentreason.experiment import load_experiment
+    from latentreason.registry import Registry
+
+    registry = Registry()
+    spec = load_experiment(experiment, parse_overrides(sets), _split(only) or None, registry)
+    _compare(spec.methods, spec.tasks, spec.seeds, output or spec.output, quiet, registry)
 
 
 @main.command()

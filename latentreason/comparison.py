@@ -1,10 +1,13 @@
 """Several methods on several tasks and seeds in one call, with one table.
 
-A method is a producer name, or ``producer+decoder`` for a producer combined
-with a decoding controller (e.g. ``softcot+compress``). Each (task, method,
-seed) cell is an ordinary results folder ``<output>/<task>-<method>-seed<seed>``
-(resumable like any run); the models are loaded once and shared. The comparison is written as ``comparison.md`` and
-``comparison.csv`` in ``<output>``.
+A method is a label and a :class:`~latentreason.config.RunConfig`: either a
+producer name or ``producer+decoder`` (e.g. ``softcot+compress``) built on
+one base config (``latentreason run --producer a,b``), or any named config
+from an experiment file (``latentreason compare FILE``, see
+:mod:`latentreason.experiment`). Each (task, method, seed) cell is an ordinary
+results folder ``<output>/<task>-<method>-seed<seed>`` (resumable like any
+run); the models are loaded once and shared. The comparison is written as
+``comparison.md`` and ``comparison.csv`` in ``<output>``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from latentreason import distributed
 from latentreason.api import evaluation_examples
 from latentreason.config import Component, RunConfig
 from latentreason.errors import ConfigError, LatentReasonError
@@ -52,6 +56,7 @@ class Row:
                 out[f"acc {kind}"] = f"{mean:.3f} [{low:.2f}, {high:.2f}]"
         out["mean new tokens"] = f"{self._stat('mean_new_tokens')[0]:.1f}"
         out["examples/s"] = f"{self._stat('examples_per_s')[0]:.3f}"
+        out["wall s"] = f"{statistics.fmean(r.n / r.examples_per_s if r.examples_per_s else 0.0 for r in self.runs):.0f}"
         out["peak mem GiB"] = f"{max(r.peak_memory_gib for r in self.runs):.2f}"
         out["peak KV tokens"] = f"{self._stat('mean_peak_kv')[0]:.0f}"
         out["dependency"] = f"{self._stat('mean_dependency')[0]:.0f}"
@@ -95,29 +100,18 @@ def csv_table(summaries: list[Summary]) -> str:
     return buffer.getvalue()
 
 
-def _cell_config(base: RunConfig, task: str, method: str, seed: int, checkpoints: dict[str, str], registry: Registry) -> RunConfig:
-    """The config of one cell: the base config with this task, method and seed."""
-    producer, _, decoder = method.partition("+")
-    accepted = registry.get("producer", producer).Options.model_fields
-    own = {k: v for k, v in base.producer.options.items() if k in accepted}
-    decoder_options = base.decoder.options if base.decoder else {}
-    return base.model_copy(
-        update={
-            "data": base.data.model_copy(update={"task": task}),
-            "producer": Component(name=producer, options=own),
-            "projector": base.projector if base.producer.name == producer else None,
-            "decoder": Component(name=decoder, options=decoder_options) if decoder else None,
-            "checkpoint": checkpoints.get(producer, checkpoints.get("*")),
-            "seed": seed,
-        },
-        deep=True,
-    )
+@dataclass(frozen=True)
+class Method:
+    """One method of a comparison: its label and its config (task and seed are set per cell)."""
+
+    label: str
+    config: RunConfig
 
 
-def plan_comparison(
-    base: RunConfig, methods: list[str], tasks: list[str], seeds: list[int], checkpoints: dict[str, str], registry: Registry
-) -> list[Plan]:
-    """Resolve every cell up front, so any mistake is reported before hours of work.
+def methods_from_names(
+    base: RunConfig, names: list[str], checkpoints: dict[str, str], registry: Registry
+) -> list[Method]:
+    """Methods named ``producer`` or ``producer+decoder``, built on ``base`` (the ``run --producer a,b`` form).
 
     Producer options in ``base`` apply to every producer that has them; an
     option that none of the producers has is an error. Decoder options in
@@ -125,37 +119,75 @@ def plan_comparison(
     ``"*"`` applies to every producer with trainable parts.
 
     Raises:
-        ConfigError: every problem of every cell at once.
+        ConfigError: unknown producers and options nobody takes, all at once.
     """
     problems: list[str] = []
-    known = set()
-    for name in {m.partition("+")[0] for m in methods}:
+    accepted: dict[str, set[str]] = {}
+    for name in dict.fromkeys(n.partition("+")[0] for n in names):
         try:
-            known |= set(registry.get("producer", name).Options.model_fields)
+            accepted[name] = set(registry.get("producer", name).Options.model_fields)
         except LatentReasonError as exc:  # an unknown name: report it with the others
             problems.append(f"producer: {exc}")
+    known = set().union(*accepted.values()) if accepted else set()
     problems += [f"producer.options.{k}: no selected producer has this option" for k in base.producer.options if k not in known]
-    plans = []
-    if not problems:
-        for task in tasks:
-            for method in methods:
-                for seed in seeds:
-                    try:
-                        plans.append(resolve(_cell_config(base, task, method, seed, checkpoints, registry), registry))
-                    except ConfigError as exc:
-                        problems += [f"{task}/{method}: {p}" for p in exc.problems]
     if problems:
         raise ConfigError(sorted(set(problems)))
+    methods = []
+    for name in names:
+        producer, _, decoder = name.partition("+")
+        own = {k: v for k, v in base.producer.options.items() if k in accepted[producer]}
+        decoder_options = base.decoder.options if base.decoder else {}
+        config = base.model_copy(
+            update={
+                "label": None,
+                "producer": Component(name=producer, options=own),
+                "projector": base.projector if base.producer.name == producer else None,
+                "decoder": Component(name=decoder, options=decoder_options) if decoder else None,
+                "checkpoint": checkpoints.get(producer, checkpoints.get("*")),
+            },
+            deep=True,
+        )
+        methods.append(Method(name, config))
+    return methods
+
+
+def plan_comparison(methods: list[Method], tasks: list[str], seeds: list[int], registry: Registry) -> list[Plan]:
+    """Resolve every (task, method, seed) cell up front, so any mistake is reported before hours of work.
+
+    Raises:
+        ConfigError: every problem of every cell at once (methods with
+            different models, which cannot share one set of loaded models, too).
+    """
+    problems: list[str] = []
+    labels = [m.label for m in methods]
+    problems += [f"method {label!r} is listed twice" for label in sorted({x for x in labels if labels.count(x) > 1})]
+    models = methods[0].config.models if methods else None
+    problems += [
+        f"{m.label}: models differ from {methods[0].label}'s; one comparison shares one set of models"
+        for m in methods[1:] if m.config.models != models
+    ]
+    plans = []
+    for task in tasks:
+        for method in methods:
+            for seed in seeds:
+                config = method.config.model_copy(
+                    update={"label": method.label, "data": method.config.data.model_copy(update={"task": task}), "seed": seed},
+                    deep=True,
+                )
+                try:
+                    plans.append(resolve(config, registry))
+                except ConfigError as exc:
+                    problems += [f"{task}/{method.label}: {p}" for p in exc.problems]
+    if problems:
+        raise ConfigError(list(dict.fromkeys(problems)))
     return plans
 
 
 def compare(
-    base: RunConfig,
-    methods: list[str],
+    methods: list[Method],
     tasks: list[str],
     seeds: list[int],
     output: str | Path,
-    checkpoints: dict[str, str] | None = None,
     *,
     progress: bool = True,
     registry: Registry | None = None,
@@ -163,23 +195,26 @@ def compare(
 ) -> list[Summary]:
     """Run every (task, method, seed) cell and write the comparison tables.
 
+    Under torchrun every cell is sharded over the ranks like a single run.
+
     Args:
-        base: settings shared by all cells (models, limits, generation, ...).
-        methods: producer names, or ``producer+decoder``.
+        methods: the methods (see :func:`methods_from_names` and
+            :func:`latentreason.experiment.load_experiment`).
         tasks: task names.
         seeds: seeds (each cell runs once per seed).
         output: folder for the cells' results and the comparison.
-        checkpoints: trained weights per producer name (``"*"``: any trainable producer).
         progress: show progress bars.
         registry: plugins (default: installed ones).
-        runtime: preloaded models (default: loaded from ``base.models`` once).
+        runtime: preloaded models (default: loaded once from the methods' ``models``).
 
     Returns:
         One summary per cell, in task, method, seed order.
     """
     registry = registry or (runtime.registry if runtime else Registry())
-    plans = plan_comparison(base, methods, tasks, seeds, checkpoints or {}, registry)
-    runtime = runtime or Runtime(base.models, registry)
+    plans = plan_comparison(methods, tasks, seeds, registry)
+    models = methods[0].config.models
+    distributed.setup(runtime.device if runtime else models.device)  # each rank loads onto its own device
+    runtime = runtime or Runtime(models, registry)
     output = Path(output)
     summaries = []
     for plan in plans:
@@ -189,7 +224,8 @@ def compare(
         examples = evaluation_examples(pipeline)
         folder = output / f"{plan.task.name}-{method_name(config)}-seed{config.seed}"
         summaries.append(evaluate(pipeline, examples, folder, progress=progress))
-        write_comparison(output, summaries)
+        if distributed.current().is_main:
+            write_comparison(output, summaries)
     return summaries
 
 

@@ -41,6 +41,9 @@ class ModelsConfig(Strict):
     llm: str = Field("qwen2.5-coder-0.5b-instruct", description="reasoning LLM: alias, folder, .gguf or hub id")
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     device: str = Field("auto", description="'auto' (cuda if available, else cpu), 'cpu', 'cuda', 'cuda:1', ...")
+    device_map: Literal["auto", "balanced", "sequential"] | None = Field(
+        None, description="shard the LLM over this node's GPUs in one process (needs accelerate); default: no sharding"
+    )
     trust_remote_code: bool = False
 
 
@@ -94,6 +97,7 @@ class TrainConfig(Strict):
 class RunConfig(Strict):
     """Everything a run or a training needs; it fully reproduces a run."""
 
+    label: str | None = Field(None, description="the method's name in summaries and tables (default: producer or producer+decoder)")
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     producer: Component = Field(default_factory=lambda: Component(name="softcot"))
@@ -101,11 +105,17 @@ class RunConfig(Strict):
     injector: Component = Field(default_factory=lambda: Component(name="placeholder"))
     evaluator: Component | None = Field(None, description="default: the task's evaluator")
     decoder: Component | None = Field(None, description="decoding-time controller (compression, re-injection); default none")
-    checkpoint: str | None = Field(None, description="trained component weights (.safetensors) to load")
+    checkpoint: str | list[str] | None = Field(
+        None, description="trained weights (.safetensors) to load; several files may each hold some components"
+    )
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     seed: int = Field(0, ge=0, lt=2**32, description="seeds initialization, data order and sampling (0 to 2**32-1)")
     output_dir: str = "results"
+
+    def checkpoints(self) -> list[str]:
+        """``checkpoint`` as a list of paths."""
+        return [self.checkpoint] if isinstance(self.checkpoint, str) else list(self.checkpoint or [])
 
 
 def format_validation_error(error: ValidationError, prefix: str = "") -> list[str]:

@@ -24,8 +24,8 @@ from latentreason.task import Example
 
 
 def method_name(config: RunConfig) -> str:
-    """``producer`` or ``producer+decoder``: how a method is named in summaries and tables."""
-    return config.producer.name + (f"+{config.decoder.name}" if config.decoder else "")
+    """How a method is named in summaries and tables: its ``label``, else ``producer`` or ``producer+decoder``."""
+    return config.label or config.producer.name + (f"+{config.decoder.name}" if config.decoder else "")
 
 
 def default_output(pipeline: Pipeline) -> Path:

@@ -17,8 +17,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from latentreason.checkpoint import load_weights, read_meta
+from latentreason.checkpoint import load_weights, read_meta, stored_components
 from latentreason.config import RunConfig
+from latentreason.errors import LatentReasonError
 from latentreason.evaluator import Score
 from latentreason.decoding import decode
 from latentreason.generation import generate
@@ -78,9 +79,7 @@ class Pipeline:
             self.projector = plan.projector.cls(
                 plan.projector.options, self.producer.thought_dim, llm.hidden_size, llm.embed_norm
             ).to(llm.model.device)
-        self.checkpoint = self.config.checkpoint or self._fitting_default()
-        if self.checkpoint:
-            self.load(self.checkpoint)
+        self.checkpoints, self.untrained = self._load_weights()
 
     @classmethod
     def from_config(cls, config: RunConfig, registry: Registry | None = None, runtime: Runtime | None = None) -> Pipeline:
@@ -114,19 +113,43 @@ class Pipeline:
             for kind, choice in (("producer", plan.producer), ("projector", plan.projector))
         } | {"llm": self.runtime.model_name("llm"), "assistant": self.runtime.model_name("assistant")}
 
-    def _fitting_default(self) -> str | None:
+    def _fitting_default(self) -> Path | None:
         """The producer's default checkpoint, if it was made for this very setup."""
         path = self.producer.default_checkpoint()
-        if path is None or not self.trainable():
+        if path is None:
             return None
         made_for = read_meta(path).get("components", {})
         mine = self.components()
         same = all(made_for.get(k) == mine[k] for k in ("projector", "llm", "assistant"))
-        return str(path) if same and made_for.get("producer", {}).get("name") == mine["producer"]["name"] else None
+        return path if same and made_for.get("producer", {}).get("name") == mine["producer"]["name"] else None
 
-    def load(self, path: str | Path) -> None:
-        """Load trained component weights from a safetensors checkpoint."""
-        load_weights(path, self.trainable())
+    def _load_weights(self) -> tuple[list[str], list[str]]:
+        """Load ``config.checkpoint`` file(s), then the producer's default for what they leave out.
+
+        Each file may hold some of the trainable components (e.g. a SoftCoT
+        projector in one, a trained compressor in another).
+
+        Returns:
+            The files loaded, and the trainable components left untrained.
+        """
+        modules = self.trainable()
+        if not modules:
+            return [], []
+        loaded = []
+        for path in self.config.checkpoints():
+            names = stored_components(path)
+            if not names <= set(modules):
+                raise LatentReasonError(
+                    f"Checkpoint {path!r} holds {', '.join(sorted(names - set(modules)))}, which this run does not "
+                    f"train or which an earlier checkpoint already gave; still to load: {', '.join(sorted(modules)) or 'nothing'}."
+                )
+            load_weights(path, {name: modules.pop(name) for name in names})
+            loaded.append(path)
+        default = self._fitting_default()
+        if default is not None and stored_components(default) <= set(modules):
+            load_weights(default, {name: modules.pop(name) for name in stored_components(default)})
+            loaded.append(str(default))
+        return loaded, sorted(modules)
 
     def inputs(self, examples: list[Example], targets: list[list[int]] | None = None) -> LLMInputs:
         """The LLM input for a batch: produce, project, inject.

@@ -127,7 +127,7 @@ def summarize(task: str, producer: str, records: list[dict[str, Any]], seed: int
 
 SHARD_PATTERN = re.compile(r"samples\.rank(\d+)\.jsonl")
 
-RESUME_FREE_KEYS = {("data", "limit"), ("data", "offset"), ("generation", "batch_size"), ("output_dir",)}
+RESUME_FREE_KEYS = {("data", "limit"), ("data", "offset"), ("generation", "batch_size"), ("output_dir",), ("label",)}
 
 
 def _flatten(tree: dict[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:

@@ -1,0 +1,141 @@
+"""Experiment files (`latentreason compare`) and checkpoints that each hold some components."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+
+from latentreason.checkpoint import save_weights, stored_components
+from latentreason.cli import main
+from latentreason.config import load_config
+from latentreason.errors import ConfigError, LatentReasonError
+from latentreason.experiment import load_experiment
+from latentreason.pipeline import Pipeline
+
+DECODER = {"name": "compress", "options": {"pooling": "attention", "segment": "tokens", "tokens": 3}}
+
+
+def _models(tiny_dirs) -> dict:
+    llm, assistant = tiny_dirs
+    return {"llm": llm, "assistant": assistant, "device": "cpu"}
+
+
+def _write(path, tree) -> str:
+    path.write_text(yaml.safe_dump(tree, sort_keys=False))
+    return str(path)
+
+
+def _experiment(tiny_dirs, tmp_path, checkpoint: str | None = None) -> dict:
+    methods = {
+        "cot": {"producer": "cot"},
+        "window-8": {"producer": "cot", "decoder": {"name": "window", "options": {"keep": 8}}},
+        "softcot+compress": {"producer": {"name": "softcot", "options": {"n_thoughts": 2}}, "decoder": DECODER},
+    }
+    if checkpoint:
+        methods["compress-trained"] = {"producer": "cot", "decoder": DECODER, "checkpoint": checkpoint}
+    return {
+        "base": {"models": _models(tiny_dirs), "data": {"limit": 3}, "generation": {"max_new_tokens": 6, "batch_size": 2}},
+        "tasks": ["gsm8k"],
+        "output": str(tmp_path / "out"),
+        "methods": methods,
+    }
+
+
+def test_compare_runs_every_named_method_and_prints_one_table(tiny_dirs, runtime, tmp_path):
+    trained = Pipeline.from_config(load_config(overrides={"producer": {"name": "cot"}, "decoder": DECODER}), runtime=runtime)
+    weights = save_weights(tmp_path / "compressor.safetensors", trained.trainable(), {})
+    path = _write(tmp_path / "exp.yaml", _experiment(tiny_dirs, tmp_path, str(weights)))
+
+    result = CliRunner().invoke(main, ["compare", path, "--quiet"], catch_exceptions=False)
+
+    assert result.exit_code == 0, result.output
+    for label in ("cot", "window-8", "softcot+compress", "compress-trained"):
+        assert f"| gsm8k | {label} | 3 |" in result.output
+        assert (tmp_path / "out" / f"gsm8k-{label}-seed0" / "samples.jsonl").exists()
+    assert "wall s" in result.output and "peak KV tokens" in result.output
+    lines = list(csv.DictReader((tmp_path / "out" / "comparison.csv").open()))
+    assert [line["producer"] for line in lines] == ["cot", "window-8", "softcot+compress", "compress-trained"]
+    stored = yaml.safe_load((tmp_path / "out" / "gsm8k-compress-trained-seed0" / "config.yaml").read_text())
+    assert stored["label"] == "compress-trained" and stored["checkpoint"] == str(weights)
+
+    only = CliRunner().invoke(main, ["compare", path, "--only", "cot", "--set", "data.limit=2", "--quiet"], catch_exceptions=False)
+    assert only.exit_code == 0, only.output
+    assert "| gsm8k | cot | 2 |" in only.output and "window-8" not in only.output
+
+
+def test_every_problem_of_an_experiment_is_reported_at_once(tiny_dirs, tmp_path):
+    spec = _experiment(tiny_dirs, tmp_path)
+    spec["methods"]["typo"] = {"producer": "sofcot"}
+    spec["methods"]["bad-tokens"] = {"producer": "cot", "generation": {"max_new_tokens": "lots"}}
+    spec["methods"]["bad-decoder"] = {"producer": "cot", "decoder": {"name": "compress", "options": {"pooling": "max"}}}
+    path = _write(tmp_path / "exp.yaml", spec)
+
+    result = CliRunner().invoke(main, ["compare", path], catch_exceptions=False)
+
+    assert result.exit_code == 2
+    assert "Did you mean 'softcot'" in result.output
+    assert "methods.bad-tokens: generation.max_new_tokens" in result.output
+    assert "bad-decoder" in result.output and "pooling" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()  # nothing ran
+
+
+def test_experiment_file_errors(tiny_dirs, tmp_path):
+    with pytest.raises(ConfigError, match="methods"):
+        load_experiment(_write(tmp_path / "a.yaml", {"base": {}, "methods": {}}))
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_experiment(_write(tmp_path / "b.yaml", {"methods": {"cot": {"producer": "cot"}}, "method": {}}))
+    with pytest.raises(LatentReasonError, match="it defines: cot"):
+        load_experiment(_write(tmp_path / "c.yaml", {"methods": {"cot": {"producer": "cot"}}}), only=["cto"])
+    spec = _experiment(tiny_dirs, tmp_path)
+    spec["methods"]["other-models"] = {"producer": "cot", "models": {"dtype": "bfloat16"}}
+    experiment = load_experiment(_write(tmp_path / "d.yaml", spec))
+    from latentreason.comparison import plan_comparison
+    from latentreason.registry import Registry
+
+    with pytest.raises(ConfigError, match="other-models: models differ"):
+        plan_comparison(experiment.methods, experiment.tasks, [0], Registry())
+
+
+def test_each_checkpoint_may_hold_some_components(runtime, tmp_path):
+    config = load_config(overrides={"producer": {"name": "softcot", "options": {"n_thoughts": 2}}, "decoder": DECODER})
+    source = Pipeline.from_config(config, runtime=runtime)
+    for module in source.trainable().values():
+        for p in module.parameters():
+            torch.nn.init.normal_(p)
+    projector = save_weights(tmp_path / "projector.safetensors", {"projector": source.projector}, {})
+    decoder = save_weights(tmp_path / "decoder.safetensors", {"decoder": source.decoder.trainable()}, {})
+    assert stored_components(decoder) == {"decoder"}
+
+    only_decoder = Pipeline.from_config(config.model_copy(update={"checkpoint": str(decoder)}), runtime=runtime)
+    assert only_decoder.untrained == ["projector"] and only_decoder.checkpoints == [str(decoder)]
+    assert torch.equal(only_decoder.decoder.trainable().queries, source.decoder.trainable().queries)
+
+    both = Pipeline.from_config(config.model_copy(update={"checkpoint": [str(projector), str(decoder)]}), runtime=runtime)
+    assert both.untrained == []
+    assert torch.equal(both.projector.linear.weight, source.projector.linear.weight)
+
+    with pytest.raises(LatentReasonError, match="holds decoder, which this run does not train or which an earlier"):
+        Pipeline.from_config(config.model_copy(update={"checkpoint": [str(decoder), str(decoder)]}), runtime=runtime)
+    cot = load_config(overrides={"producer": {"name": "cot"}, "decoder": DECODER, "checkpoint": str(projector)})
+    with pytest.raises(LatentReasonError, match="holds projector"):
+        Pipeline.from_config(cot, runtime=runtime)
+
+
+def test_a_run_warns_about_untrained_components(tiny_dirs, tmp_path):
+    llm, assistant = tiny_dirs
+    result = CliRunner().invoke(
+        main,
+        ["run", "--producer", "cot", "--task", "gsm8k", "--limit", "1", "--max-new-tokens", "3", "--quiet",
+         "--set", "decoder.name=compress", "--set", "decoder.options.pooling=attention",
+         "--output", str(tmp_path / "r"), "--llm", llm, "--assistant", assistant, "--device", "cpu"],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    assert "untrained (randomly initialised) decoder" in result.output
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["producer"] == "cot+compress"
