@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -60,12 +61,15 @@ class ModelSpec:
         dtype: ``"float32"``, ``"bfloat16"`` or ``"float16"``.
         device: a resolved torch device string, e.g. ``"cpu"`` or ``"cuda:0"``.
         trust_remote_code: allow a hub model's own Python code to run.
+        device_map: shard the model over the visible GPUs with accelerate
+            (``"auto"``, ``"balanced"``, ``"sequential"``) instead of putting it on ``device``.
     """
 
     name: str
     dtype: str = "float32"
     device: str = "cpu"
     trust_remote_code: bool = False
+    device_map: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -545,11 +549,22 @@ def _load_pretrained(source: ModelSource, spec: ModelSpec) -> tuple[PreTrainedMo
     options = {"trust_remote_code": spec.trust_remote_code}
     if source.kind == "folder":
         options["local_files_only"] = True
+    placement = {"device_map": spec.device_map} if spec.device_map else {}
     model = AutoModelForCausalLM.from_pretrained(
-        source.location, dtype=spec.torch_dtype, use_safetensors=True, **options
+        source.location, dtype=spec.torch_dtype, use_safetensors=True, **placement, **options
     )
     tokenizer = AutoTokenizer.from_pretrained(source.location, **options)
     return model, tokenizer
+
+
+def _check_device_map(spec: ModelSpec, source: ModelSource) -> None:
+    """Refuse a ``device_map`` that cannot work, before any weights are read."""
+    if source.kind == "gguf":
+        raise LatentReasonError(f"models.device_map cannot shard a .gguf model ({spec.name!r}); convert it to a folder first.")
+    if importlib.util.find_spec("accelerate") is None:
+        raise LatentReasonError(
+            f"models.device_map={spec.device_map!r} needs the accelerate package: pip install 'latentreason[multi-gpu]'."
+        )
 
 
 def load_hf(spec: ModelSpec) -> LoadedModel:
@@ -582,6 +597,8 @@ def load_hf(spec: ModelSpec) -> LoadedModel:
         source = ModelSource("folder", str(fetch_model(spec.name)))
     if source.kind == "folder":
         _check_weights_are_safetensors(Path(source.location))
+    if spec.device_map:
+        _check_device_map(spec, source)
     try:
         model, tokenizer = _load_pretrained(source, spec)
     except (OSError, ValueError) as exc:
@@ -594,8 +611,9 @@ def load_hf(spec: ModelSpec) -> LoadedModel:
             f"({_aliases()}), a local folder saved with save_pretrained, or a .gguf file. "
             f"Details: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
         ) from exc
-    model = model.to(device).eval()
-    model.requires_grad_(False)
+    if not spec.device_map:  # a sharded model is already placed, layer by layer
+        model = model.to(device)
+    model.eval().requires_grad_(False)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 
 import torch
 
 from latentreason.config import ModelsConfig
+from latentreason.errors import LatentReasonError
 from latentreason.models import LoadedModel, ModelSpec
 from latentreason.registry import Registry
 
@@ -46,12 +48,13 @@ class Runtime:
         if assistant is not None:
             self.__dict__["assistant"] = assistant
 
-    def _load(self, name: str) -> LoadedModel:
+    def _load(self, name: str, device_map: str | None = None) -> LoadedModel:
         spec = ModelSpec(
             name=name,
             dtype=self.models.dtype,
             device=self.device,
             trust_remote_code=self.models.trust_remote_code,
+            device_map=device_map,
         )
         return self.registry.load_model(spec)
 
@@ -62,8 +65,13 @@ class Runtime:
 
     @cached_property
     def llm(self) -> LoadedModel:
-        """The frozen reasoning LLM."""
-        return self._load(self.models.llm)
+        """The frozen reasoning LLM (sharded over the GPUs with ``models.device_map``)."""
+        if self.models.device_map and int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+            raise LatentReasonError(
+                "models.device_map shards one LLM over the GPUs of a single process, but torchrun started several "
+                "processes, each with a full copy on its own GPU; use one or the other (see docs/distributed.md)."
+            )
+        return self._load(self.models.llm, self.models.device_map)
 
     @cached_property
     def assistant(self) -> LoadedModel:

@@ -191,6 +191,30 @@ def test_folder_without_config_is_refused(tmp_path: Path) -> None:
         load_hf(ModelSpec(str(tmp_path)))
 
 
+def test_device_map_loads_a_sharded_model_with_the_same_outputs(llama_dir: Path) -> None:
+    # Without GPUs accelerate places every layer on the CPU; with several it spreads them over the GPUs.
+    sharded = load_hf(ModelSpec(str(llama_dir), device_map="auto"))
+    plain = load_hf(ModelSpec(str(llama_dir)))
+    ids = torch.tensor([[1, 2, 3, 4]])
+    assert torch.equal(sharded.model(ids).logits, plain.model(ids).logits)
+    assert not any(p.requires_grad for p in sharded.model.parameters()) and not sharded.model.training
+
+
+def test_device_map_is_refused_where_it_cannot_work(llama_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from latentreason.config import ModelsConfig
+    from latentreason.registry import Registry
+    from latentreason.runtime import Runtime
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    runtime = Runtime(ModelsConfig(llm=str(llama_dir), device="cpu", device_map="auto"), Registry())
+    with pytest.raises(LatentReasonError, match="torchrun started several processes"):
+        runtime.llm
+    gguf = llama_dir.parent / "model.gguf"
+    gguf.write_bytes(b"GGUF")
+    with pytest.raises(LatentReasonError, match="cannot shard a .gguf"):
+        load_hf(ModelSpec(str(gguf), device_map="auto"))
+
+
 def test_unavailable_cuda_device_is_refused(llama_dir: Path) -> None:
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA GPU")
