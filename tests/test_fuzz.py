@@ -146,6 +146,32 @@ def test_random_set_options_parse_or_fail_with_a_clear_error(items):
         _allowed(exc)
 
 
+experiment_files = st.fixed_dictionaries(
+    {"methods": st.dictionaries(st.text(max_size=8) | st.sampled_from(["cot", "a/b", " "]), configs | values, max_size=3) | values},
+    optional={"base": configs | values, "tasks": values | st.lists(st.sampled_from(NAMES["task"])), "seeds": values,
+              "output": values, "bogus": values},
+) | values | st.fixed_dictionaries(  # mostly valid: methods that each change a few leaves of the default config
+    {"methods": st.dictionaries(st.sampled_from(["cot", "softcot", "x-1"]), changed_leaves, min_size=1, max_size=2)}
+)
+
+
+@FUZZ
+@given(experiment_files)
+def test_random_experiment_files_load_or_fail_with_a_clear_error(tree):
+    from latentreason.experiment import load_experiment
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "experiment.yaml"
+        path.write_text(yaml.safe_dump(tree), encoding="utf-8")
+        try:
+            experiment = load_experiment(path, registry=REGISTRY)
+        except LatentReasonError as exc:
+            _allowed(exc)
+            return
+    assert experiment.methods and [m.label for m in experiment.methods] == list(tree["methods"])
+    assert experiment.tasks and experiment.seeds
+
+
 # -- dataset rows --------------------------------------------------------------
 
 texts = st.text(max_size=12)
