@@ -25,12 +25,16 @@ class LLMInputs:
         labels: ``(B, T)`` token ids where supervised, :data:`IGNORE_INDEX`
             elsewhere; None outside training.
         prompts: the prompt of each row as text (placeholders shown as tokens), for logs.
+        group: consecutive rows per example (a producer's thought sets).
+        loss: an extra training-loss term from the producer, or None.
     """
 
     inputs_embeds: torch.Tensor
     attention_mask: torch.Tensor
     labels: torch.Tensor | None
     prompts: list[str]
+    group: int = 1
+    loss: torch.Tensor | None = None
 
 
 class Injector:

@@ -154,30 +154,42 @@ class Pipeline:
     def inputs(self, examples: list[Example], targets: list[list[int]] | None = None) -> LLMInputs:
         """The LLM input for a batch: produce, project, inject.
 
+        A producer with K thought sets per question gets K consecutive rows
+        per example (``inputs.group = K``), each with the example's targets.
+
         Args:
             examples: the batch.
             targets: gold token ids to append and supervise (training only).
         """
         questions = [self.task.format_question(ex) for ex in examples]
-        thoughts = self.producer.produce(questions, instruction=self.task.instruction, training=targets is not None)  # (B, N, d_src) or hints
+        thoughts = self.producer.produce(questions, instruction=self.task.instruction, training=targets is not None)  # (B*K, N, d_src) or hints
+        k = thoughts.sets  # rows per question, consecutive
+        questions = [q for q in questions for _ in range(k)]
+        if targets is not None:
+            targets = [t for t in targets for _ in range(k)]
         vectors = None
         if thoughts.vectors is not None:
-            vectors = self.projector(thoughts.vectors.to(self.runtime.llm.model.device))  # (B, N, d_llm)
-        return self.injector.build(self.task.instruction, questions, vectors, thoughts.hints, targets)
+            vectors = self.projector(thoughts.vectors.to(self.runtime.llm.model.device))  # (B*K, N, d_llm)
+        inputs = self.injector.build(self.task.instruction, questions, vectors, thoughts.hints, targets)
+        inputs.group, inputs.loss = k, thoughts.loss
+        return inputs
 
     def answer(self, examples: list[Example]) -> list[Prediction]:
         """Answer and score a batch of examples.
 
-        With ``generation.samples = k > 1`` each prompt is built once, k chains
-        are sampled from it in the same batch, and their answers are majority-voted.
+        With ``generation.samples = s > 1`` each prompt is built once and s
+        chains are sampled from it in the same batch; a producer with K thought
+        sets gives K prompts per example. The answers of an example's K*s
+        chains are majority-voted.
         """
-        k = self.config.generation.samples
+        samples = self.config.generation.samples
         start = time.perf_counter()
         with torch.no_grad():
             inputs = self.inputs(examples)
-        if k > 1:
-            inputs.inputs_embeds = inputs.inputs_embeds.repeat_interleave(k, dim=0)  # (B*k, T, d_llm)
-            inputs.attention_mask = inputs.attention_mask.repeat_interleave(k, dim=0)  # (B*k, T)
+        if samples > 1:
+            inputs.inputs_embeds = inputs.inputs_embeds.repeat_interleave(samples, dim=0)  # (B*K*s, T, d_llm)
+            inputs.attention_mask = inputs.attention_mask.repeat_interleave(samples, dim=0)  # (B*K*s, T)
+        k = inputs.group * samples  # chains per example, consecutive
         llm, generation, stop = self.runtime.llm, self.config.generation, self.evaluator.answer_complete
         if self.decoder is None:
             outputs = generate(llm, inputs, generation, stop)
@@ -185,7 +197,8 @@ class Pipeline:
             outputs = decode(llm, inputs, generation, self.decoder, stop)
         latency = (time.perf_counter() - start) / len(examples)
         predictions = []
-        for i, (ex, prompt) in enumerate(zip(examples, inputs.prompts)):
+        for i, ex in enumerate(examples):
+            prompt = inputs.prompts[i * inputs.group]
             chains = outputs[i * k : (i + 1) * k]
             scores = [self.evaluator.score(c.text, ex) for c in chains]
             score = scores[0] if k == 1 else majority_vote(scores)

@@ -25,12 +25,19 @@ class Thoughts:
     """What a producer made for one batch.
 
     Attributes:
-        vectors: soft thoughts ``(B, N, d_source)`` or None.
-        hints: one text hint per question for the LLM prompt, or None.
+        vectors: soft thoughts ``(B*sets, N, d_source)`` or None.
+        hints: one text hint per row for the LLM prompt, or None.
+        sets: thought sets per question. Rows of ``vectors`` and ``hints`` are
+            grouped per question: rows ``b*sets .. b*sets+sets-1`` belong to
+            question ``b``, and the LLM writes one chain for each.
+        loss: an extra training-loss term the producer adds to the NLL
+            (e.g. SoftCoT++'s contrastive term), or None.
     """
 
     vectors: torch.Tensor | None = None
     hints: list[str] | None = None
+    sets: int = 1
+    loss: torch.Tensor | None = None
 
     @property
     def count(self) -> int:

@@ -75,7 +75,11 @@ class _Stop(Exception):
 
 
 def supervised_loss(pipeline: Pipeline, examples: list[Example], targets: list[list[int]]) -> torch.Tensor:
-    """Mean NLL of ``targets`` given each example's prompt and thoughts.
+    """Mean NLL of ``targets`` given each example's prompt and thoughts, plus the producer's own term.
+
+    With several thought sets per question every set's row is supervised with
+    the question's targets. A producer's extra loss (``inputs.loss``, e.g.
+    SoftCoT++'s weighted contrastive term) is added as it is.
 
     Args:
         pipeline: supplies the inputs (gradients flow into its trainable parts).
@@ -96,7 +100,8 @@ def supervised_loss(pipeline: Pipeline, examples: list[Example], targets: list[l
     cap = getattr(llm.model.config, "final_logit_softcapping", None)
     if cap:
         logits = torch.tanh(logits / cap) * cap
-    return F.cross_entropy(logits.float(), labels[supervised])
+    loss = F.cross_entropy(logits.float(), labels[supervised])
+    return loss if inputs.loss is None else loss + inputs.loss
 
 
 class Trainer:
