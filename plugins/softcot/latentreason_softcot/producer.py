@@ -59,22 +59,49 @@ class SoftCoTProducer(ThoughtProducer):
         """The assistant's hidden size."""
         return self.runtime.assistant.hidden_size
 
-    def produce(self, questions: list[str], *, instruction: str, training: bool = False) -> Thoughts:
-        """Run the assistant once over instruction, question and N placeholders."""
-        n = self.options.n_thoughts_train if training else self.options.n_thoughts
+    @property
+    def _placeholder(self) -> int:
+        """The assistant's token id at the thought positions."""
+        return placeholder_id(self.runtime.assistant.tokenizer, self.options.placeholder_token)
+
+    def _count(self, training: bool) -> int:
+        """Soft thoughts per question: ``n_thoughts_train`` in training, else ``n_thoughts``."""
+        return self.options.n_thoughts_train if training else self.options.n_thoughts
+
+    def _encode(self, questions: list[str], n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The assistant's prompts: instruction, question, and its turn of ``n`` placeholders.
+
+        Returns:
+            Left-padded ids ``(B, T)`` whose last ``n`` positions are the
+            placeholders, and their attention mask ``(B, T)``, on the assistant's device.
+        """
         assistant = self.runtime.assistant
         tokenizer = assistant.tokenizer
-        placeholder = placeholder_id(tokenizer, self.options.placeholder_token)
         system = self.options.instruction.format(n=n)
-        rows = [encode_chat(tokenizer, system, q, [placeholder] * n)[0] for q in questions]
+        rows = [encode_chat(tokenizer, system, q, [self._placeholder] * n)[0] for q in questions]
+        input_ids, attention_mask = pad_batch(rows, tokenizer.pad_token_id)  # (B, T), (B, T)
         device = assistant.model.device
-        input_ids, attention_mask = (t.to(device) for t in pad_batch(rows, tokenizer.pad_token_id))  # (B, T), (B, T)
+        return input_ids.to(device), attention_mask.to(device)
+
+    def _last_hidden(self, attention_mask: torch.Tensor, **inputs: torch.Tensor) -> torch.Tensor:
+        """The assistant's last-layer hidden states ``(B, T, d_assistant)``, after the final norm.
+
+        Args:
+            attention_mask: ``(B, T)`` of a left-padded batch.
+            inputs: ``input_ids`` ``(B, T)`` or ``inputs_embeds`` ``(B, T, d_assistant)``.
+        """
+        return self.runtime.assistant.model.base_model(
+            attention_mask=attention_mask,
+            position_ids=position_ids(attention_mask),
+            use_cache=False,
+            **inputs,
+        ).last_hidden_state
+
+    def produce(self, questions: list[str], *, instruction: str, training: bool = False) -> Thoughts:
+        """Run the assistant once over instruction, question and N placeholders."""
+        n = self._count(training)
+        input_ids, attention_mask = self._encode(questions, n)  # (B, T), (B, T)
         with torch.no_grad():
-            hidden = assistant.model.base_model(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                position_ids=position_ids(attention_mask),
-                use_cache=False,
-            ).last_hidden_state  # (B, T, d_assistant), after the final norm
+            hidden = self._last_hidden(attention_mask, input_ids=input_ids)  # (B, T, d_assistant)
         # Rows are left-padded and end with the placeholders: the last n positions.
         return Thoughts(vectors=hidden[:, -n:, :].float())  # (B, N, d_assistant)
