@@ -1,1 +1,1 @@
-"""SoftCoT for latentreason: the assistant producer and the trainable projectors."""
+"""SoftCoT for latentreason: the assistant producers (SoftCoT, SoftCoT++) and the trainable projectors."""

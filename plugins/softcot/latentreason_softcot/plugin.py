@@ -7,10 +7,11 @@ from latentreason.hookspecs import hookimpl
 
 @hookimpl
 def latentreason_producers():
-    """Register the ``softcot`` producer."""
+    """Register the ``softcot`` and ``softcotpp`` (SoftCoT++) producers."""
     from latentreason_softcot.producer import SoftCoTProducer
+    from latentreason_softcot.softcotpp import SoftCoTPPProducer
 
-    return {"softcot": SoftCoTProducer}
+    return {"softcot": SoftCoTProducer, "softcotpp": SoftCoTPPProducer}
 
 
 @hookimpl
