@@ -162,7 +162,7 @@ def test_random_experiment_files_load_or_fail_with_a_clear_error(tree):
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "experiment.yaml"
-        path.write_text(yaml.safe_dump(tree), encoding="utf-8")
+        path.write_text(yaml.safe_dump(tree, sort_keys=False), encoding="utf-8")
         try:
             experiment = load_experiment(path, registry=REGISTRY)
         except LatentReasonError as exc:
