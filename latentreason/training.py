@@ -74,6 +74,22 @@ class _Stop(Exception):
     """Raised by the signal handler to stop at the next safe point."""
 
 
+def gold_targets(pipeline: Pipeline, examples: list[Example], max_tokens: int) -> dict[str, list[int]]:
+    """Gold token ids per example id: the task's target text, cut to ``max_tokens - 1`` tokens, then end-of-turn.
+
+    Args:
+        pipeline: supplies the task and the LLM's tokenizer.
+        examples: the examples.
+        max_tokens: the longest a target may be, end-of-turn included.
+    """
+    tokenizer = pipeline.runtime.llm.tokenizer
+    stop = end_of_turn_id(tokenizer)
+    return {
+        ex.id: tokenizer(pipeline.task.target_text(ex), add_special_tokens=False)["input_ids"][: max_tokens - 1] + [stop]
+        for ex in examples
+    }
+
+
 def supervised_loss(pipeline: Pipeline, examples: list[Example], targets: list[list[int]]) -> torch.Tensor:
     """Mean NLL of ``targets`` given each example's prompt and thoughts, plus the producer's own term.
 
@@ -142,12 +158,7 @@ class Trainer:
         self.seed = seed
         self.world = distributed.setup(pipeline.runtime.device)
         self.progress = progress and self.world.is_main
-        tokenizer = pipeline.runtime.llm.tokenizer
-        stop = end_of_turn_id(tokenizer)
-        self.targets = {
-            ex.id: tokenizer(pipeline.task.target_text(ex), add_special_tokens=False)["input_ids"][: config.max_target_tokens - 1] + [stop]
-            for ex in train + validation
-        }
+        self.targets = gold_targets(pipeline, train + validation, config.max_target_tokens)
         self.params = [p for m in self.modules.values() for p in m.parameters() if p.requires_grad]
         for p in self.params:
             p.data = p.data.float()  # fp32 master weights, whatever the LLM's dtype
