@@ -12,6 +12,7 @@ Example::
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -25,6 +26,8 @@ from latentreason.results import Summary
 from latentreason.runtime import Runtime
 from latentreason.task import Example
 from latentreason.training import Trainer, TrainResult
+from latentreason.trigger_training import TriggerReport, label_rule
+from latentreason.trigger_training import train_trigger as fit_trigger
 
 
 def build_pipeline(config: RunConfig, registry: Registry | None = None, runtime: Runtime | None = None) -> Pipeline:
@@ -99,6 +102,18 @@ def train(
     """
     torch.manual_seed(config.seed)
     pipeline = build_pipeline(config, registry, runtime)
+    train_examples, validation = training_examples(pipeline)
+    trainer = Trainer(pipeline, train_examples, validation, config.train, checkpoint_dir(config), seed=config.seed, progress=progress)
+    return trainer.run()
+
+
+def training_examples(pipeline: Pipeline) -> tuple[list[Example], list[Example]]:
+    """The training and validation examples ``pipeline.config.train`` selects.
+
+    Raises:
+        LatentReasonError: the task has no training split and none is named.
+    """
+    config = pipeline.config
     task, cfg = pipeline.task, config.train
     split = cfg.split or task.train_split
     if split is None:
@@ -109,6 +124,53 @@ def train(
     train_examples = task.load(split, config.data.source, cfg.limit)
     val_split = cfg.val_split or task.eval_split
     validation = task.load(val_split, config.data.source, cfg.val_limit) if cfg.val_limit else []
-    trainer = Trainer(pipeline, train_examples, validation, cfg, checkpoint_dir(config), seed=config.seed, progress=progress)
-    return trainer.run()
+    return train_examples, validation
 
+
+def train_trigger(
+    config: RunConfig,
+    *,
+    label: Literal["paragraph", "sentence"] = "paragraph",
+    epochs: int = 300,
+    lr: float = 0.01,
+    out: str | Path | None = None,
+    progress: bool = True,
+    registry: Registry | None = None,
+    runtime: Runtime | None = None,
+) -> TriggerReport:
+    """Train a segment-boundary trigger for ``segment: classifier`` decoding.
+
+    Examples come from ``train.limit`` (training split) and ``train.val_limit``
+    (evaluation split), targets are cut at ``train.max_target_tokens`` and the
+    LLM sees the configured producer's prompts (see
+    :mod:`latentreason.trigger_training`).
+
+    Args:
+        config: the run config (models, producer, task, ``train`` limits).
+        label: the text rule whose boundaries the trigger learns.
+        epochs: full-batch optimizer steps.
+        lr: learning rate.
+        out: the ``.safetensors`` file (default ``checkpoints/trigger-<task>.safetensors``).
+        progress: show progress bars.
+        registry: plugins (default: installed ones).
+        runtime: preloaded models (default: loaded from the config).
+
+    Returns:
+        Where the trigger is, with its validation metrics.
+    """
+    torch.manual_seed(config.seed)
+    pipeline = build_pipeline(config, registry, runtime)
+    train_examples, validation = training_examples(pipeline)
+    cfg = config.train
+    return fit_trigger(
+        pipeline,
+        train_examples,
+        validation,
+        label_rule(label, cfg.max_target_tokens),
+        out=out or Path("checkpoints") / f"trigger-{pipeline.task.name}.safetensors",
+        epochs=epochs,
+        lr=lr,
+        batch_size=cfg.batch_size,
+        max_target_tokens=cfg.max_target_tokens,
+        progress=progress,
+    )

@@ -10,7 +10,7 @@ from latentreason.decoding import DecodeState, DecodingController, decode
 from latentreason.generation import generate
 from latentreason.pipeline import Pipeline
 from latentreason.placeholder import PlaceholderInjector, PlaceholderOptions
-from latentreason.segments import SegmentOptions, at_boundary
+from latentreason.segments import Boundaries, SegmentOptions
 from latentreason.testing import tiny_model
 from latentreason_lightthinker.compress import Compress, CompressOptions
 from latentreason_lightthinker.reinject import Reinject, ReinjectOptions
@@ -42,11 +42,12 @@ class Recorder(DecodingController):
 
     def __init__(self, runtime, options=None):
         super().__init__(options or SegmentOptions(segment="tokens", tokens=3), runtime)
+        self.rule = Boundaries(self.options, runtime.llm)
         self.boundaries = {0: [], 1: []}
 
     def after_token(self, state, rows):
         for row in rows:
-            if at_boundary(state, row, self.options):
+            if self.rule.ends(state, row):
                 self.boundaries[row].append(len(state.tokens[row]))
                 state.end_segment(row)
 
@@ -119,7 +120,7 @@ def test_reinjection_rebuilds_the_input_as_configured(llm, runtime, keep_text):
         seen = []
 
         def after_token(self, state, rows):
-            before = [at_boundary(state, r, self.options) for r in rows]
+            before = [self.boundaries.ends(state, r) for r in rows]
             super().after_token(state, rows)
             self.seen.append((rows, before, state))
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from latentreason.decoding import DecodeState, DecodingController
-from latentreason.segments import SegmentOptions, at_boundary, split_segments
+from latentreason.segments import Boundaries, SegmentOptions
 from latentreason_lightthinker.attention_pool import AttentionPool
 from latentreason_lightthinker.pooling import pool_segment
 
@@ -46,6 +46,7 @@ class Compress(DecodingController):
 
     def __init__(self, options: CompressOptions, runtime) -> None:
         super().__init__(options, runtime)
+        self.boundaries = Boundaries(options, runtime.llm)
         self._pool: AttentionPool | None = None
 
     def trainable(self) -> AttentionPool | None:
@@ -67,7 +68,7 @@ class Compress(DecodingController):
     def after_token(self, state: DecodeState, rows: list[int]) -> None:
         """Compress the rows whose segment just ended."""
         for row in rows:
-            if at_boundary(state, row, self.options):
+            if self.boundaries.ends(state, row):
                 state.insert(row, self.gists(state.segment_hidden[row]))
                 state.drop(row, state.segment[row])
                 state.end_segment(row)
@@ -88,7 +89,7 @@ class Compress(DecodingController):
             inputs = pipeline.inputs([example])
             state = DecodeState(llm, 1, inputs.inputs_embeds.device)
             last = state.forward(inputs.inputs_embeds, inputs.attention_mask)[:, -1]  # (1, d)
-            for segment in split_segments(target, llm.tokenizer, self.options):
+            for segment in self.boundaries.split(target, llm.tokenizer):
                 hidden = state.feed_forced(segment)  # (S, d)
                 predictors = torch.cat([last, hidden[:-1]])  # (S, d): token i is predicted from position i-1
                 logits = llm.model.lm_head(predictors)  # (S, V)

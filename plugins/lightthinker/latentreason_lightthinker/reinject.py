@@ -13,7 +13,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from latentreason.decoding import DecodeState, DecodingController
-from latentreason.segments import SegmentOptions, at_boundary
+from latentreason.segments import Boundaries, SegmentOptions
 from latentreason_lightthinker.pooling import pool_segment
 
 
@@ -35,11 +35,15 @@ class Reinject(DecodingController):
     Options = ReinjectOptions
     options: ReinjectOptions
 
+    def __init__(self, options: ReinjectOptions, runtime) -> None:
+        super().__init__(options, runtime)
+        self.boundaries = Boundaries(options, runtime.llm)
+
     def after_token(self, state: DecodeState, rows: list[int]) -> None:
         """Re-inject the rows whose segment just ended."""
         norm = self.runtime.llm.embed_norm
         for row in rows:
-            if at_boundary(state, row, self.options):
+            if self.boundaries.ends(state, row):
                 if not self.options.keep_text:
                     state.drop(row, state.generated[row], before_insert=True)
                 state.insert(row, pool_segment(state.segment_hidden[row], self.options.vectors, norm))
