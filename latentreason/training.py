@@ -110,14 +110,14 @@ def supervised_loss(pipeline: Pipeline, examples: list[Example], targets: list[l
         position_ids=position_ids(inputs.attention_mask),
         use_cache=False,
     ).last_hidden_state  # (B, T, d_llm)
-    labels = inputs.labels[:, 1:]  # (B, T-1): token t is predicted at position t-1
-    supervised = labels != IGNORE_INDEX
+    labels = inputs.labels[:, 1:].to(hidden.device)  # (B, T-1): token t is predicted at position t-1
+    supervised = labels != IGNORE_INDEX  # (a sharded LLM returns hidden states on its last device)
     logits = llm.model.lm_head(hidden[:, :-1][supervised])  # (M, V), supervised positions only
     cap = getattr(llm.model.config, "final_logit_softcapping", None)
     if cap:
         logits = torch.tanh(logits / cap) * cap
-    loss = F.cross_entropy(logits.float(), labels[supervised])
-    return loss if inputs.loss is None else loss + inputs.loss
+    loss = F.cross_entropy(logits.float(), labels[supervised].to(logits.device))
+    return loss if inputs.loss is None else loss + inputs.loss.to(loss.device)
 
 
 class Trainer:
