@@ -4,13 +4,16 @@ The public API::
 
     load_config, RunConfig       configuration (pydantic)
     build_pipeline, Pipeline     the data path: producer -> projector -> injector -> generate -> evaluator
-    run, train                   evaluate or train a configured method
+    run, train, train_trigger    evaluate or train a configured method; train the segment-boundary trigger
+    compare, load_experiment     several methods, tasks and seeds in one table
     Registry, hookimpl           plugins
 """
 
-from latentreason.api import build_pipeline, checkpoint_dir, run, train
+from latentreason.api import build_pipeline, checkpoint_dir, run, train, train_trigger
+from latentreason.comparison import compare
 from latentreason.config import RunConfig, load_config
 from latentreason.errors import ConfigError, LatentReasonError
+from latentreason.experiment import load_experiment
 from latentreason.hookspecs import hookimpl
 from latentreason.pipeline import Pipeline
 from latentreason.registry import Registry
@@ -23,9 +26,12 @@ __all__ = [
     "RunConfig",
     "build_pipeline",
     "checkpoint_dir",
+    "compare",
     "hookimpl",
     "load_config",
+    "load_experiment",
     "run",
     "train",
+    "train_trigger",
 ]
 __version__ = "0.1.0"
