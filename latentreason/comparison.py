@@ -166,6 +166,9 @@ def plan_comparison(methods: list[Method], tasks: list[str], seeds: list[int], r
         f"{m.label}: models differ from {methods[0].label}'s; one comparison shares one set of models"
         for m in methods[1:] if m.config.models != models
     ]
+    problems += [
+        f"{m.label}: checkpoint {path!r} does not exist" for m in methods for path in m.config.checkpoints() if not Path(path).is_file()
+    ]
     plans = []
     for task in tasks:
         for method in methods:

@@ -9,6 +9,7 @@ ask a :class:`Boundaries` built from their :class:`SegmentOptions`.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -55,6 +56,8 @@ class SegmentOptions(PluginOptions):
             )
         if self.segment != "classifier" and (self.trigger is not None or self.threshold is not None):
             raise ValueError(f"trigger and threshold are used only with segment 'classifier', not {self.segment!r}")
+        if self.trigger is not None and not Path(self.trigger).expanduser().is_file():
+            raise ValueError(f"trigger file {self.trigger!r} does not exist; train one with `latentreason train-trigger`")
         return self
 
 

@@ -73,6 +73,8 @@ def test_every_problem_of_an_experiment_is_reported_at_once(tiny_dirs, tmp_path)
     spec["methods"]["typo"] = {"producer": "sofcot"}
     spec["methods"]["bad-tokens"] = {"producer": "cot", "generation": {"max_new_tokens": "lots"}}
     spec["methods"]["bad-decoder"] = {"producer": "cot", "decoder": {"name": "compress", "options": {"pooling": "max"}}}
+    spec["methods"]["no-trigger"] = {"producer": "cot", "decoder": {"name": "reinject", "options": {
+        "segment": "classifier", "trigger": str(tmp_path / "missing.safetensors")}}}
     path = _write(tmp_path / "exp.yaml", spec)
 
     result = CliRunner().invoke(main, ["compare", path], catch_exceptions=False)
@@ -81,6 +83,7 @@ def test_every_problem_of_an_experiment_is_reported_at_once(tiny_dirs, tmp_path)
     assert "Did you mean 'softcot'" in result.output
     assert "methods.bad-tokens: generation.max_new_tokens" in result.output
     assert "bad-decoder" in result.output and "pooling" in result.output
+    assert "no-trigger" in result.output and "missing.safetensors' does not exist" in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "out").exists()  # nothing ran
 
@@ -99,6 +102,10 @@ def test_experiment_file_errors(tiny_dirs, tmp_path):
     from latentreason.registry import Registry
 
     with pytest.raises(ConfigError, match="other-models: models differ"):
+        plan_comparison(experiment.methods, experiment.tasks, [0], Registry())
+    spec = _experiment(tiny_dirs, tmp_path, checkpoint=str(tmp_path / "not-trained-yet.safetensors"))
+    experiment = load_experiment(_write(tmp_path / "e.yaml", spec))
+    with pytest.raises(ConfigError, match="compress-trained: checkpoint .*not-trained-yet.safetensors' does not exist"):
         plan_comparison(experiment.methods, experiment.tasks, [0], Registry())
 
 

@@ -139,8 +139,8 @@ def test_a_trigger_for_another_hidden_size_is_a_clear_error(tiny_llm, tmp_path):
         Boundaries(SegmentOptions(segment="classifier", trigger=str(path)), tiny_llm)
     assert "trigger.linear.weight has shape (1, 32) but this run needs (1, 64)" in str(error.value)
     assert "hidden size 32" in str(error.value) and "train-trigger" in str(error.value)
-    with pytest.raises(LatentReasonError, match="does not exist"):
-        Boundaries(SegmentOptions(segment="classifier", trigger=str(tmp_path / "none.safetensors")), tiny_llm)
+    with pytest.raises(ValueError, match="none.safetensors' does not exist; train one"):
+        SegmentOptions(segment="classifier", trigger=str(tmp_path / "none.safetensors"))
 
 
 @pytest.mark.parametrize("decoder", ["reinject", "compress"])
