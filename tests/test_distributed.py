@@ -71,6 +71,10 @@ def two_ranks(tiny_dirs, tmp_path_factory):
         ["train", "--config", _write_config(root / "train.yaml", _models(tiny_dirs) | TRAIN), "--out", str(root / "two-train"), "--quiet"],
         ["run", "--config", _write_config(root / "run.yaml", _models(tiny_dirs) | EVALUATE), "--output", str(root / "two-run"),
          "--projector", str(root / "two-train" / "last.safetensors"), "--quiet"],
+        ["compare", _write_config(root / "experiment.yaml", {
+            "base": _models(tiny_dirs) | {k: EVALUATE[k] for k in ("data", "generation")},
+            "methods": {"cot": {"producer": "cot"}, "pause-2": {"producer": {"name": "pause", "options": {"n_thoughts": 2}}}},
+        }), "--output", str(root / "two-compare"), "--quiet"],
     ]
     (root / "worker.py").write_text(WORKER)
     launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master-addr", "127.0.0.1",
@@ -78,6 +82,7 @@ def two_ranks(tiny_dirs, tmp_path_factory):
     done = subprocess.run(launch, cwd=root, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count("steps: 2") == 1 and done.stdout.count("| gsm8k | softcot | 5 |") == 1  # rank 0 prints
+    assert done.stdout.count("| gsm8k | cot | 5 |") == 1 and done.stdout.count("| gsm8k | pause-2 | 5 |") == 1
     return root
 
 
@@ -115,6 +120,15 @@ def test_two_ranks_evaluate_like_one_and_merge_into_one_file(two_ranks, tiny_dir
     assert sorted(p.name for p in (two_ranks / "two-run").iterdir()) == ["config.yaml", "samples.jsonl", "summary.json", "summary.md"]
     summaries = [json.loads((folder / "summary.json").read_text()) for folder in (tmp_path, two_ranks / "two-run")]
     assert summaries[0]["flexible_acc"] == summaries[1]["flexible_acc"] and summaries[1]["n"] == 5
+
+
+def test_a_comparison_under_torchrun_shards_every_cell(two_ranks):
+    for cell in ("gsm8k-cot-seed0", "gsm8k-pause-2-seed0"):
+        folder = two_ranks / "two-compare" / cell
+        assert [r["id"] for r in _results(folder)] == [f"gsm8k-test-{i}" for i in (0, 1, 2, 4, 7)]
+        assert not list(folder.glob("samples.rank*.jsonl"))  # merged by rank 0
+    table = (two_ranks / "two-compare" / "comparison.md").read_text()
+    assert "| gsm8k | cot | 5 |" in table and "| gsm8k | pause-2 | 5 |" in table
 
 
 def test_shares_and_shards_cover_each_item_once():
