@@ -179,13 +179,21 @@ def metrics(probs: torch.Tensor, labels: torch.Tensor, threshold: float) -> Metr
 
 
 def best_threshold(probs: torch.Tensor, labels: torch.Tensor) -> float:
-    """The threshold with the best F1 of ``probs >= threshold`` (``probs`` and ``labels`` ``(N,)``)."""
+    """The threshold with the best F1 of ``probs >= threshold`` (``probs`` and ``labels`` ``(N,)``).
+
+    It lies halfway between the lowest probability predicted as a boundary and
+    the next lower one, so hidden states a little off the validation ones
+    (e.g. saturated probabilities of 1.0 in validation, 0.9999 when decoding)
+    are still classified the same way.
+    """
     order = probs.argsort(descending=True)
     ranked, gold = probs[order], labels[order]  # (N,)
     hits = gold.cumsum(0)  # (N,): true positives when the top i+1 are predicted
     f1 = 2 * hits / (torch.arange(1, len(gold) + 1) + gold.sum())  # (N,)
     cut = torch.cat([ranked[1:] != ranked[:-1], torch.tensor([True])])  # (N,): a threshold cannot split ties
-    return float(ranked[torch.where(cut, f1, -1.0).argmax()])
+    best = int(torch.where(cut, f1, -1.0).argmax())
+    below = ranked[best + 1] if best + 1 < len(ranked) else ranked[best]  # the highest probability left out
+    return float((ranked[best] + below) / 2)
 
 
 def _check_both_classes(labels: torch.Tensor, which: str, rule: SegmentOptions) -> None:

@@ -227,3 +227,12 @@ def test_cli_reports_a_bad_trigger_path_without_traceback(tiny_dirs, tmp_path):
                                        "--llm", llm, "--assistant", assistant, "--device", "cpu"])
     assert result.exit_code == 2
     assert "does not exist" in result.output and "Traceback" not in result.output
+
+
+def test_the_threshold_lies_between_the_scores_it_separates():
+    from latentreason.trigger_training import best_threshold
+
+    saturated = best_threshold(torch.tensor([1.0, 1.0, 0.3, 0.1]), torch.tensor([1, 1, 0, 0]))
+    assert saturated == pytest.approx(0.65)  # not 1.0, which a 0.9999 at decoding would miss
+    tied = best_threshold(torch.tensor([0.9, 0.5, 0.5, 0.1]), torch.tensor([1, 1, 0, 0]))
+    assert tied == pytest.approx(0.3)  # the tie at 0.5 is not split: the best cut takes both
