@@ -62,24 +62,42 @@ def plot_accuracy(summaries: list[Summary], path: Path) -> None:
     plt.close(fig)
 
 
-def plot_accuracy_vs_latency(summaries: list[Summary], path: Path) -> None:
-    """Scatter: flexible accuracy against seconds per example, one point per (task, producer)."""
+COSTS = {
+    "latency": ("seconds per example", lambda s: 1 / s.examples_per_s if s.examples_per_s else 0.0),
+    "peak_kv": ("peak KV-cache tokens (mean over examples)", lambda s: s.mean_peak_kv),
+}
+
+
+def plot_accuracy_against(summaries: list[Summary], path: Path, cost: str) -> None:
+    """Scatter: flexible accuracy against a cost, one point per (task, method).
+
+    Args:
+        summaries: the runs.
+        path: PNG to write.
+        cost: ``"latency"`` (seconds per example) or ``"peak_kv"`` (mean peak KV-cache tokens).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    label, value = COSTS[cost]
+    grouped = rows(summaries)
+    methods = list(dict.fromkeys(r.producer for r in grouped))
+    tasks = list(dict.fromkeys(r.task for r in grouped))
+    colors = plt.get_cmap("tab20").colors
     markers = "osD^v<>p*h"
-    tasks = list(dict.fromkeys(s.task for s in summaries))
-    for row in rows(summaries):
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    for row in grouped:
         acc = sum(s.flexible_acc for s in row.runs) / len(row.runs)
-        latency = sum(1 / s.examples_per_s for s in row.runs if s.examples_per_s) / len(row.runs)
-        ax.scatter(latency, acc, marker=markers[tasks.index(row.task) % len(markers)], s=50)
-        ax.annotate(f"{row.producer} ({row.task})", (latency, acc), fontsize=7, xytext=(4, 3), textcoords="offset points")
-    ax.set_xlabel("seconds per example")
+        x = sum(value(s) for s in row.runs) / len(row.runs)
+        index = methods.index(row.producer)
+        ax.scatter(x, acc, marker=markers[tasks.index(row.task) % len(markers)], s=60, color=colors[index % len(colors)],
+                   label=row.producer if len(tasks) == 1 else f"{row.producer} ({row.task})")
+    ax.set_xlabel(label)
     ax.set_ylabel("flexible accuracy")
-    ax.set_title("accuracy against latency")
+    ax.set_title(f"accuracy against {label.split(' (')[0]}")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))  # a legend, not labels: points often overlap
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -114,7 +132,7 @@ def plot_training(history: Path, path: Path) -> None:
 
 
 def render_report(folder: str | Path) -> tuple[Path, Path]:
-    """Write ``report.md`` and ``report.html`` (with two PNG plots) into ``folder``.
+    """Write ``report.md`` and ``report.html`` (with three PNG plots) into ``folder``.
 
     Returns:
         The paths of the Markdown and HTML reports.
@@ -122,12 +140,13 @@ def render_report(folder: str | Path) -> tuple[Path, Path]:
     folder = Path(folder)
     summaries = load_summaries(folder)
     plot_accuracy(summaries, folder / "accuracy.png")
-    plot_accuracy_vs_latency(summaries, folder / "accuracy_vs_latency.png")
+    plot_accuracy_against(summaries, folder / "accuracy_vs_latency.png", "latency")
+    plot_accuracy_against(summaries, folder / "accuracy_vs_peak_kv.png", "peak_kv")
     table = markdown_table(summaries)
     md = folder / "report.md"
     md.write_text(
-        f"# latentreason report: {folder.name}\n\n{table}\n\n"
-        "![accuracy](accuracy.png)\n\n![accuracy against latency](accuracy_vs_latency.png)\n"
+        f"# latentreason report: {folder.name}\n\n{table}\n\n![accuracy](accuracy.png)\n\n"
+        "![accuracy against latency](accuracy_vs_latency.png)\n\n![accuracy against peak KV](accuracy_vs_peak_kv.png)\n"
     )
     lines = table.splitlines()
     header = [c.strip() for c in lines[0].strip("|").split("|")]
@@ -140,6 +159,6 @@ def render_report(folder: str | Path) -> tuple[Path, Path]:
         "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}</style>"
         f"<h1>latentreason report: {html.escape(folder.name)}</h1><table><tr>"
         + "".join(f"<th>{html.escape(h)}</th>" for h in header)
-        + f"</tr>{cells}</table><p><img src=accuracy.png><p><img src=accuracy_vs_latency.png>"
+        + f"</tr>{cells}</table><p><img src=accuracy.png><p><img src=accuracy_vs_latency.png><p><img src=accuracy_vs_peak_kv.png>"
     )
     return md, page

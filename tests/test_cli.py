@@ -142,7 +142,7 @@ def test_report_renders_tables_and_plots(cli, tmp_path):
                "--output", str(out), "--quiet", *cli.models).exit_code == 0
     result = cli("report", str(out))
     assert result.exit_code == 0, result.output
-    for name in ("report.md", "report.html", "accuracy.png", "accuracy_vs_latency.png"):
+    for name in ("report.md", "report.html", "accuracy.png", "accuracy_vs_latency.png", "accuracy_vs_peak_kv.png"):
         assert (out / name).stat().st_size > 0
     assert (out / "accuracy.png").read_bytes()[:4] == b"\x89PNG"
     assert "<td>pause</td>" in (out / "report.html").read_text()
