@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from latentreason import load_config, run
+from latentreason import Pipeline, load_config, run
+from latentreason.api import evaluation_examples
 from latentreason.models import is_cached
 from latentreason.registry import Registry
 from latentreason.runtime import Runtime
@@ -38,3 +39,38 @@ def test_default_pair_answers_two_gsm8k_questions(real_runtime, producer, tmp_pa
         assert record["flexible"] is not None  # the LLM wrote a number we could extract
     if producer == "softcot":
         assert records[0]["prompt"].count("<|endoftext|>") == 4  # the 4 soft-thought positions
+
+
+def test_default_pair_softcotpp_writes_one_voted_chain_per_thought_set(real_runtime, tmp_path):
+    config = load_config(overrides={
+        "producer": {"name": "softcotpp", "options": {"sets": 3}},
+        "data": {"task": "gsm8k", "limit": 2},
+        "generation": {"max_new_tokens": 48},
+    })
+    summary = run(config, output=tmp_path, progress=False, runtime=real_runtime)
+    records = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
+    assert summary.n == 2 and all(len(r["samples"]) == 3 and r["samples"][0] == r["generation"] for r in records)
+    assert all(any(ch.isdigit() for ch in chain) for r in records for chain in r["samples"])
+
+
+def test_default_pair_trains_a_trigger_and_reinjects_where_it_fires(real_runtime, tmp_path):
+    from latentreason.api import train_trigger
+
+    settings = {
+        "producer": {"name": "cot"},
+        "data": {"task": "gsm8k", "limit": 2},
+        "train": {"limit": 24, "val_limit": 8, "max_target_tokens": 96},
+        "generation": {"max_new_tokens": 96},
+    }
+    report = train_trigger(load_config(overrides=settings), out=tmp_path / "trigger.safetensors", progress=False, runtime=real_runtime)
+    assert report.chosen.f1 > 0.8  # a line break ends a paragraph, and the LLM's hidden state shows it
+    decoding = load_config(overrides=settings | {"decoder": {"name": "reinject", "options": {
+        "segment": "classifier", "trigger": str(report.path), "keep_text": True}}})
+    run(decoding, output=tmp_path / "run", progress=False, runtime=real_runtime)
+    pipeline = Pipeline.from_config(decoding, runtime=real_runtime)
+    records = [json.loads(line) for line in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()]
+    for record, example in zip(records, evaluation_examples(pipeline)):
+        prompt = int(pipeline.inputs([example]).attention_mask.sum())
+        # keep_text leaves every token visible, so the peak is prompt + generated + 2 vectors per re-injection
+        fired = (record["peak_kv"] - prompt - record["new_tokens"]) / 2
+        assert fired >= 1 and fired <= record["generation"].count("\n") + record["new_tokens"] // 48 + 1
