@@ -151,6 +151,11 @@ def methods_from_names(
     return methods
 
 
+def missing_checkpoints(methods: list[Method]) -> list[str]:
+    """One problem per checkpoint file a method names that does not exist."""
+    return [f"{m.label}: checkpoint {path!r} does not exist" for m in methods for path in m.config.checkpoints() if not Path(path).is_file()]
+
+
 def plan_comparison(methods: list[Method], tasks: list[str], seeds: list[int], registry: Registry) -> list[Plan]:
     """Resolve every (task, method, seed) cell up front, so any mistake is reported before hours of work.
 
@@ -166,9 +171,7 @@ def plan_comparison(methods: list[Method], tasks: list[str], seeds: list[int], r
         f"{m.label}: models differ from {methods[0].label}'s; one comparison shares one set of models"
         for m in methods[1:] if m.config.models != models
     ]
-    problems += [
-        f"{m.label}: checkpoint {path!r} does not exist" for m in methods for path in m.config.checkpoints() if not Path(path).is_file()
-    ]
+    problems += missing_checkpoints(methods)
     plans = []
     for task in tasks:
         for method in methods:

@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError
 
-from latentreason.comparison import Method
+from latentreason.comparison import Method, missing_checkpoints
 from latentreason.config import Strict, format_validation_error, load_config, merge, read_yaml
 from latentreason.errors import ConfigError, LatentReasonError
 from latentreason.registry import Registry
@@ -111,6 +111,7 @@ def load_experiment(
             methods.append(Method(label, config))
         except ConfigError as exc:
             problems += [f"methods.{label}: {p}" for p in exc.problems]
+    problems += [f"methods.{problem}" for problem in missing_checkpoints(methods)]
     if problems:
         raise ConfigError(problems, source=str(path))
     first = methods[0].config

@@ -104,9 +104,14 @@ def test_experiment_file_errors(tiny_dirs, tmp_path):
     with pytest.raises(ConfigError, match="other-models: models differ"):
         plan_comparison(experiment.methods, experiment.tasks, [0], Registry())
     spec = _experiment(tiny_dirs, tmp_path, checkpoint=str(tmp_path / "not-trained-yet.safetensors"))
-    experiment = load_experiment(_write(tmp_path / "e.yaml", spec))
-    with pytest.raises(ConfigError, match="compress-trained: checkpoint .*not-trained-yet.safetensors' does not exist"):
-        plan_comparison(experiment.methods, experiment.tasks, [0], Registry())
+    with pytest.raises(ConfigError, match="methods.compress-trained: checkpoint .*not-trained-yet.safetensors' does not exist"):
+        load_experiment(_write(tmp_path / "e.yaml", spec))
+    from latentreason.comparison import methods_from_names
+
+    base = load_config(overrides={"models": _models(tiny_dirs)})
+    methods = methods_from_names(base, ["cot", "softcot"], {"softcot": str(tmp_path / "none.safetensors")}, Registry())
+    with pytest.raises(ConfigError, match="softcot: checkpoint .*none.safetensors' does not exist"):
+        plan_comparison(methods, ["gsm8k"], [0], Registry())
 
 
 def test_each_checkpoint_may_hold_some_components(runtime, tmp_path):
