@@ -151,3 +151,19 @@ def test_a_run_warns_about_untrained_components(tiny_dirs, tmp_path):
     assert result.exit_code == 0, result.output
     assert "untrained (randomly initialised) decoder" in result.output
     assert json.loads((tmp_path / "r" / "summary.json").read_text())["producer"] == "cot+compress"
+
+
+@pytest.mark.parametrize("name", ["compression-gsm8k.yaml", "softcotpp-gsm8k.yaml"])
+def test_the_shipped_experiment_files_are_valid(name):
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "experiments" / name
+    try:
+        experiment = load_experiment(path)
+    except ConfigError as exc:  # in a fresh clone the trained parts of runs/ do not exist yet
+        assert all("does not exist" in p for p in exc.problems), exc.problems
+    else:
+        assert experiment.tasks == ["gsm8k"]
+    spec = yaml.safe_load(path.read_text())
+    needs_no_files = [label for label, fields in spec["methods"].items() if "checkpoint" not in fields and "trigger" not in str(fields)]
+    assert [m.label for m in load_experiment(path, only=needs_no_files).methods] == needs_no_files
