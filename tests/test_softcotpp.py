@@ -105,6 +105,17 @@ def test_contrastive_loss_separates_the_sets_of_each_question_only():
     assert contrastive_loss(apart, 3, 0.1) < 1e-3
 
 
+def test_centring_sees_sets_that_share_a_dominant_direction():
+    torch.manual_seed(0)
+    common = torch.zeros(64)
+    common[0] = 100.0  # like the assistant's final states: one huge shared component
+    thoughts = common + torch.randn(4, 2, 64)  # (K=4, N=2, d): one question, sets differing by noise
+    assert contrastive_loss(thoughts, 4, 0.1).item() > 0.98 * math.log(4)  # alike to a plain cosine: no signal
+    assert contrastive_loss(thoughts, 4, 0.1, centre=True).item() < 0.5 * math.log(4)  # told apart once centred
+    with pytest.raises(ValueError, match="centre needs at least 3 sets"):
+        SoftCoTPPOptions(sets=2, centre=True)
+
+
 def test_the_producer_averages_the_contrastive_loss_over_questions(runtime):
     options = SoftCoTPPOptions(n_thoughts=2, n_thoughts_train=3, sets=3, temperature=1.0, contrastive_weight=0.5)
     producer = SoftCoTPPProducer(options, runtime)

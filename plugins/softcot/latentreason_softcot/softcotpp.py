@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
 from latentreason.producer import Thoughts
@@ -51,18 +51,30 @@ class SoftCoTPPOptions(SoftCoTOptions):
         contrastive_weight: weight of the contrastive term added to the NLL in
             training (0 disables it).
         temperature: temperature of the contrastive logits.
+        centre: subtract each question's mean over its K sets before the
+            cosine, so the direction that all of the assistant's hidden states
+            share does not make every set look alike (needs K >= 3: two
+            centred sets are always opposite).
     """
 
     sets: int = Field(4, ge=1)
     contrastive_weight: float = Field(0.1, ge=0)
     temperature: float = Field(0.1, gt=0)
+    centre: bool = False
+
+    @model_validator(mode="after")
+    def _centre_needs_three_sets(self) -> SoftCoTPPOptions:
+        if self.centre and self.sets < 3:
+            raise ValueError(f"centre needs at least 3 sets (got {self.sets}): two centred sets are always opposite")
+        return self
 
 
-def contrastive_loss(thoughts: torch.Tensor, sets: int, temperature: float) -> torch.Tensor:
+def contrastive_loss(thoughts: torch.Tensor, sets: int, temperature: float, centre: bool = False) -> torch.Tensor:
     """Per-question contrastive loss that tells each thought set from the others.
 
     For question ``b`` and set ``k``, ``z_k`` is the L2-normalised mean of the
-    set's thoughts; the logits are ``S_jk = cos(z_j, z_k) / temperature`` over
+    set's thoughts (after subtracting the question's mean over its sets when
+    ``centre``); the logits are ``S_jk = cos(z_j, z_k) / temperature`` over
     the K sets of that question only, and the loss is the cross-entropy of
     ``S`` against ``arange(K)``. Sets of different questions are never compared.
 
@@ -70,12 +82,15 @@ def contrastive_loss(thoughts: torch.Tensor, sets: int, temperature: float) -> t
         thoughts: soft thoughts ``(B*K, N, d)``, rows grouped per question.
         sets: K.
         temperature: tau.
+        centre: remove the component the question's sets share first.
 
     Returns:
         The mean over questions of each question's loss (a scalar).
     """
-    z = F.normalize(thoughts.mean(dim=1), dim=-1)  # (B*K, d)
-    z = z.view(-1, sets, z.shape[-1])  # (B, K, d)
+    means = thoughts.mean(dim=1).view(-1, sets, thoughts.shape[-1])  # (B, K, d)
+    if centre:
+        means = means - means.mean(dim=1, keepdim=True)  # (B, K, d): what tells the sets apart
+    z = F.normalize(means, dim=-1)  # (B, K, d)
     logits = z @ z.transpose(1, 2) / temperature  # (B, K, K)
     labels = torch.arange(sets, device=z.device).repeat(z.shape[0])  # (B*K,)
     # Every question has K rows, so the mean over all rows is the mean over questions.
@@ -141,5 +156,7 @@ class SoftCoTPPProducer(SoftCoTProducer):
             vectors = hidden[:, -n:, :].float()  # (B*K, N, d_assistant)
             loss = None
             if training and self.options.contrastive_weight > 0:
-                loss = self.options.contrastive_weight * contrastive_loss(vectors, sets, self.options.temperature)
+                loss = self.options.contrastive_weight * contrastive_loss(
+                    vectors, sets, self.options.temperature, self.options.centre
+                )
         return Thoughts(vectors=vectors, sets=sets, loss=loss)
