@@ -39,7 +39,7 @@ from latentreason.batching import position_ids
 from latentreason.checkpoint import atomic_write, save_weights
 from latentreason.config import TrainConfig
 from latentreason.errors import LatentReasonError
-from latentreason.injector import IGNORE_INDEX
+from latentreason.injector import IGNORE_INDEX, LLMInputs
 from latentreason.pipeline import Pipeline
 from latentreason.prompting import end_of_turn_id
 from latentreason.task import Example
@@ -90,6 +90,23 @@ def gold_targets(pipeline: Pipeline, examples: list[Example], max_tokens: int) -
     }
 
 
+def teacher_forced(pipeline: Pipeline, examples: list[Example], targets: list[list[int]]) -> tuple[LLMInputs, torch.Tensor]:
+    """One forward pass of the frozen LLM over each example's prompt, thoughts and gold ``targets``.
+
+    Returns:
+        The inputs (``labels`` mark the target tokens) and the last-layer
+        hidden states ``(B*K, T, d_llm)`` (K thought sets per example, consecutive rows).
+    """
+    inputs = pipeline.inputs(examples, targets)
+    hidden = pipeline.runtime.llm.model.base_model(
+        inputs_embeds=inputs.inputs_embeds,
+        attention_mask=inputs.attention_mask,
+        position_ids=position_ids(inputs.attention_mask),
+        use_cache=False,
+    ).last_hidden_state  # (B*K, T, d_llm)
+    return inputs, hidden
+
+
 def supervised_loss(pipeline: Pipeline, examples: list[Example], targets: list[list[int]]) -> torch.Tensor:
     """Mean NLL of ``targets`` given each example's prompt and thoughts, plus the producer's own term.
 
@@ -103,13 +120,7 @@ def supervised_loss(pipeline: Pipeline, examples: list[Example], targets: list[l
         targets: gold token ids per example.
     """
     llm = pipeline.runtime.llm
-    inputs = pipeline.inputs(examples, targets)
-    hidden = llm.model.base_model(
-        inputs_embeds=inputs.inputs_embeds,
-        attention_mask=inputs.attention_mask,
-        position_ids=position_ids(inputs.attention_mask),
-        use_cache=False,
-    ).last_hidden_state  # (B, T, d_llm)
+    inputs, hidden = teacher_forced(pipeline, examples, targets)  # hidden: (B, T, d_llm)
     labels = inputs.labels[:, 1:].to(hidden.device)  # (B, T-1): token t is predicted at position t-1
     supervised = labels != IGNORE_INDEX  # (a sharded LLM returns hidden states on its last device)
     logits = llm.model.lm_head(hidden[:, :-1][supervised])  # (M, V), supervised positions only

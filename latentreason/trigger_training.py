@@ -22,13 +22,12 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from latentreason.batching import position_ids
 from latentreason.errors import LatentReasonError
 from latentreason.injector import IGNORE_INDEX
 from latentreason.pipeline import Pipeline
 from latentreason.segments import SegmentOptions, boundary_labels
 from latentreason.task import Example
-from latentreason.training import gold_targets
+from latentreason.training import gold_targets, teacher_forced
 from latentreason.trigger import BoundaryTrigger
 
 WEIGHT_DECAY = 0.01
@@ -121,13 +120,7 @@ def extract_features(
         batch = examples[start : start + batch_size]
         rows = [targets[ex.id] for ex in batch]
         with torch.no_grad():
-            inputs = pipeline.inputs(batch, rows)
-            hidden = llm.model.base_model(
-                inputs_embeds=inputs.inputs_embeds,
-                attention_mask=inputs.attention_mask,
-                position_ids=position_ids(inputs.attention_mask),
-                use_cache=False,
-            ).last_hidden_state  # (B*K, T, d_llm): K thought sets per example, consecutive rows
+            inputs, hidden = teacher_forced(pipeline, batch, rows)  # hidden: (B*K, T, d_llm)
         sets = hidden.shape[0] // len(batch)
         for row in range(hidden.shape[0]):
             target = rows[row // sets]
