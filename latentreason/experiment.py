@@ -22,6 +22,7 @@ method, seed) cell through :func:`latentreason.comparison.compare`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,7 @@ class ExperimentFile(Strict):
     methods: dict[str, dict[str, Any] | None] = Field(min_length=1)
 
 
+@dataclass
 class Experiment:
     """A loaded experiment: its methods, tasks, seeds and results folder.
 
@@ -56,11 +58,10 @@ class Experiment:
         output: results folder.
     """
 
-    def __init__(self, methods: list[Method], tasks: list[str], seeds: list[int], output: str) -> None:
-        self.methods = methods
-        self.tasks = tasks
-        self.seeds = seeds
-        self.output = output
+    methods: list[Method]
+    tasks: list[str]
+    seeds: list[int]
+    output: str
 
 
 def _named(tree: dict[str, Any]) -> dict[str, Any]:

@@ -146,8 +146,9 @@ class Pipeline:
             load_weights(path, {name: modules.pop(name) for name in names})
             loaded.append(path)
         default = self._fitting_default()
-        if default is not None and stored_components(default) <= set(modules):
-            load_weights(default, {name: modules.pop(name) for name in stored_components(default)})
+        names = stored_components(default) if default is not None else set()
+        if names and names <= set(modules):
+            load_weights(default, {name: modules.pop(name) for name in names})
             loaded.append(str(default))
         return loaded, sorted(modules)
 
