@@ -39,7 +39,14 @@ class ModelsConfig(Strict):
 
     assistant: str = Field("smollm2-135m-instruct", description="assistant model: alias, folder, .gguf or hub id")
     llm: str = Field("qwen2.5-coder-0.5b-instruct", description="reasoning LLM: alias, folder, .gguf or hub id")
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="'auto': bfloat16 on CUDA and on CPUs with native bf16 (AMX, AVX512_BF16), else float32"
+    )
+    quantize: Literal["none", "int8"] = Field(
+        "none",
+        description="'int8': decoding steps of the frozen models run int8 weights and activations (CPU, evaluation only; "
+        "prompts are still read in full precision)",
+    )
     device: str = Field("auto", description="'auto' (cuda if available, else cpu), 'cpu', 'cuda', 'cuda:1', ...")
     device_map: Literal["auto", "balanced", "sequential"] | None = Field(
         None, description="shard the LLM over this node's GPUs in one process (needs accelerate); default: no sharding"
@@ -50,8 +57,13 @@ class ModelsConfig(Strict):
 class GenerationConfig(Strict):
     """How the LLM writes its chain of thought."""
 
+    engine: Literal["transformers", "vllm"] = Field(
+        "transformers",
+        description="'transformers': this project's KV-cached loop with continuous batching (every method); "
+        "'vllm': the vLLM engine in its own environment, for producers that only inject vectors into the prompt",
+    )
     max_new_tokens: int = Field(320, gt=0)
-    batch_size: int = Field(8, gt=0)
+    batch_size: int = Field(16, gt=0, description="chains decoded at once; a finished chain's slot takes the next example")
     do_sample: bool = False
     temperature: float = Field(1.0, gt=0)
     top_p: float = Field(1.0, gt=0, le=1)

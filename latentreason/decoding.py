@@ -1,22 +1,34 @@
-"""A KV-cached decoding loop that plugins can steer while it runs.
+"""The KV-cached decoding loop: continuous batching, steerable by plugins.
 
-Plain runs use ``transformers``' ``generate()`` (see :mod:`latentreason.generation`).
-A run with a *decoding controller* (``decoder`` in the config) runs this loop
-instead: after every generated token the controller sees the
-:class:`DecodeState` and may insert vectors into the LLM's input (they are fed
-through the LLM at the next positions, so they get KV entries of their own)
-and drop KV entries (they become invisible to every later token; columns that
-no row can see any more are removed from the cache, so it really shrinks).
+Every run decodes here (models with sliding-window layers, which the loop
+cannot rewrite, fall back to ``transformers``' ``generate()`` in static
+batches; see :mod:`latentreason.generation`).
 
-Rows of a batch advance together; a row that inserts vectors while others do
-not shares the forward pass with masked padding, so batches stay batched.
-Only full-attention caches (Llama, Qwen2, ...) can be rewritten; sliding-window
-layers (Gemma 3) are refused.
+**Continuous batching.** :func:`decode_stream` keeps up to ``capacity`` rows
+in flight. Whenever rows finish (end of turn, a completed answer, or the
+token cap), they are reported and removed from the batch, and new prompts are
+read (prefilled in a batch of their own) and appended, so no slot idles until
+the longest chain of a batch ends. Rows share cache columns: ``live[b, j]``
+says whether row ``b`` may attend to column ``j``, and each row has its own
+positions, so a row decodes exactly as it would alone (up to float rounding
+of batched kernels).
+
+**Decoding controllers.** A run with a ``decoder`` lets a controller see the
+:class:`DecodeState` after every generated token; it may insert vectors into
+the LLM's input (they are fed through the LLM at the next positions, so they
+get KV entries of their own) and drop KV entries (they become invisible to
+every later token). Columns no row can see any more are removed from the
+cache, so it really shrinks.
+
+Rows advance together; a row that inserts vectors while others do not shares
+the forward pass with masked padding. Only full-attention caches (Llama,
+Qwen2, ...) can be rewritten; sliding-window layers (Gemma 3) are refused.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Hashable, Iterator
 from typing import TYPE_CHECKING, ClassVar
 
 import torch
@@ -36,10 +48,12 @@ class DecodeState:
     """The batch being decoded: its cache, what each row can see, and its segments.
 
     Cache columns are shared by the batch; ``live[b, j]`` says whether row ``b``
-    can attend to column ``j``.
+    can attend to column ``j``. Rows join with :meth:`admit` and leave with
+    :meth:`retire`, so row indices are valid for one step.
 
     Attributes:
         llm: the LLM.
+        keys: what each row is (the caller's label, reported with its result).
         tokens: generated token ids per row.
         done: which rows have stopped.
         live: ``(B, L)`` visibility of each cache column per row.
@@ -51,8 +65,9 @@ class DecodeState:
         dependency: per row, visible columns summed over generated tokens.
     """
 
-    def __init__(self, llm: LoadedModel, batch: int, device: torch.device) -> None:
+    def __init__(self, llm: LoadedModel, batch: int, device: torch.device | str) -> None:
         self.llm = llm
+        self.keys: list[Hashable] = list(range(batch))
         self.tokens: list[list[int]] = [[] for _ in range(batch)]
         self.done = [False] * batch
         self.cache = None
@@ -65,6 +80,7 @@ class DecodeState:
         self.segment_tokens = [0] * batch
         self.peak_kv = [0] * batch
         self.dependency = [0] * batch
+        self.keep_hidden = True  # record each token's hidden state in segment_hidden (controllers read them)
         self._inserts: dict[int, torch.Tensor] = {}
         self._drops: list[tuple[int, torch.Tensor, bool]] = []
 
@@ -103,15 +119,22 @@ class DecodeState:
 
     # -- what the loop calls --------------------------------------------------
 
-    def forward(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, embeds: torch.Tensor, mask: torch.Tensor, *, prompt: bool = False) -> torch.Tensor:
         """Feed ``embeds`` ``(B, S, d)`` where ``mask`` ``(B, S)`` is set; returns hidden ``(B, S, d)``.
 
         Masked entries are padding: they get cache columns nobody can see.
+
+        Args:
+            embeds: input embeddings.
+            mask: which of them are real.
+            prompt: they are prompt positions, read by the full-precision
+                model even when decoding steps run an int8 twin.
         """
         mask = mask.bool()
         positions = self.next_position[:, None] + mask.long().cumsum(-1) - 1  # (B, S)
         attention = torch.cat([self.live, mask], dim=1)  # (B, L + S)
-        out = self.llm.model.base_model(
+        model = self.llm.model if prompt else self.llm.stepper
+        out = model.base_model(
             inputs_embeds=embeds,
             attention_mask=attention.long(),
             position_ids=positions.clamp_min(0),
@@ -136,7 +159,8 @@ class DecodeState:
                 continue
             self.generated[b, column] = True
             self.segment[b, column] = True
-            self.segment_hidden[b].append(hidden[b])
+            if self.keep_hidden:
+                self.segment_hidden[b].append(hidden[b])
             self.segment_tokens[b] += 1
             visible = int(self.live[b].sum())
             self.peak_kv[b] = max(self.peak_kv[b], visible)
@@ -191,6 +215,61 @@ class DecodeState:
         self._compact()
         return hidden
 
+    def admit(self, embeds: torch.Tensor, mask: torch.Tensor, keys: list[Hashable]) -> torch.Tensor:
+        """Read new prompts and append them to the batch as rows.
+
+        The prompts are prefilled in a batch of their own (by the
+        full-precision model), then their cache columns are aligned with the
+        batch's on the right, padded with columns they cannot see.
+
+        Args:
+            embeds: left-padded prompt embeddings ``(k, P, d)``.
+            mask: their attention mask ``(k, P)``.
+            keys: one label per new row.
+
+        Returns:
+            The new rows' last hidden states ``(k, d)``.
+        """
+        fresh = DecodeState(self.llm, len(keys), embeds.device)
+        fresh.keys = list(keys)
+        fresh.keep_hidden = self.keep_hidden
+        hidden = fresh.forward(embeds, mask, prompt=True)[:, -1]  # (k, d)
+        if self.cache is None:  # an empty batch: the new rows are the batch
+            self.__dict__.update(fresh.__dict__)
+            return hidden
+        width = max(self.live.shape[1], fresh.live.shape[1])
+        for mine, theirs in zip(self.cache.layers, fresh.cache.layers):
+            mine.keys = torch.cat([_pad_columns(mine.keys, width, 2), _pad_columns(theirs.keys, width, 2)])  # (B+k, H, L', d_head)
+            mine.values = torch.cat([_pad_columns(mine.values, width, 2), _pad_columns(theirs.values, width, 2)])
+        for name in ("live", "generated", "segment"):
+            setattr(self, name, torch.cat([_pad_columns(getattr(self, name), width, 1), _pad_columns(getattr(fresh, name), width, 1)]))
+        self.next_position = torch.cat([self.next_position, fresh.next_position])
+        for name in ("keys", "tokens", "done", "segment_hidden", "segment_tokens", "peak_kv", "dependency"):
+            getattr(self, name).extend(getattr(fresh, name))
+        return hidden
+
+    def retire(self, rows: list[int]) -> None:
+        """Remove ``rows`` from the batch (their results must have been read)."""
+        if not rows:
+            return
+        gone = set(rows)
+        keep = [b for b in range(self.batch) if b not in gone]
+        for name in ("keys", "tokens", "done", "segment_hidden", "segment_tokens", "peak_kv", "dependency"):
+            setattr(self, name, [getattr(self, name)[b] for b in keep])
+        if not keep:
+            self.cache = None
+            empty = self.live[:0, :0]
+            self.live, self.generated, self.segment = empty, empty, empty
+            self.next_position = self.next_position[:0]
+            return
+        index = torch.tensor(keep, device=self.live.device)
+        for layer in self.cache.layers:
+            layer.keys = layer.keys.index_select(0, index)  # (B', H, L, d_head)
+            layer.values = layer.values.index_select(0, index)
+        self.live, self.generated, self.segment = self.live[index], self.generated[index], self.segment[index]
+        self.next_position = self.next_position[index]
+        self._compact()
+
     def _compact(self) -> None:
         """Remove cache columns that no row can see."""
         keep = self.live.any(dim=0)  # (L,)
@@ -203,6 +282,21 @@ class DecodeState:
         self.live = self.live[:, index]
         self.generated = self.generated[:, index]
         self.segment = self.segment[:, index]
+
+
+def supports_rewriting(llm: LoadedModel) -> bool:
+    """Whether the decoding loop can run this LLM: every cache layer full-attention (no sliding window)."""
+    return "sliding_attention" not in (getattr(llm.model.config, "layer_types", None) or [])
+
+
+def _pad_columns(tensor: torch.Tensor, width: int, dim: int) -> torch.Tensor:
+    """Left-pad ``tensor`` with zeros (False) along ``dim`` to ``width`` columns."""
+    missing = width - tensor.shape[dim]
+    if missing == 0:
+        return tensor
+    shape = list(tensor.shape)
+    shape[dim] = missing
+    return torch.cat([tensor.new_zeros(shape), tensor], dim=dim)
 
 
 class DecodingController:
@@ -243,55 +337,101 @@ def _select(logits: torch.Tensor, config: GenerationConfig) -> torch.Tensor:
     return torch.multinomial(probs, 1)[:, 0]
 
 
+Source = Callable[[int], "tuple[LLMInputs, list[Hashable]] | None"]
+"""Gives prompts to admit: called with the number of free rows, returns
+left-padded inputs and one key per row, or None when nothing (more) fits. An
+empty batch asks with ``free == capacity``; the source must then give
+something if anything is left (it may overfill), since None ends decoding."""
+
+
+def decode_stream(
+    llm: LoadedModel,
+    source: Source,
+    config: GenerationConfig,
+    controller: DecodingController | None = None,
+    answer_complete: re.Pattern[str] | None = None,
+    *,
+    capacity: int,
+) -> Iterator[tuple[Hashable, Generated]]:
+    """Generate with continuous batching; yield each row's result as soon as it finishes.
+
+    Args:
+        llm: the LLM (full-attention cache layers only).
+        source: where new prompts come from (see :data:`Source`); asked
+            whenever rows are free, before every step.
+        config: length, sampling and stopping settings.
+        controller: a decoding-time plugin that steers the cache, or None.
+        answer_complete: stop a row as soon as this matches its recent text.
+        capacity: rows decoded at once (a source may overfill an empty batch).
+
+    Yields:
+        ``(key, Generated)`` per row, in the order rows finish.
+    """
+    if not supports_rewriting(llm):
+        raise LatentReasonError("The decoding loop needs a full-attention model; this LLM has sliding-window layers.")
+    stops = set(llm.eos_token_ids)
+    checker = AnswerComplete(llm.tokenizer, answer_complete) if config.stop_at_answer and answer_complete else None
+    state = DecodeState(llm, 0, llm.model.device)
+    state.keep_hidden = controller is not None
+    lm_head = llm.stepper.lm_head
+    cap = getattr(llm.model.config, "final_logit_softcapping", None)
+    last = None  # (B, d): each row's latest hidden state
+    with torch.no_grad():
+        while True:
+            while state.batch < capacity and (admitted := source(capacity - state.batch)):
+                inputs, keys = admitted
+                hidden = state.admit(inputs.inputs_embeds, inputs.attention_mask, keys)  # (k, d)
+                last = hidden if last is None else torch.cat([last, hidden])  # new rows come last
+            if not state.batch:
+                return
+            logits = lm_head(last)  # (B, V)
+            if cap:
+                logits = torch.tanh(logits / cap) * cap
+            tokens = _select(logits, config).tolist()  # (B,)
+            for b, token in enumerate(tokens):
+                state.tokens[b].append(token)
+            last = state.feed_tokens(torch.tensor(tokens, device=last.device))  # (B, d)
+            capped = [len(state.tokens[b]) >= config.max_new_tokens for b in range(state.batch)]
+            for b in range(state.batch):
+                state.done[b] = tokens[b] in stops or capped[b]
+            if checker is not None:
+                for b, finished in enumerate(checker.finished(state.tokens)):
+                    state.done[b] = state.done[b] or finished
+            finished = [b for b in range(state.batch) if state.done[b]]
+            for b in finished:
+                ids = state.tokens[b]
+                truncated = capped[b] and ids[-1] not in stops and not (checker and checker.finished([ids])[0])
+                text = llm.tokenizer.decode(ids, skip_special_tokens=True)
+                yield state.keys[b], Generated(text, ids, state.peak_kv[b], state.dependency[b], truncated)
+            if controller is not None and len(finished) < state.batch:
+                controller.after_token(state, [b for b in range(state.batch) if not state.done[b]])
+                last = state.apply(last)
+            if finished:
+                keep = [b for b in range(state.batch) if not state.done[b]]
+                state.retire(finished)
+                last = last[keep] if keep else None
+
+
 def decode(
     llm: LoadedModel,
     inputs: LLMInputs,
     config: GenerationConfig,
-    controller: DecodingController,
+    controller: DecodingController | None = None,
     answer_complete: re.Pattern[str] | None = None,
 ) -> list[Generated]:
-    """Generate with a controller steering the KV cache (see the module docstring).
+    """Generate for one batch of prompts, all at once (see :func:`decode_stream`).
 
     Args:
         llm: the LLM (full-attention cache layers only).
         inputs: the left-padded prompt batch.
         config: length, sampling and stopping settings.
-        controller: the decoding-time plugin.
+        controller: the decoding-time plugin, or None.
         answer_complete: stop a row as soon as this matches its recent text.
 
     Returns:
-        One :class:`Generated` per row, with the real peak KV and dependency.
+        One :class:`Generated` per row, in row order, with the real peak KV and dependency.
     """
-    if "sliding_attention" in (getattr(llm.model.config, "layer_types", None) or []):
-        raise LatentReasonError("Decoding controllers need a full-attention model; this LLM has sliding-window layers.")
-    stops = set(llm.eos_token_ids)
-    checker = AnswerComplete(llm.tokenizer, answer_complete) if config.stop_at_answer and answer_complete else None
-    batch = inputs.inputs_embeds.shape[0]
-    device = inputs.inputs_embeds.device
-    state = DecodeState(llm, batch, device)
-    cap = getattr(llm.model.config, "final_logit_softcapping", None)
-    with torch.no_grad():
-        last = state.forward(inputs.inputs_embeds, inputs.attention_mask)[:, -1]  # (B, d)
-        for _ in range(config.max_new_tokens):
-            logits = llm.model.lm_head(last)  # (B, V)
-            if cap:
-                logits = torch.tanh(logits / cap) * cap
-            tokens = _select(logits, config)  # (B,)
-            rows = [b for b in range(batch) if not state.done[b]]
-            for b in rows:
-                state.tokens[b].append(int(tokens[b]))
-            last = state.feed_tokens(tokens)
-            for b in rows:
-                if int(tokens[b]) in stops or len(state.tokens[b]) >= config.max_new_tokens:
-                    state.done[b] = True
-            if checker is not None:
-                for b, finished in zip(rows, checker.finished([state.tokens[b] for b in rows])):
-                    state.done[b] = state.done[b] or finished
-            if all(state.done):
-                break
-            controller.after_token(state, [b for b in rows if not state.done[b]])
-            last = state.apply(last)
-    return [
-        Generated(llm.tokenizer.decode(ids, skip_special_tokens=True), ids, state.peak_kv[b], state.dependency[b])
-        for b, ids in enumerate(state.tokens)
-    ]
+    rows = inputs.inputs_embeds.shape[0]
+    pending = [(inputs, list(range(rows)))]
+    results = dict(decode_stream(llm, lambda free: pending.pop() if pending else None, config, controller, answer_complete, capacity=rows))
+    return [results[b] for b in range(rows)]

@@ -5,7 +5,7 @@ answers examples r, r+W, ...); each rank appends its records to its own
 ``samples.rank<r>.jsonl``, and rank 0 merges them into ``samples.jsonl`` in
 example order and writes the summary. Greedy decoding gives the same
 per-example results with any number of ranks at ``generation.batch_size=1``
-(larger batches pad the prompts differently, which can flip near-tied tokens).
+(larger batches compute in other shapes, which can flip near-tied tokens).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def evaluate(
     *,
     progress: bool = True,
 ) -> Summary:
-    """Answer ``examples`` in batches, appending each batch to the results folder.
+    """Answer ``examples`` (see :meth:`Pipeline.stream`), appending each result to the results folder as it is done.
 
     Examples already in the folder (from an interrupted run with the same
     settings, with any number of ranks) are not recomputed.
@@ -77,14 +77,12 @@ def evaluate(
     shard = world.rank if world.size > 1 else None
     skipped = len(examples) - len(todo) if world.size == 1 else 0
     desc = f"{pipeline.task.name}/{config.producer.name}" + (f" (rank 0 of {world.size})" if world.size > 1 else "")
-    size = config.generation.batch_size
     with PeakMemory(pipeline.runtime.device) as memory, tqdm(
         total=skipped + len(mine), initial=skipped, desc=desc, unit="ex", disable=not (progress and world.is_main)
     ) as bar:
-        for start in range(0, len(mine), size):
-            records = [prediction_record(p) for p in pipeline.answer(mine[start : start + size])]
-            folder.append(records, shard)
-            bar.update(len(records))
+        for prediction in pipeline.stream(mine):
+            folder.append([prediction_record(prediction)], shard)
+            bar.update(1)
     peak = max(distributed.all_gather_json(memory.peak_gib))  # also waits until every shard is written
 
     def finish() -> dict:

@@ -1,4 +1,9 @@
-"""Batched, KV-cached generation from input embeddings."""
+"""What a generated chain is, the answer-complete stopping rule, and ``transformers``' ``generate()``.
+
+Runs decode with the project's loop (:mod:`latentreason.decoding`);
+:func:`generate` serves models the loop cannot rewrite (sliding-window
+layers), in static batches, and is the reference the loop is tested against.
+"""
 
 from __future__ import annotations
 
@@ -22,12 +27,15 @@ class Generated:
         token_ids: generated ids up to and including the first stop token.
         peak_kv: most KV-cache entries this row could attend to at any step.
         dependency: KV entries attended to, summed over generated tokens.
+        truncated: the chain reached ``max_new_tokens`` without ending its
+            turn or completing its answer (cut by the cap).
     """
 
     text: str
     token_ids: list[int]
     peak_kv: int = 0
     dependency: int = 0
+    truncated: bool = False
 
 
 class AnswerComplete(StoppingCriteria):
@@ -94,5 +102,8 @@ def generate(
         end = next((i + (t != pad) for i, t in enumerate(row) if t in stops or t == pad), len(row))
         ids = row[:end]
         n = len(ids)  # token i (1-based) attends to the prompt and i generated entries
-        results.append(Generated(llm.tokenizer.decode(ids, skip_special_tokens=True), ids, prompt + n, n * prompt + n * (n + 1) // 2))
+        answered = bool(criteria) and criteria[0].finished([ids])[0]
+        truncated = n >= config.max_new_tokens and ids[-1] not in stops and not answered
+        text = llm.tokenizer.decode(ids, skip_special_tokens=True)
+        results.append(Generated(text, ids, prompt + n, n * prompt + n * (n + 1) // 2, truncated))
     return results

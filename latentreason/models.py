@@ -99,12 +99,20 @@ class LoadedModel:
         name: the name it was asked for (``ModelSpec.name``).
         source: where it was actually loaded from (a folder, a ``.gguf`` file
             or a hub id).
+        int8: the model's int8 twin for decoding steps (see
+            :mod:`latentreason.quantization`), or None.
     """
 
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
     name: str
     source: str
+    int8: torch.nn.Module | None = None
+
+    @property
+    def stepper(self) -> PreTrainedModel:
+        """The model that runs decoding steps: the int8 twin with ``models.quantize: int8``, else :attr:`model`."""
+        return self.int8 if self.int8 is not None else self.model
 
     @property
     def hidden_size(self) -> int:

@@ -11,6 +11,8 @@ which lets the controller rewrite the KV cache as the LLM writes.
 from __future__ import annotations
 
 import time
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,8 +23,8 @@ from latentreason.checkpoint import load_weights, read_meta, stored_components
 from latentreason.config import RunConfig
 from latentreason.errors import LatentReasonError
 from latentreason.evaluator import Score
-from latentreason.decoding import decode
-from latentreason.generation import generate
+from latentreason.decoding import decode_stream, supports_rewriting
+from latentreason.generation import Generated, generate
 from latentreason.injector import LLMInputs
 from latentreason.registry import Registry
 from latentreason.resolve import Plan, resolve
@@ -41,9 +43,10 @@ class Prediction:
         generations: the chain(s) the LLM wrote (several with self-consistency).
         new_tokens: tokens generated for this example, all chains together.
         score: the (voted) score.
-        latency_s: wall time per example of its batch.
+        latency_s: wall time attributed to it (see :meth:`Pipeline.stream`).
         peak_kv: most KV-cache entries any of its chains could attend to.
         dependency: KV entries attended to, summed over generated tokens and chains.
+        truncated: how many of its chains were cut by ``max_new_tokens``.
     """
 
     example: Example
@@ -54,6 +57,7 @@ class Prediction:
     latency_s: float
     peak_kv: int = 0
     dependency: int = 0
+    truncated: int = 0
 
 
 class Pipeline:
@@ -175,36 +179,100 @@ class Pipeline:
         inputs.group, inputs.loss = k, thoughts.loss
         return inputs
 
-    def answer(self, examples: list[Example]) -> list[Prediction]:
-        """Answer and score a batch of examples.
+    def prompts(self, examples: list[Example]) -> LLMInputs:
+        """The LLM prompts of a batch, one row per chain: K thought sets x ``generation.samples``.
 
-        With ``generation.samples = s > 1`` each prompt is built once and s
-        chains are sampled from it in the same batch; a producer with K thought
-        sets gives K prompts per example. The answers of an example's K*s
-        chains are majority-voted.
+        Rows of one example are consecutive (``inputs.group`` = chains per example).
         """
         samples = self.config.generation.samples
-        start = time.perf_counter()
         with torch.no_grad():
             inputs = self.inputs(examples)
         if samples > 1:
             inputs.inputs_embeds = inputs.inputs_embeds.repeat_interleave(samples, dim=0)  # (B*K*s, T, d_llm)
             inputs.attention_mask = inputs.attention_mask.repeat_interleave(samples, dim=0)  # (B*K*s, T)
-        k = inputs.group * samples  # chains per example, consecutive
-        llm, generation, stop = self.runtime.llm, self.config.generation, self.evaluator.answer_complete
-        if self.decoder is None:
-            outputs = generate(llm, inputs, generation, stop)
+            inputs.prompts = [p for p in inputs.prompts for _ in range(samples)]
+        inputs.group *= samples
+        return inputs
+
+    def _predict(self, example: Example, prompt: str, chains: list[Generated], seconds: float) -> Prediction:
+        """Score an example's chains (majority vote over several) into a prediction."""
+        scores = [self.evaluator.score(c.text, example) for c in chains]
+        score = scores[0] if len(scores) == 1 else majority_vote(scores)
+        return Prediction(
+            example, prompt, [c.text for c in chains], sum(len(c.token_ids) for c in chains), score, seconds,
+            max(c.peak_kv for c in chains), sum(c.dependency for c in chains), sum(c.truncated for c in chains),
+        )
+
+    def stream(self, examples: list[Example]) -> Iterator[Prediction]:
+        """Answer and score examples; yield each prediction as soon as its chains are done.
+
+        Examples are read longest prompt first, so prompts read together
+        need little padding. With ``generation.engine: transformers`` rows
+        are decoded with continuous batching (``generation.batch_size`` chains
+        at once; see :func:`latentreason.decoding.decode_stream`); with
+        ``vllm`` by the vLLM engine. A producer with K thought sets and
+        ``generation.samples = s`` gives K*s chains per example, majority-voted.
+        Each prediction's ``latency_s`` is the wall time since the previous
+        one was yielded, so they add up to the run's time.
+        """
+        tokenizer = self.runtime.llm.tokenizer
+        order = sorted(examples, key=lambda ex: -len(tokenizer(self.task.format_question(ex))["input_ids"]))
+        if self.config.generation.engine == "vllm":
+            from latentreason.vllm_engine import vllm_stream
+
+            yield from vllm_stream(self, order)
+        elif self.decoder is None and not supports_rewriting(self.runtime.llm):
+            yield from self._static_batches(order)
         else:
-            outputs = decode(llm, inputs, generation, self.decoder, stop)
-        latency = (time.perf_counter() - start) / len(examples)
-        predictions = []
-        for i, ex in enumerate(examples):
-            prompt = inputs.prompts[i * inputs.group]
-            chains = outputs[i * k : (i + 1) * k]
-            scores = [self.evaluator.score(c.text, ex) for c in chains]
-            score = scores[0] if k == 1 else majority_vote(scores)
-            tokens = sum(len(c.token_ids) for c in chains)
-            peak_kv = max(c.peak_kv for c in chains)
-            dependency = sum(c.dependency for c in chains)
-            predictions.append(Prediction(ex, prompt, [c.text for c in chains], tokens, score, latency, peak_kv, dependency))
-        return predictions
+            yield from self._continuous(order)
+
+    def _continuous(self, examples: list[Example]) -> Iterator[Prediction]:
+        """:meth:`stream` on the project's decoding loop, with continuous batching."""
+        queue = deque(enumerate(examples))
+        chains_per_example = self.config.generation.samples  # until the producer's thought sets are known
+        prompts: dict[int, str] = {}
+
+        def source(free: int) -> tuple[LLMInputs, list[tuple[int, int]]] | None:
+            nonlocal chains_per_example
+            capacity = self.config.generation.batch_size
+            take = min(len(queue), max(free // chains_per_example, int(free == capacity)))  # an empty batch takes one
+            if not take:
+                return None
+            batch = [queue.popleft() for _ in range(take)]
+            inputs = self.prompts([ex for _, ex in batch])
+            chains_per_example = inputs.group
+            for n, (i, _) in enumerate(batch):
+                prompts[i] = inputs.prompts[n * inputs.group]
+            return inputs, [(i, c) for i, _ in batch for c in range(inputs.group)]
+
+        done: dict[int, dict[int, Generated]] = {}
+        llm, generation = self.runtime.llm, self.config.generation
+        clock = time.perf_counter()
+        for (i, chain), out in decode_stream(
+            llm, source, generation, self.decoder, self.evaluator.answer_complete, capacity=generation.batch_size
+        ):
+            done.setdefault(i, {})[chain] = out
+            if len(done[i]) == chains_per_example:
+                now = time.perf_counter()
+                finished = done.pop(i)
+                chains = [finished[c] for c in range(chains_per_example)]
+                yield self._predict(examples[i], prompts.pop(i), chains, now - clock)
+                clock = now
+
+    def _static_batches(self, examples: list[Example]) -> Iterator[Prediction]:
+        """:meth:`stream` for LLMs the decoding loop cannot rewrite: ``generate()`` in static batches."""
+        size = self.config.generation.batch_size
+        for start in range(0, len(examples), size):
+            batch = examples[start : start + size]
+            clock = time.perf_counter()
+            inputs = self.prompts(batch)
+            outputs = generate(self.runtime.llm, inputs, self.config.generation, self.evaluator.answer_complete)
+            seconds = (time.perf_counter() - clock) / len(batch)
+            k = inputs.group
+            for n, ex in enumerate(batch):
+                yield self._predict(ex, inputs.prompts[n * k], outputs[n * k : (n + 1) * k], seconds)
+
+    def answer(self, examples: list[Example]) -> list[Prediction]:
+        """Answer and score examples (see :meth:`stream`); predictions in the order of ``examples``."""
+        position = {id(ex): n for n, ex in enumerate(examples)}
+        return sorted(self.stream(examples), key=lambda p: position[id(p.example)])

@@ -13,7 +13,9 @@ from pydantic import ValidationError
 
 from latentreason.config import Component, PluginOptions, RunConfig, format_validation_error
 from latentreason.errors import ConfigError, LatentReasonError
+from latentreason.quantization import check_int8
 from latentreason.registry import Registry
+from latentreason.runtime import resolve_device, resolve_dtype
 
 if TYPE_CHECKING:
     from latentreason.task import TaskSpec
@@ -48,8 +50,25 @@ class Plan:
     decoder: Choice | None = None
 
 
+def concrete_models(config: RunConfig, problems: list[str]) -> RunConfig:
+    """``config`` with ``models.dtype: auto`` resolved for this machine; problems of ``models.quantize`` appended.
+
+    The results folder then records the dtype the run really used.
+    """
+    models = config.models
+    device = resolve_device(models.device)
+    dtype, _ = resolve_dtype(models.dtype, device)
+    if models.quantize == "int8":
+        problems.extend(check_int8(device, "float32" if models.dtype == "auto" else dtype))
+        dtype = "float32"
+    return config.model_copy(update={"models": models.model_copy(update={"dtype": dtype})})
+
+
 def resolve(config: RunConfig, registry: Registry) -> Plan:
     """Look up and validate every component of ``config``.
+
+    ``models.dtype: auto`` becomes the dtype this machine runs (see
+    :func:`latentreason.runtime.resolve_dtype`).
 
     Raises:
         ConfigError: listing every unknown name and every invalid option.
@@ -74,6 +93,7 @@ def resolve(config: RunConfig, registry: Registry) -> Plan:
             return None
         return Choice(component.name, cls, options)
 
+    config = concrete_models(config, problems)
     task = lookup("task", "data.task", config.data.task)
     producer = choose("producer", "producer", config.producer)
     projector_config = config.projector or Component(name=producer.cls.default_projector if producer else "identity")

@@ -3,7 +3,7 @@
 Layout of one run's folder::
 
     config.yaml      the resolved config (re-runnable with --config)
-    samples.jsonl    one line per example, appended and fsynced batch by batch
+    samples.jsonl    one line per example, appended and fsynced as each is done
     summary.json     accuracy (strict and flexible, 95% Wilson interval), speed
     summary.md       the same as a table
 
@@ -60,6 +60,7 @@ def prediction_record(pred: Prediction) -> dict[str, Any]:
         "latency_s": round(pred.latency_s, 4),
         "peak_kv": pred.peak_kv,
         "dependency": pred.dependency,
+        "truncated": pred.truncated,
     } | ({"samples": pred.generations} if len(pred.generations) > 1 else {})
 
 
@@ -241,8 +242,8 @@ class ResultsFolder:
     def append(self, records: list[dict[str, Any]], rank: int | None = None) -> None:
         """Append records to ``samples.jsonl`` (or to ``rank``'s shard file) and fsync.
 
-        Records are known when their batch is answered, so a crash loses at
-        most the batch in flight. A torn last line left by a crash stays a
+        A record is appended as soon as its example is answered, so a crash
+        loses only the examples in flight. A torn last line left by a crash stays a
         line of its own, which :meth:`done` skips.
         """
         path = self.samples if rank is None else self.shard_file(rank)
@@ -258,12 +259,13 @@ class ResultsFolder:
             os.fsync(f.fileno())
 
     def merge(self, ids: list[str]) -> list[dict[str, Any]]:
-        """Fold the shard files into ``samples.jsonl``; return the records of ``ids`` in that order.
+        """Fold the shard files into ``samples.jsonl`` in example order; return the records of ``ids`` in that order.
 
-        If there are shard files, the new ``samples.jsonl`` holds every record
-        in the order of ``ids`` (records of other examples, from runs with
-        another limit or offset, after them in file order); it replaces the
-        old one atomically before the shard files are deleted.
+        Records are appended as examples finish, in any order. The new
+        ``samples.jsonl`` holds every record in the order of ``ids`` (records
+        of other examples, from runs with another limit or offset, after them
+        in file order); it replaces the old one atomically before the shard
+        files are deleted.
 
         Args:
             ids: the run's example ids, in the order of its examples.
@@ -283,9 +285,9 @@ class ResultsFolder:
                 "filesystem they all share. Run the same command again to compute the missing examples."
             )
         shards = self.shard_files()
-        if shards:
-            position = {i: n for n, i in enumerate(ids)}
-            ordered = sorted(merged + sharded, key=lambda r: position.get(r["id"], len(position)))  # stable
+        position = {i: n for n, i in enumerate(ids)}
+        ordered = sorted(merged + sharded, key=lambda r: position.get(r["id"], len(position)))  # stable
+        if shards or ordered != merged:
             atomic_write(self.samples, lambda tmp: Path(tmp).write_text(_lines(ordered), encoding="utf-8"))
             for shard in shards:
                 shard.unlink()

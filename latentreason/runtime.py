@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 from functools import cached_property
+from pathlib import Path
 
 import torch
 
 from latentreason.config import ModelsConfig
 from latentreason.errors import LatentReasonError
 from latentreason.models import LoadedModel, ModelSpec
+from latentreason.quantization import int8_twin
 from latentreason.registry import Registry
 
 
@@ -18,6 +20,45 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
+
+
+def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:
+    """The feature flags of the first CPU listed in ``cpuinfo`` (empty where there is no such file)."""
+    try:
+        text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return set()
+    line = next((line for line in text.splitlines() if line.startswith(("flags", "Features"))), "")
+    return set(line.partition(":")[2].split())
+
+
+NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+"""CPU flags of a native bf16 matrix multiply; without one, bf16 is emulated and slower than fp32."""
+
+
+def resolve_dtype(dtype: str, device: str, flags: set[str] | None = None) -> tuple[str, str]:
+    """The weight dtype ``models.dtype`` stands for on this machine, and why.
+
+    ``"auto"`` is bfloat16 on CUDA and on CPUs with a native bf16 matrix
+    multiply (:data:`NATIVE_BF16_FLAGS` in ``/proc/cpuinfo``), float32
+    otherwise; other values stand for themselves.
+
+    Args:
+        dtype: the configured dtype.
+        device: the resolved device.
+        flags: CPU flags (default: this machine's, see :func:`cpu_flags`).
+
+    Returns:
+        ``(dtype, reason)``.
+    """
+    if dtype != "auto":
+        return dtype, "as configured"
+    if device.startswith("cuda"):
+        return "bfloat16", "auto: CUDA"
+    found = [f for f in NATIVE_BF16_FLAGS if f in (cpu_flags() if flags is None else flags)]
+    if found:
+        return "bfloat16", f"auto: the CPU has native bf16 ({', '.join(found)})"
+    return "float32", "auto: the CPU has no native bf16 (no amx_bf16 or avx512_bf16), where bf16 is slower"
 
 
 class Runtime:
@@ -49,14 +90,18 @@ class Runtime:
             self.__dict__["assistant"] = assistant
 
     def _load(self, name: str, device_map: str | None = None) -> LoadedModel:
+        dtype, _ = resolve_dtype(self.models.dtype, self.device)
         spec = ModelSpec(
             name=name,
-            dtype=self.models.dtype,
+            dtype=dtype,
             device=self.device,
             trust_remote_code=self.models.trust_remote_code,
             device_map=device_map,
         )
-        return self.registry.load_model(spec)
+        loaded = self.registry.load_model(spec)
+        if self.models.quantize == "int8":
+            loaded.int8 = int8_twin(loaded.model)
+        return loaded
 
     def model_name(self, role: str) -> str:
         """The name of the ``"llm"`` or ``"assistant"``: the loaded model's if loaded, else the configured one."""

@@ -114,24 +114,22 @@ def test_without_the_drop_the_token_does_matter(llm):
 @pytest.mark.parametrize("keep_text", [False, True])
 def test_reinjection_rebuilds_the_input_as_configured(llm, runtime, keep_text):
     inputs = _inputs(llm)
-    prompt = inputs.attention_mask.sum(-1)
+    prompt = inputs.attention_mask.sum(-1).tolist()
 
     class Probe(Reinject):
-        seen = []
+        seen = {}  # row key -> (visible generated tokens, visible columns) once 6 tokens are written
 
         def after_token(self, state, rows):
-            before = [self.boundaries.ends(state, r) for r in rows]
+            for r in rows:
+                if len(state.tokens[r]) == 6:
+                    self.seen[state.keys[r]] = (int((state.generated[r] & state.live[r]).sum()), int(state.live[r].sum()))
             super().after_token(state, rows)
-            self.seen.append((rows, before, state))
 
     probe = Probe(ReinjectOptions(segment="tokens", tokens=5, vectors=2, keep_text=keep_text), runtime)
-    outputs = decode(llm, inputs, GenerationConfig(max_new_tokens=6, stop_at_answer=False), probe)
-    state = probe.seen[-1][2]
-    for row in range(2):
-        if len(outputs[row].token_ids) < 6:
-            continue
-        visible_text = int((state.generated[row] & state.live[row]).sum())
-        visible = int(state.live[row].sum())
+    outputs = decode(llm, inputs, GenerationConfig(max_new_tokens=7, stop_at_answer=False), probe)
+    assert probe.seen, "no row wrote 6 tokens"
+    for row, (visible_text, visible) in probe.seen.items():
+        assert len(outputs[row].token_ids) >= 6
         # after 5 tokens: boundary, 2 vectors in; then the 6th token is fed
         if keep_text:
             assert visible_text == 6 and visible == prompt[row] + 6 + 2

@@ -200,12 +200,12 @@ def test_evaluation_resumes_from_the_shards_of_an_interrupted_distributed_run(ru
     full = evaluate(pipeline, examples, tmp_path / "straight", progress=False)
     records = {r["id"]: r for r in _results(tmp_path / "straight")}
 
-    folder = ResultsFolder(tmp_path / "resumed", config)  # 2 ranks were killed after a batch each
+    folder = ResultsFolder(tmp_path / "resumed", pipeline.config)  # 2 ranks were killed after a batch each
     folder.append([records[examples[0].id]], rank=0)
     folder.append([records[examples[1].id], records[examples[3].id]], rank=1)
     asked = []
-    answer = pipeline.answer
-    monkeypatch.setattr(pipeline, "answer", lambda batch: asked.extend(e.id for e in batch) or answer(batch))
+    stream = pipeline.stream
+    monkeypatch.setattr(pipeline, "stream", lambda batch: asked.extend(e.id for e in batch) or stream(batch))
     resumed = evaluate(pipeline, examples, tmp_path / "resumed", progress=False)
     assert asked == [examples[2].id, examples[4].id]
     assert [r["id"] for r in _results(tmp_path / "resumed")] == [e.id for e in examples]

@@ -1,0 +1,144 @@
+"""Continuous batching, int8 decoding and the dtype choice, on tiny models."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from latentreason.api import build_pipeline
+from latentreason.config import GenerationConfig, load_config
+from latentreason.decoding import decode, decode_stream
+from latentreason.errors import ConfigError
+from latentreason.placeholder import PlaceholderInjector, PlaceholderOptions
+from latentreason.quantization import Int8Linear, check_int8, int8_twin
+from latentreason.registry import Registry
+from latentreason.resolve import resolve
+from latentreason.runtime import Runtime, resolve_dtype
+from latentreason.testing import tiny_model
+
+QUESTIONS = [
+    "Natalia sold 48 clips in April and half as many in May. How many in total?",
+    "What is 2 + 3?",
+    "A farmer has 10 cows and buys 4 more. How many cows?",
+    "Is 7 larger than 5?",
+    "How many legs do 3 dogs have?",
+]
+
+
+@pytest.fixture(scope="module")
+def llm():
+    return tiny_model("qwen2", hidden=64, seed=5)
+
+
+def _config(producer="cot", **generation):
+    return load_config(overrides={"producer": {"name": producer}, "data": {"task": "gsm8k", "limit": 7},
+                                  "generation": {"max_new_tokens": 12, **generation}})
+
+
+def _generations(runtime, producer="cot", **generation):
+    pipeline = build_pipeline(_config(producer, **generation), runtime=runtime)
+    examples = pipeline.task.load(limit=7)
+    return [(p.example.id, p.generations, p.truncated) for p in pipeline.answer(examples)]
+
+
+@pytest.mark.parametrize("producer", ["cot", "softcot"])
+def test_continuous_batching_writes_what_batch_one_writes(runtime, producer):
+    torch.manual_seed(0)  # the same untrained projector for both runs
+    alone = _generations(runtime, producer, batch_size=1)
+    torch.manual_seed(0)
+    batched = _generations(runtime, producer, batch_size=3)
+    assert batched == alone
+
+
+def test_every_chain_of_a_voted_example_is_kept_together(runtime):
+    torch.manual_seed(3)
+    pipeline = build_pipeline(_config(batch_size=4, do_sample=True, samples=3, temperature=1.5), runtime=runtime)
+    examples = pipeline.task.load(limit=5)
+    predictions = pipeline.answer(examples)
+    assert [p.example.id for p in predictions] == [e.id for e in examples]
+    assert all(len(p.generations) == 3 for p in predictions)
+
+
+def test_rows_admitted_later_decode_as_they_would_alone(llm):
+    injector = PlaceholderInjector(PlaceholderOptions(), llm)
+    config = GenerationConfig(max_new_tokens=10, stop_at_answer=False)
+    alone = [decode(llm, injector.build("Solve it.", [q]), config)[0].token_ids for q in QUESTIONS]
+    queue = list(enumerate(QUESTIONS))
+    asked = []
+
+    def source(free):  # one prompt at a time, so rows join a batch already decoding
+        asked.append(free)
+        if not queue:
+            return None
+        i, q = queue.pop(0)
+        return injector.build("Solve it.", [q]), [i]
+
+    streamed = dict(decode_stream(llm, source, config, capacity=2))
+    assert {i: out.token_ids for i, out in streamed.items()} == dict(enumerate(alone))
+    assert max(asked) == 2 and 1 in asked  # the second row was admitted while the first decoded
+
+
+def test_a_chain_cut_by_the_cap_is_marked_truncated(llm):
+    inputs = PlaceholderInjector(PlaceholderOptions(), llm).build("Solve it.", QUESTIONS[:2])
+    outputs = decode(llm, inputs, GenerationConfig(max_new_tokens=4, stop_at_answer=False))
+    for out in outputs:
+        assert out.truncated == (len(out.token_ids) == 4 and out.token_ids[-1] not in llm.eos_token_ids)
+    assert any(out.truncated for out in outputs)
+
+
+def test_int8_twin_shares_everything_but_the_linear_layers(llm):
+    twin = int8_twin(llm.model)
+    assert twin.get_input_embeddings().weight is llm.model.get_input_embeddings().weight
+    assert isinstance(twin.lm_head, Int8Linear)
+    assert isinstance(twin.model.layers[0].mlp.down_proj, Int8Linear)
+    assert isinstance(llm.model.lm_head, torch.nn.Linear)  # the float model is untouched
+
+
+
+def test_an_int8_layer_computes_what_the_float_layer_does_within_rounding():
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(896, 1024)
+    x = torch.randn(8, 896)
+    exact = linear(x)
+    error = (Int8Linear(linear)(x) - exact).norm() / exact.norm()
+    assert error < 0.03  # int8 weights per output channel, int8 activations per call: about 1.5% at this width
+
+
+def test_an_int8_run_decodes_with_the_twin_and_reads_prompts_in_float(tiny_dirs):
+    llm_dir, assistant_dir = tiny_dirs
+    config = load_config(overrides={
+        "models": {"llm": llm_dir, "assistant": assistant_dir, "quantize": "int8"},
+        "producer": {"name": "cot"}, "generation": {"max_new_tokens": 6}})
+    pipeline = build_pipeline(config)
+    llm = pipeline.runtime.llm
+    assert llm.stepper is llm.int8 and isinstance(llm.int8.lm_head, Int8Linear)
+    calls = {"float": 0, "int8": 0}
+    llm.model.model.register_forward_hook(lambda *a: calls.__setitem__("float", calls["float"] + 1))
+    llm.int8.model.register_forward_hook(lambda *a: calls.__setitem__("int8", calls["int8"] + 1))
+    predictions = pipeline.answer(pipeline.task.load(limit=2))
+    assert len(predictions) == 2
+    assert calls["float"] == 1 and calls["int8"] >= 5  # one prompt batch, then the decoding steps
+
+
+def test_int8_is_refused_where_it_cannot_run():
+    assert check_int8("cpu", "float32") == []
+    problems = check_int8("cuda:0", "bfloat16")
+    assert any("CPU only" in p for p in problems) and any("float32" in p for p in problems)
+    config = load_config(overrides={"models": {"quantize": "int8", "dtype": "bfloat16"}, "producer": {"name": "cot"}})
+    with pytest.raises(ConfigError, match="models.quantize: int8 needs float32"):
+        resolve(config, Registry())
+
+
+def test_auto_dtype_follows_the_hardware():
+    assert resolve_dtype("auto", "cpu", {"avx2", "fma"})[0] == "float32"
+    assert resolve_dtype("auto", "cpu", {"avx2", "avx512_bf16"})[0] == "bfloat16"
+    assert resolve_dtype("auto", "cpu", {"amx_bf16"})[0] == "bfloat16"
+    assert resolve_dtype("auto", "cuda:0", set())[0] == "bfloat16"
+    assert resolve_dtype("float16", "cpu", set()) == ("float16", "as configured")
+
+
+def test_the_results_folder_records_the_dtype_the_run_used(runtime):
+    config = load_config(overrides={"producer": {"name": "cot"}})
+    assert config.models.dtype == "auto"
+    plan = resolve(config, Registry())
+    assert plan.config.models.dtype == resolve_dtype("auto", Runtime(config.models).device)[0]
