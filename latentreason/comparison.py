@@ -160,17 +160,11 @@ def plan_comparison(methods: list[Method], tasks: list[str], seeds: list[int], r
     """Resolve every (task, method, seed) cell up front, so any mistake is reported before hours of work.
 
     Raises:
-        ConfigError: every problem of every cell at once (methods with
-            different models, which cannot share one set of loaded models, too).
+        ConfigError: every problem of every cell at once.
     """
     problems: list[str] = []
     labels = [m.label for m in methods]
     problems += [f"method {label!r} is listed twice" for label in sorted({x for x in labels if labels.count(x) > 1})]
-    models = methods[0].config.models if methods else None
-    problems += [
-        f"{m.label}: models differ from {methods[0].label}'s; one comparison shares one set of models"
-        for m in methods[1:] if m.config.models != models
-    ]
     problems += missing_checkpoints(methods)
     plans = []
     for task in tasks:
@@ -211,28 +205,40 @@ def compare(
         output: folder for the cells' results and the comparison.
         progress: show progress bars.
         registry: plugins (default: installed ones).
-        runtime: preloaded models (default: loaded once from the methods' ``models``).
+        runtime: preloaded models for every cell (default: each method's
+            ``models``, loaded once; cells with the same models run one after
+            another).
 
     Returns:
         One summary per cell, in task, method, seed order.
     """
     registry = registry or (runtime.registry if runtime else Registry())
     plans = plan_comparison(methods, tasks, seeds, registry)
-    models = methods[0].config.models
-    distributed.setup(runtime.device if runtime else models.device)  # each rank loads onto its own device
-    runtime = runtime or Runtime(models, registry)
+    distributed.setup(runtime.device if runtime else methods[0].config.models.device)  # each rank loads onto its own device
     output = Path(output)
-    summaries = []
-    for plan in plans:
+    done: dict[int, Summary] = {}
+    loaded: Runtime | None = runtime
+    for index in _by_models(plans):
+        plan = plans[index]
         config = plan.config
+        if runtime is None and (loaded is None or loaded.models != config.models):
+            loaded = None  # release the previous method's models before loading the next ones
+            loaded = Runtime(config.models, registry)
         torch.manual_seed(config.seed)
-        pipeline = Pipeline(plan, runtime)
+        pipeline = Pipeline(plan, loaded)
         examples = evaluation_examples(pipeline)
         folder = output / f"{plan.task.name}-{method_name(config)}-seed{config.seed}"
-        summaries.append(evaluate(pipeline, examples, folder, progress=progress))
+        done[index] = evaluate(pipeline, examples, folder, progress=progress)
         if distributed.current().is_main:
-            write_comparison(output, summaries)
-    return summaries
+            write_comparison(output, [done[i] for i in sorted(done)])
+    return [done[i] for i in range(len(plans))]
+
+
+def _by_models(plans: list[Plan]) -> list[int]:
+    """Cell indices, grouped so that cells with the same ``models`` run one after another (table order within)."""
+    first: dict[str, int] = {}
+    key = [first.setdefault(p.config.models.model_dump_json(), len(first)) for p in plans]
+    return sorted(range(len(plans)), key=lambda i: key[i])
 
 
 def write_comparison(output: Path, summaries: list[Summary]) -> None:

@@ -64,6 +64,9 @@ class GenerationConfig(Strict):
     )
     max_new_tokens: int = Field(320, gt=0)
     batch_size: int = Field(16, gt=0, description="chains decoded at once; a finished chain's slot takes the next example")
+    continuous_batching: bool = Field(
+        True, description="false: static batches, every chain of a batch waits for its longest (the behaviour before 0.2)"
+    )
     do_sample: bool = False
     temperature: float = Field(1.0, gt=0)
     top_p: float = Field(1.0, gt=0, le=1)

@@ -23,7 +23,7 @@ from latentreason.checkpoint import load_weights, read_meta, stored_components
 from latentreason.config import RunConfig
 from latentreason.errors import LatentReasonError
 from latentreason.evaluator import Score
-from latentreason.decoding import decode_stream, supports_rewriting
+from latentreason.decoding import decode, decode_stream, supports_rewriting
 from latentreason.generation import Generated, generate
 from latentreason.injector import LLMInputs
 from latentreason.registry import Registry
@@ -194,7 +194,7 @@ class Pipeline:
         inputs.group *= samples
         return inputs
 
-    def _predict(self, example: Example, prompt: str, chains: list[Generated], seconds: float) -> Prediction:
+    def predict(self, example: Example, prompt: str, chains: list[Generated], seconds: float) -> Prediction:
         """Score an example's chains (majority vote over several) into a prediction."""
         scores = [self.evaluator.score(c.text, example) for c in chains]
         score = scores[0] if len(scores) == 1 else majority_vote(scores)
@@ -221,7 +221,7 @@ class Pipeline:
             from latentreason.vllm_engine import vllm_stream
 
             yield from vllm_stream(self, order)
-        elif self.decoder is None and not supports_rewriting(self.runtime.llm):
+        elif not (self.config.generation.continuous_batching and supports_rewriting(self.runtime.llm)):
             yield from self._static_batches(order)
         else:
             yield from self._continuous(order)
@@ -256,21 +256,25 @@ class Pipeline:
                 now = time.perf_counter()
                 finished = done.pop(i)
                 chains = [finished[c] for c in range(chains_per_example)]
-                yield self._predict(examples[i], prompts.pop(i), chains, now - clock)
+                yield self.predict(examples[i], prompts.pop(i), chains, now - clock)
                 clock = now
 
     def _static_batches(self, examples: list[Example]) -> Iterator[Prediction]:
-        """:meth:`stream` for LLMs the decoding loop cannot rewrite: ``generate()`` in static batches."""
+        """:meth:`stream` in static batches with ``generate()``: for LLMs the decoding loop cannot rewrite, or on request."""
         size = self.config.generation.batch_size
         for start in range(0, len(examples), size):
             batch = examples[start : start + size]
             clock = time.perf_counter()
             inputs = self.prompts(batch)
-            outputs = generate(self.runtime.llm, inputs, self.config.generation, self.evaluator.answer_complete)
+            llm, generation, stop = self.runtime.llm, self.config.generation, self.evaluator.answer_complete
+            if self.decoder is None:
+                outputs = generate(llm, inputs, generation, stop)
+            else:
+                outputs = decode(llm, inputs, generation, self.decoder, stop)
             seconds = (time.perf_counter() - clock) / len(batch)
             k = inputs.group
             for n, ex in enumerate(batch):
-                yield self._predict(ex, inputs.prompts[n * k], outputs[n * k : (n + 1) * k], seconds)
+                yield self.predict(ex, inputs.prompts[n * k], outputs[n * k : (n + 1) * k], seconds)
 
     def answer(self, examples: list[Example]) -> list[Prediction]:
         """Answer and score examples (see :meth:`stream`); predictions in the order of ``examples``."""

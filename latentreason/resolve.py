@@ -64,6 +64,25 @@ def concrete_models(config: RunConfig, problems: list[str]) -> RunConfig:
     return config.model_copy(update={"models": models.model_copy(update={"dtype": dtype})})
 
 
+def vllm_problems(config: RunConfig) -> list[str]:
+    """Why ``generation.engine: vllm`` cannot run this config (empty if it can)."""
+    from latentreason.vllm_engine import vllm_python
+
+    problems = []
+    if config.decoder is not None:
+        problems.append(
+            f"generation.engine: vllm cannot run decoder {config.decoder.name!r} (it rewrites the KV cache while the "
+            "LLM writes); use the transformers engine"
+        )
+    if config.models.quantize != "none":
+        problems.append("models.quantize applies to the transformers engine; vLLM runs its own kernels (set quantize: none)")
+    try:
+        vllm_python()
+    except LatentReasonError as exc:
+        problems.append(str(exc))
+    return problems
+
+
 def resolve(config: RunConfig, registry: Registry) -> Plan:
     """Look up and validate every component of ``config``.
 
@@ -102,6 +121,8 @@ def resolve(config: RunConfig, registry: Registry) -> Plan:
     evaluator_config = config.evaluator or (Component(name=task.evaluator) if task else None)
     evaluator = choose("evaluator", "evaluator", evaluator_config) if evaluator_config else None
     decoder = choose("decoder", "decoder", config.decoder) if config.decoder else None
+    if config.generation.engine == "vllm":
+        problems.extend(vllm_problems(config))
     if problems:
         raise ConfigError(problems)
     return Plan(config, task, producer, projector, injector, evaluator, decoder)

@@ -128,7 +128,9 @@ def summarize(task: str, producer: str, records: list[dict[str, Any]], seed: int
 
 SHARD_PATTERN = re.compile(r"samples\.rank(\d+)\.jsonl")
 
-RESUME_FREE_KEYS = {("data", "limit"), ("data", "offset"), ("generation", "batch_size"), ("output_dir",), ("label",)}
+RESUME_FREE_KEYS = {
+    ("data", "limit"), ("data", "offset"), ("generation", "batch_size"), ("generation", "continuous_batching"), ("output_dir",), ("label",)
+}
 
 
 def _flatten(tree: dict[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
@@ -142,9 +144,15 @@ def _flatten(tree: dict[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple[s
 
 
 def _check_same_run(config_file: Path, config: RunConfig) -> None:
-    """Refuse to resume a folder written by a run with other settings."""
+    """Refuse to resume a folder written by a run with other settings.
+
+    A setting added to the config since the folder was written counts as
+    the same when this run leaves it at its default.
+    """
     old = _flatten(yaml.safe_load(config_file.read_text(encoding="utf-8")) or {})
     new = _flatten(config.model_dump(mode="json"))
+    defaults = _flatten(RunConfig().model_dump(mode="json"))
+    old |= {k: defaults[k] for k in new if k not in old and k in defaults}
     differ = sorted(".".join(k) for k in set(old) | set(new) if k not in RESUME_FREE_KEYS and old.get(k) != new.get(k))
     if differ:
         raise LatentReasonError(

@@ -62,3 +62,20 @@ def test_training_killed_with_sigkill_resumes_to_the_same_weights(tiny_dirs, tmp
     history = [json.loads((folder / "history.json").read_text())["train"] for folder in (tmp_path / "straight", out)]
     assert [h["step"] for h in history[1]] == list(range(1, STEPS + 1))
     assert [h["loss"] for h in history[1]] == pytest.approx([h["loss"] for h in history[0]], rel=1e-6)
+
+
+def test_a_folder_written_before_a_setting_existed_resumes_at_its_default(tmp_path):
+    import yaml
+
+    from latentreason.config import RunConfig, dump_config
+    from latentreason.errors import LatentReasonError
+    from latentreason.results import ResultsFolder
+
+    config = RunConfig()
+    tree = yaml.safe_load(dump_config(config))
+    del tree["generation"]["engine"]  # written by a version without this setting
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(tree))
+    (tmp_path / "samples.jsonl").write_text('{"id": "a"}\n')
+    ResultsFolder(tmp_path, config)  # the default engine: the same run
+    with pytest.raises(LatentReasonError, match="other settings \\(generation.engine\\)"):
+        ResultsFolder(tmp_path, config.model_copy(update={"generation": config.generation.model_copy(update={"engine": "vllm"})}))

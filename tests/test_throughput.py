@@ -142,3 +142,28 @@ def test_the_results_folder_records_the_dtype_the_run_used(runtime):
     assert config.models.dtype == "auto"
     plan = resolve(config, Registry())
     assert plan.config.models.dtype == resolve_dtype("auto", Runtime(config.models).device)[0]
+
+
+def test_a_vllm_chain_is_cut_where_the_loop_would_stop(llm):
+    from latentreason.answers import BOXED_PATTERN
+    from latentreason.generation import AnswerComplete
+    from latentreason.vllm_engine import cut_at_answer
+
+    tokenizer = llm.tokenizer
+    ids = tokenizer("So 3 + 4 = 7. The final answer is \\boxed{7}. Done, more text", add_special_tokens=False)["input_ids"]
+    checker = AnswerComplete(tokenizer, __import__("re").compile(BOXED_PATTERN))
+    cut = cut_at_answer(ids, checker)
+    assert checker.finished([cut])[0] and not checker.finished([cut[:-1]])[0]
+    assert "\\boxed{7}" in tokenizer.decode(cut) and "Done" not in tokenizer.decode(cut)
+    assert cut_at_answer(ids, None) == ids
+
+
+def test_the_vllm_engine_refuses_what_it_cannot_run(monkeypatch, tmp_path):
+    monkeypatch.setenv("LATENTREASON_VLLM_PYTHON", str(tmp_path / "missing" / "python"))
+    config = load_config(overrides={"producer": {"name": "cot"}, "generation": {"engine": "vllm"},
+                                    "decoder": {"name": "window"}})
+    with pytest.raises(ConfigError) as caught:
+        resolve(config, Registry())
+    message = str(caught.value)
+    assert "cannot run decoder 'window'" in message
+    assert "latentreason vllm-setup" in message and "is not a file" in message
