@@ -44,6 +44,7 @@ class ExperimentFile(Strict):
     tasks: list[str] | None = Field(None, min_length=1)
     seeds: list[int] | None = Field(None, min_length=1)
     output: str | None = None
+    reference: str | None = Field(None, description="the method paired differences are taken against (default: the first)")
     methods: dict[str, dict[str, Any] | None] = Field(min_length=1)
 
 
