@@ -35,7 +35,9 @@ class Evaluator:
 
     Attributes:
         answer_complete: a pattern that matches once a generation contains its
-            complete final answer; generation may stop there.
+            complete final answer (a closed box holding an answer of the
+            evaluator's kind, not the instructions' ``\\boxed{X}``);
+            generation may stop there.
     """
 
     Options: ClassVar[type[PluginOptions]] = PluginOptions

@@ -10,6 +10,8 @@ from latentreason.answers import (
     BOXED_PATTERN,
     answers_equal,
     boxed_text,
+    clean_latex,
+    evaluate_arithmetic,
     flexible_answer,
     last_boxed,
     last_choice,
@@ -65,9 +67,46 @@ def test_last_boxed(text: str, content: str | None) -> None:
 )
 def test_boxed_pattern_marks_complete_answers(text: str, complete: bool) -> None:
     assert bool(re.search(BOXED_PATTERN, text)) is complete
-    for evaluator in (NumberEvaluator, ChoiceEvaluator, YesNoEvaluator):
-        assert evaluator.answer_complete is not None
-        assert bool(evaluator.answer_complete.search(text)) is complete
+
+
+@pytest.mark.parametrize(
+    ("evaluator", "text", "complete"),
+    [
+        (NumberEvaluator, r"The final answer is \boxed{18}", True),
+        (NumberEvaluator, r"\boxed{\frac{1}{2}}", True),
+        (NumberEvaluator, r"\boxed{\text{\$1{,}234}}", True),
+        (NumberEvaluator, r"\boxed{\text{\$}18}", True),
+        (NumberEvaluator, r"\boxed{X} so far, then \boxed{7}", True),
+        (NumberEvaluator, r"The final answer is \boxed{X}", False),
+        (NumberEvaluator, r"\boxed{\text{answer}}", False),
+        (NumberEvaluator, r"\boxed {B}", False),
+        (NumberEvaluator, r"The final answer is \boxed{1", False),
+        (NumberEvaluator, r"\boxed{}", False),
+        (ChoiceEvaluator, r"\boxed {B}", True),
+        (ChoiceEvaluator, r"\boxed{(C)}", True),
+        (ChoiceEvaluator, r"\boxed{125}", True),
+        (ChoiceEvaluator, r"\boxed{\text{None of these}}", True),
+        (ChoiceEvaluator, r"\boxed{Xylophone}", True),
+        (ChoiceEvaluator, r"The final answer is \boxed{X}.", False),
+        (ChoiceEvaluator, r"\boxed{\text{X}}", False),
+        (ChoiceEvaluator, r"\boxed{ your answer }", False),
+        (ChoiceEvaluator, r"\boxed{Answer}", False),
+        (ChoiceEvaluator, r"\boxed{}", False),
+        (ChoiceEvaluator, r"\boxed{B", False),
+        (YesNoEvaluator, r"\boxed{Yes}", True),
+        (YesNoEvaluator, r"\boxed{\text{No}}", True),
+        (YesNoEvaluator, r"\boxed{True}", True),
+        (YesNoEvaluator, r"\boxed{\textbf{false}.}", True),
+        (YesNoEvaluator, r"The final answer is \boxed{X}.", False),
+        (YesNoEvaluator, r"\boxed{your answer}", False),
+        (YesNoEvaluator, r"\boxed{18}", False),
+        (YesNoEvaluator, r"\boxed{Yesterday}", False),
+        (YesNoEvaluator, r"\boxed{No", False),
+    ],
+)
+def test_answer_complete_needs_an_answer_of_the_right_kind(evaluator: type, text: str, complete: bool) -> None:
+    assert evaluator.answer_complete is not None
+    assert bool(evaluator.answer_complete.search(text)) is complete
 
 
 @pytest.mark.parametrize(
@@ -130,6 +169,124 @@ def test_strict_number(text: str, answer: str | None) -> None:
 )
 def test_flexible_number(text: str, answer: str | None) -> None:
     assert flexible_answer(text, "number") == answer
+
+
+@pytest.mark.parametrize(
+    ("text", "answer"),
+    [
+        ("The area is 150 m^2", "150"),
+        ("The area is 150 cm\u00b2", "150"),
+        (r"It holds 12 \text{ cm}^{3} of water", "12"),
+        ("x^2 = 16 m^2", "16"),
+        (r"\boxed{150\text{ ft}^2}", "150"),
+        (r"\boxed{150 \text{ m}^{2}}", "150"),
+        (r"\boxed{12\ \mathrm{cm}^3}", "12"),
+        (r"\boxed{2.5 \text{ m}^{-2}}", "2.5"),
+    ],
+)
+def test_the_power_of_a_unit_is_not_the_answer(text: str, answer: str) -> None:
+    assert flexible_answer(text, "number") == answer
+
+
+@pytest.mark.parametrize(
+    ("text", "answer"),
+    [
+        (r"\boxed{36 \div 2}", "18"),
+        (r"\boxed{4\times5}", "20"),
+        (r"\boxed{2^{10}}", "1024"),
+        (r"\boxed{(3 + 4) \cdot 2}", "14"),
+        ("\\boxed{3 \u00d7 4 \u00f7 2}", "6"),
+        (r"\boxed{\frac{1+2}{3}}", "1"),
+        (r"\boxed{\frac{10}{2+3}}", "2"),
+        (r"\boxed{\frac{36}{2} + 3}", "21"),
+        (r"\boxed{-2^2}", "-4"),
+        (r"\boxed{7 \times 10^{-2}}", "0.07"),
+        (r"\boxed{x = 36 \div 2}", "18"),
+        (r"\boxed{16 - 3 = 13}", "13"),
+        (r"\boxed{x = 5}", "5"),
+        (r"\boxed{-3}", "-3"),
+        (r"\boxed{1,234}", "1234"),
+        (r"\boxed{\$18.00}", "18"),
+        (r"\boxed{-\frac{1}{2}}", "-0.5"),
+        (r"\boxed{5-10}", "10"),
+        (r"\boxed{04/29/2021}", "4"),
+    ],
+)
+def test_strict_number_evaluates_arithmetic(text: str, answer: str) -> None:
+    assert strict_answer(text, "number") == answer
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("36 \\div 2", 18),
+        ("2^{10}", 1024),
+        ("2^3^2", 512),
+        ("((1))", 1),
+        ("1/3 + 1/6", 0.5),
+        ("\u22123", -3),
+        ("1,234", 1234),
+    ],
+)
+def test_evaluate_arithmetic(text: str, value: float) -> None:
+    assert evaluate_arithmetic(text) == pytest.approx(value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "3:2",
+        "5-10",
+        "04/29/2021",
+        "1/0",
+        "0^{-1}",
+        "2^{0.5}",
+        "2^{100000}",
+        "x + 1",
+        "3 apples",
+        "(1 + 2",
+        "1 2",
+        "",
+        "1 + " + "(" * 200 + "1" + ")" * 200,
+    ],
+)
+def test_evaluate_arithmetic_refuses_what_is_not_arithmetic(text: str) -> None:
+    assert evaluate_arithmetic(text) is None
+
+
+def test_clean_latex_brackets_fraction_parts_with_operators() -> None:
+    assert clean_latex(r"\frac{1+2}{3}") == "(1+2)/3"
+    assert clean_latex(r"\frac{-1}{2}") == "-1/2"
+    assert clean_latex(r"\dfrac{\text{3}}{4}") == "3/4"
+
+
+@pytest.mark.parametrize(
+    ("text", "content"),
+    [
+        (r"The final answer is \boxed{X}.", None),
+        (r"\boxed{\text{your answer}}", None),
+        (r"\boxed{the final answer}", None),
+        (r"\boxed{18}. The final answer is \boxed{X}.", "18"),
+        (r"\boxed{x = 5}", "x = 5"),
+    ],
+)
+def test_last_boxed_skips_the_placeholder(text: str, content: str | None) -> None:
+    assert last_boxed(text) == content
+
+
+def test_placeholder_box_is_not_an_answer() -> None:
+    text = r"So she has 7 apples left. The final answer is \boxed{X}."
+    assert strict_answer(text, "number") is None and boxed_text(text) is None
+    assert flexible_answer(text, "number") == "7"
+    text = r"So the answer is (C). The final answer is \boxed{X}."
+    assert strict_answer(text, "choice", AQUA_CHOICES) is None
+    assert flexible_answer(text, "choice", AQUA_CHOICES) == "C"
+    text = r"Pigs have no wings, so no. The final answer is \boxed{answer}."
+    assert strict_answer(text, "yesno") is None and flexible_answer(text, "yesno") == "No"
+    score = NumberEvaluator(NumberEvaluator.Options()).score(
+        r"She has 7. The final answer is \boxed{X}.", Example(id="1", question="q", answer="Mrs. Hilt")
+    )
+    assert score.strict is None and score.flexible == "7"
 
 
 @pytest.mark.parametrize(
@@ -236,6 +393,23 @@ def test_flexible_choice(text: str, letter: str | None) -> None:
     assert flexible_answer(text, "choice", AQUA_CHOICES) == letter
 
 
+@pytest.mark.parametrize(
+    ("text", "letter"),
+    [
+        ("A and B can finish the work in 10 days.", None),
+        ("C is 5 years older, so the total is 45.", None),
+        ("A, B and C can do it in 6 days", None),
+        ("Let A = 5 and B = 3.", None),
+        ("A and B can finish the work in 10 days, so the answer is (C).", "C"),
+        ("The answer is C. A and B can finish it in 10 days.", "C"),
+        ("C is the correct answer.", "C"),
+        ("So option B.", "B"),
+    ],
+)
+def test_flexible_choice_ignores_letters_used_as_names(text: str, letter: str | None) -> None:
+    assert flexible_answer(text, "choice", AQUA_CHOICES) == letter
+
+
 def test_last_choice_ignores_letters_beyond_the_options() -> None:
     assert last_choice("The answer is F.", AQUA_CHOICES) is None
     assert last_choice("The answer is F.", DATE_CHOICES) == "F"
@@ -271,6 +445,44 @@ def test_strict_yesno(text: str, answer: str | None) -> None:
     ],
 )
 def test_flexible_yesno(text: str, answer: str | None) -> None:
+    assert flexible_answer(text, "yesno") == answer
+
+
+@pytest.mark.parametrize(
+    ("text", "answer"),
+    [
+        (r"\boxed{True}", "Yes"),
+        (r"\boxed{False}", "No"),
+        (r"\boxed{\text{True}}", "Yes"),
+        (r"\boxed{true.}", "Yes"),
+        (r"\boxed{\textbf{FALSE}}", "No"),
+    ],
+)
+def test_strict_yesno_reads_true_and_false(text: str, answer: str) -> None:
+    assert strict_answer(text, "yesno") == answer
+    evaluator = YesNoEvaluator(YesNoEvaluator.Options())
+    assert evaluator.score(text, Example(id="1", question="q", answer=answer)).strict_correct
+
+
+@pytest.mark.parametrize(
+    ("text", "answer"),
+    [
+        ("No one knows whether pigs can fly.", None),
+        ("There is no evidence that llamas fly", None),
+        ("It is yes and no.", None),
+        ("The answer is yes. No one doubts it.", "Yes"),
+        ("So, yes. There is no evidence against it.", "Yes"),
+        ("Yes. No matter how you count, it holds.", "Yes"),
+        ("Yes, it lasts. It is no longer than a year.", "Yes"),
+        ("Yes: see No. 5 in the list.", "Yes"),
+        ("No, because pigs have no wings.", "No"),
+        ("So no, pigs cannot fly.", "No"),
+        ("Answer: **No**", "No"),
+        ("Hence the answer is true, as shown.", "Yes"),
+        ("Can it? No\nIt cannot.", "No"),
+    ],
+)
+def test_flexible_yesno_ignores_other_uses_of_yes_and_no(text: str, answer: str | None) -> None:
     assert flexible_answer(text, "yesno") == answer
 
 

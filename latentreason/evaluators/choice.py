@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import ClassVar
 
-from latentreason.answers import BOXED_PATTERN, answers_equal, flexible_answer, strict_answer
+from latentreason.answers import CHOICE_BOXED_PATTERN, answers_equal, flexible_answer, strict_answer
 from latentreason.evaluator import Evaluator, Score
 from latentreason.task import Example
 
@@ -14,10 +14,11 @@ class ChoiceEvaluator(Evaluator):
     """Compares the option letter in the box (strict) or named last (flexible) with the gold letter.
 
     An answer given as an option's text (``\\boxed{125}`` for ``"A) 125"``)
-    counts as that option's letter.
+    counts as that option's letter. Generation may stop at a box that holds
+    anything but the instructions' placeholder (``\\boxed{X}``).
     """
 
-    answer_complete: ClassVar[re.Pattern[str] | None] = re.compile(BOXED_PATTERN)
+    answer_complete: ClassVar[re.Pattern[str] | None] = re.compile(CHOICE_BOXED_PATTERN)
 
     def score(self, generation: str, example: Example) -> Score:
         """Extract the option letters from ``generation`` and compare them with ``example.answer``."""

@@ -8,7 +8,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from latentreason.answers import (
-    BOXED_PATTERN,
+    NUMBER_BOXED_PATTERN,
     answers_equal,
     boxed_text,
     flexible_answer,
@@ -26,7 +26,8 @@ class NumberEvaluator(Evaluator):
 
     ``"18.00"``, ``"$18"`` and ``"18"`` are equal. A gold answer that is not a
     single number (some ASDiv answers: ``"3:30 p.m."``, ``"9; 11"``, a name)
-    is compared as text with the whole content of the box.
+    is compared as text with the whole content of the box. Generation may
+    stop at a box that holds a digit (not at the instructions' ``\\boxed{X}``).
     """
 
     class Options(PluginOptions):
@@ -34,7 +35,7 @@ class NumberEvaluator(Evaluator):
 
         rel_tol: float = Field(1e-6, ge=0, description="relative tolerance when comparing numbers")
 
-    answer_complete: ClassVar[re.Pattern[str] | None] = re.compile(BOXED_PATTERN)
+    answer_complete: ClassVar[re.Pattern[str] | None] = re.compile(NUMBER_BOXED_PATTERN)
 
     def score(self, generation: str, example: Example) -> Score:
         """Extract the numeric answers from ``generation`` and compare them with ``example.answer``."""

@@ -5,15 +5,19 @@ from __future__ import annotations
 import re
 from typing import ClassVar
 
-from latentreason.answers import BOXED_PATTERN, answers_equal, flexible_answer, strict_answer
+from latentreason.answers import YESNO_BOXED_PATTERN, answers_equal, flexible_answer, strict_answer
 from latentreason.evaluator import Evaluator, Score
 from latentreason.task import Example
 
 
 class YesNoEvaluator(Evaluator):
-    """Compares the boxed (strict) or last (flexible) yes/no with the gold answer."""
+    """Compares the boxed (strict) or last (flexible) yes/no with the gold answer.
 
-    answer_complete: ClassVar[re.Pattern[str] | None] = re.compile(BOXED_PATTERN)
+    True and false in the box count as yes and no. Generation may stop at a box
+    that starts with one of these words.
+    """
+
+    answer_complete: ClassVar[re.Pattern[str] | None] = re.compile(YESNO_BOXED_PATTERN)
 
     def score(self, generation: str, example: Example) -> Score:
         """Extract yes/no from ``generation`` and compare it with ``example.answer``."""
