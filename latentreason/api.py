@@ -110,8 +110,15 @@ def train(
 def training_examples(pipeline: Pipeline) -> tuple[list[Example], list[Example]]:
     """The training and validation examples ``pipeline.config.train`` selects.
 
+    By default validation is held back from the training split: its first
+    ``val_limit`` examples validate, and training takes ``limit`` examples
+    after them, so the same examples validate whatever the data source holds
+    after them. The task's evaluation split validates only when
+    ``train.allow_eval_split`` says so.
+
     Raises:
-        LatentReasonError: the task has no training split and none is named.
+        LatentReasonError: the task has no training split and none is named,
+            or validation would read the evaluation split without leave.
     """
     config = pipeline.config
     task, cfg = pipeline.task, config.train
@@ -121,10 +128,18 @@ def training_examples(pipeline: Pipeline) -> tuple[list[Example], list[Example]]
             f"Task {task.name!r} has no training split; train on another task (e.g. gsm8k) and evaluate its "
             "checkpoint here, or name a split with train.split."
         )
-    train_examples = task.load(split, config.data.source, cfg.limit)
-    val_split = cfg.val_split or task.eval_split
-    validation = task.load(val_split, config.data.source, cfg.val_limit) if cfg.val_limit else []
-    return train_examples, validation
+    source = config.data.source
+    if cfg.val_split in (None, split):
+        validation = task.load(split, source, cfg.val_limit) if cfg.val_limit else []
+        return task.load(split, source, cfg.limit, offset=cfg.val_limit), validation
+    if cfg.val_split == task.eval_split and not cfg.allow_eval_split:
+        raise LatentReasonError(
+            f"train.val_split {cfg.val_split!r} is {task.name}'s evaluation split: validating (and choosing checkpoints) "
+            "on test data leaks it into the results. Leave val_split unset to hold back part of the training split, "
+            "or set train.allow_eval_split=true if you really mean it."
+        )
+    validation = task.load(cfg.val_split, source, cfg.val_limit) if cfg.val_limit else []
+    return task.load(split, source, cfg.limit), validation
 
 
 def train_trigger(
@@ -140,8 +155,8 @@ def train_trigger(
 ) -> TriggerReport:
     """Train a segment-boundary trigger for ``segment: classifier`` decoding.
 
-    Examples come from ``train.limit`` (training split) and ``train.val_limit``
-    (evaluation split), targets are cut at ``train.max_target_tokens`` and the
+    Examples come from ``train.limit`` and ``train.val_limit`` (see
+    :func:`training_examples`), targets are cut at ``train.max_target_tokens`` and the
     LLM sees the configured producer's prompts (see
     :mod:`latentreason.trigger_training`).
 

@@ -318,7 +318,7 @@ class Stages:
     def produce(self) -> Thoughts:
         """The producer's thoughts (for SoftCoT: one assistant forward pass)."""
         with torch.no_grad():
-            return self.pipeline.producer.produce(self.questions, instruction=self.pipeline.task.instruction)
+            return self.pipeline.producer.produce(self.questions, instruction=self.pipeline.instruction)
 
     def project(self, thoughts: Thoughts) -> tuple[Thoughts, torch.Tensor | None]:
         """The projected thoughts ``(B, N, d_llm)``, or None without vectors."""
@@ -330,7 +330,7 @@ class Stages:
     def inject(self, thoughts: Thoughts, vectors: torch.Tensor | None) -> LLMInputs:
         """The LLM input: prompt embeddings with the thoughts spliced in."""
         with torch.no_grad():
-            return self.pipeline.injector.build(self.pipeline.task.instruction, self.questions, vectors, thoughts.hints)
+            return self.pipeline.injector.build(self.pipeline.instruction, self.questions, vectors, thoughts.hints)
 
     def score(self, texts: list[str]) -> list[Score]:
         """Answer extraction and scoring of one text per example."""

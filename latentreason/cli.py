@@ -132,14 +132,18 @@ def run(config_path, sets, quiet, output, seeds, **flags):
           --limit 50 --projector softcot=checkpoints/softcot-gsm8k/last.safetensors
 
     Prints accuracy (strict: the \\boxed{} answer the prompt asks for; flexible:
-    the last number / option / yes-no) with 95% intervals; a comparison also
-    writes comparison.md and comparison.csv. Re-running into the same folder
+    the last number / option / yes-no) with 95% intervals and the share of
+    chains cut by --max-new-tokens (a warning above 5%). A comparison also
+    writes comparison.md and comparison.csv, with each method's paired
+    difference against the first (bootstrap interval, McNemar p) and the
+    task's trivial baselines. Re-running into the same folder
     resumes: finished examples are not recomputed.
     """
     import torch
 
     from latentreason.api import build_pipeline, evaluation_examples
     from latentreason.evaluation import default_output, evaluate
+    from latentreason.results import truncation_warning
 
     producers = _split(flags.pop("producer"))
     tasks = _split(flags.pop("task"))
@@ -169,6 +173,9 @@ def run(config_path, sets, quiet, output, seeds, **flags):
     output = output or default_output(pipeline)
     summary = evaluate(pipeline, evaluation_examples(pipeline), output, progress=not quiet)
     _echo(summary.table())
+    warning = truncation_warning(summary, pipeline.config.generation.max_new_tokens)
+    if warning:
+        _echo(warning, err=True)
     _echo(f"results: {output}")
 
 
@@ -180,12 +187,13 @@ def _echo(message: str, *, err: bool = False) -> None:
         click.echo(message, err=err)
 
 
-def _compare(methods, tasks: list[str], seeds: list[int], output: str, quiet: bool, registry) -> None:
+def _compare(methods, tasks: list[str], seeds: list[int], output: str, quiet: bool, registry, reference=None) -> None:
     """Run a comparison, then print its table and where it is."""
-    from latentreason.comparison import compare, markdown_table
+    from latentreason.comparison import compare
+    from latentreason.tables import markdown_table
 
-    summaries = compare(methods, tasks, seeds, output, progress=not quiet, registry=registry)
-    _echo(markdown_table(summaries))
+    cells = compare(methods, tasks, seeds, output, reference=reference, progress=not quiet, registry=registry)
+    _echo(markdown_table(cells, reference or methods[0].label))
     _echo(f"results: {output}  (comparison.md, comparison.csv; `latentreason report {output}` adds plots)")
 
 
@@ -262,7 +270,7 @@ def compare(experiment, only, output, sets, quiet):
 
     registry = Registry()
     spec = load_experiment(experiment, parse_overrides(sets), _split(only) or None, registry)
-    _compare(spec.methods, spec.tasks, spec.seeds, output or spec.output, quiet, registry)
+    _compare(spec.methods, spec.tasks, spec.seeds, output or spec.output, quiet, registry, spec.reference)
 
 
 @main.command()

@@ -6,15 +6,14 @@ one base config (``latentreason run --producer a,b``), or any named config
 from an experiment file (``latentreason compare FILE``, see
 :mod:`latentreason.experiment`). Each (task, method, seed) cell is an ordinary
 results folder ``<output>/<task>-<method>-seed<seed>`` (resumable like any
-run); the models are loaded once and shared. The comparison is written as
-``comparison.md`` and ``comparison.csv`` in ``<output>``.
+run); each method's models are loaded once. The comparison is written as
+``comparison.md`` and ``comparison.csv`` in ``<output>``, with paired
+differences against a reference method (see :mod:`latentreason.tables`).
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import statistics
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,76 +27,8 @@ from latentreason.evaluation import evaluate, method_name
 from latentreason.pipeline import Pipeline
 from latentreason.registry import Registry
 from latentreason.resolve import Plan, resolve
-from latentreason.results import Summary
+from latentreason.tables import Cell, csv_table, markdown_table, read_cell
 from latentreason.runtime import Runtime
-
-
-@dataclass
-class Row:
-    """One (task, producer) line of the comparison, over seeds."""
-
-    task: str
-    producer: str
-    runs: list[Summary]
-
-    def _stat(self, attr: str) -> tuple[float, float]:
-        values = [getattr(r, attr) for r in self.runs]
-        return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-    def cells(self) -> dict[str, str]:
-        """Formatted columns: accuracies (mean ± std over seeds, or a 95% CI for one seed) and costs."""
-        out = {"task": self.task, "method": self.producer, "n": str(self.runs[0].n), "seeds": str(len(self.runs))}
-        for kind in ("strict", "flexible"):
-            mean, std = self._stat(f"{kind}_acc")
-            if len(self.runs) > 1:
-                out[f"acc {kind}"] = f"{mean:.3f} ± {std:.3f}"
-            else:
-                low, high = getattr(self.runs[0], f"{kind}_ci")
-                out[f"acc {kind}"] = f"{mean:.3f} [{low:.2f}, {high:.2f}]"
-        out["mean new tokens"] = f"{self._stat('mean_new_tokens')[0]:.1f}"
-        out["examples/s"] = f"{self._stat('examples_per_s')[0]:.3f}"
-        out["wall s"] = f"{statistics.fmean(r.n / r.examples_per_s if r.examples_per_s else 0.0 for r in self.runs):.0f}"
-        out["peak mem GiB"] = f"{max(r.peak_memory_gib for r in self.runs):.2f}"
-        out["peak KV tokens"] = f"{self._stat('mean_peak_kv')[0]:.0f}"
-        out["dependency"] = f"{self._stat('mean_dependency')[0]:.0f}"
-        return out
-
-
-def rows(summaries: list[Summary]) -> list[Row]:
-    """Group run summaries by (task, producer), keeping first-seen order."""
-    grouped: dict[tuple[str, str], Row] = {}
-    for s in summaries:
-        grouped.setdefault((s.task, s.producer), Row(s.task, s.producer, [])).runs.append(s)
-    return list(grouped.values())
-
-
-def markdown_table(summaries: list[Summary]) -> str:
-    """The comparison as a Markdown table."""
-    lines = [r.cells() for r in rows(summaries)]
-    head = list(lines[0])
-    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    out += ["| " + " | ".join(line[h] for h in head) + " |" for line in lines]
-    return "\n".join(out)
-
-
-def csv_table(summaries: list[Summary]) -> str:
-    """The comparison as CSV, with raw numbers (one line per run)."""
-    buffer = io.StringIO()
-    fields = ["task", "producer", "seed", "n", "strict_acc", "strict_ci_low", "strict_ci_high", "flexible_acc",
-              "flexible_ci_low", "flexible_ci_high", "mean_new_tokens", "examples_per_s", "tokens_per_s", "peak_memory_gib",
-              "mean_peak_kv", "mean_dependency"]
-    writer = csv.DictWriter(buffer, fieldnames=fields)
-    writer.writeheader()
-    for s in summaries:
-        writer.writerow({
-            "task": s.task, "producer": s.producer, "seed": s.seed, "n": s.n,
-            "strict_acc": s.strict_acc, "strict_ci_low": s.strict_ci[0], "strict_ci_high": s.strict_ci[1],
-            "flexible_acc": s.flexible_acc, "flexible_ci_low": s.flexible_ci[0], "flexible_ci_high": s.flexible_ci[1],
-            "mean_new_tokens": s.mean_new_tokens, "examples_per_s": s.examples_per_s,
-            "tokens_per_s": s.tokens_per_s, "peak_memory_gib": s.peak_memory_gib,
-            "mean_peak_kv": s.mean_peak_kv, "mean_dependency": s.mean_dependency,
-        })
-    return buffer.getvalue()
 
 
 @dataclass(frozen=True)
@@ -189,10 +120,11 @@ def compare(
     seeds: list[int],
     output: str | Path,
     *,
+    reference: str | None = None,
     progress: bool = True,
     registry: Registry | None = None,
     runtime: Runtime | None = None,
-) -> list[Summary]:
+) -> list[Cell]:
     """Run every (task, method, seed) cell and write the comparison tables.
 
     Under torchrun every cell is sharded over the ranks like a single run.
@@ -203,6 +135,7 @@ def compare(
         tasks: task names.
         seeds: seeds (each cell runs once per seed).
         output: folder for the cells' results and the comparison.
+        reference: the method the paired differences are taken against (default: the first).
         progress: show progress bars.
         registry: plugins (default: installed ones).
         runtime: preloaded models for every cell (default: each method's
@@ -210,13 +143,18 @@ def compare(
             another).
 
     Returns:
-        One summary per cell, in task, method, seed order.
+        One cell (summary and per-example records) per (task, method, seed), in that order.
+
+    Raises:
+        ConfigError: every problem of every cell, before anything runs.
     """
     registry = registry or (runtime.registry if runtime else Registry())
+    if reference is not None and reference not in [m.label for m in methods]:
+        raise ConfigError([f"reference: {reference!r} is not one of the methods ({', '.join(m.label for m in methods)})"])
     plans = plan_comparison(methods, tasks, seeds, registry)
     distributed.setup(runtime.device if runtime else methods[0].config.models.device)  # each rank loads onto its own device
     output = Path(output)
-    done: dict[int, Summary] = {}
+    done: dict[int, Cell] = {}
     loaded: Runtime | None = runtime
     for index in _by_models(plans):
         plan = plans[index]
@@ -228,9 +166,10 @@ def compare(
         pipeline = Pipeline(plan, loaded)
         examples = evaluation_examples(pipeline)
         folder = output / f"{plan.task.name}-{method_name(config)}-seed{config.seed}"
-        done[index] = evaluate(pipeline, examples, folder, progress=progress)
+        evaluate(pipeline, examples, folder, progress=progress)
+        done[index] = read_cell(folder)
         if distributed.current().is_main:
-            write_comparison(output, [done[i] for i in sorted(done)])
+            write_comparison(output, [done[i] for i in sorted(done)], reference or methods[0].label)
     return [done[i] for i in range(len(plans))]
 
 
@@ -241,8 +180,9 @@ def _by_models(plans: list[Plan]) -> list[int]:
     return sorted(range(len(plans)), key=lambda i: key[i])
 
 
-def write_comparison(output: Path, summaries: list[Summary]) -> None:
-    """Write ``comparison.md`` and ``comparison.csv``."""
+def write_comparison(output: Path, cells: list[Cell], reference: str | None = None) -> None:
+    """Write ``comparison.md``, ``comparison.csv`` and ``comparison.json`` (which names the reference)."""
     output.mkdir(parents=True, exist_ok=True)
-    (output / "comparison.md").write_text(markdown_table(summaries) + "\n")
-    (output / "comparison.csv").write_text(csv_table(summaries))
+    (output / "comparison.md").write_text(markdown_table(cells, reference) + "\n")
+    (output / "comparison.csv").write_text(csv_table(cells, reference))
+    (output / "comparison.json").write_text(json.dumps({"reference": reference}, indent=1) + "\n")

@@ -9,7 +9,7 @@ options; each plugin validates its own options with its ``Options`` model, and
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -24,7 +24,13 @@ class Strict(BaseModel):
 
 
 class PluginOptions(Strict):
-    """Base class of every component's ``Options`` (no options by default)."""
+    """Base class of every component's ``Options`` (no options by default).
+
+    ``style_defaults`` maps a prompt style (``RunConfig.prompt_style``) to the
+    option values that render it; options the user sets win.
+    """
+
+    style_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
 
 
 class Component(Strict):
@@ -95,8 +101,11 @@ class TrainConfig(Strict):
 
     split: str | None = Field(None, description="default: the task's training split")
     limit: int | None = Field(256, gt=0, description="training examples to use (None: all)")
-    val_split: str | None = Field(None, description="default: the task's evaluation split")
+    val_split: str | None = Field(
+        None, description="default: the first val_limit examples of the training split, which training then skips"
+    )
     val_limit: int = Field(16, ge=0, description="validation examples (loss) after each epoch")
+    allow_eval_split: bool = Field(False, description="allow val_split to be the task's evaluation split (test data)")
     epochs: int = Field(1, gt=0)
     batch_size: int = Field(4, gt=0)
     grad_accum: int = Field(1, gt=0)
@@ -124,6 +133,16 @@ class RunConfig(Strict):
         None, description="trained weights (.safetensors) to load; several files may each hold some components"
     )
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    prompt_style: Literal["default", "softcot"] = Field(
+        "default",
+        description="'softcot': the SoftCoT reference wording (concise '## Step' reasoning, a note that the thoughts come "
+        "from a weaker assistant, an assistant turn that announces its thought tokens)",
+    )
+    thoughts_from: Literal["own", "next"] = Field(
+        "own",
+        description="'next' (a control, at evaluation): the producer reads the next question of the split instead of "
+        "the example's own, so thoughts keep their form but lose what is specific to the question",
+    )
     train: TrainConfig = Field(default_factory=TrainConfig)
     seed: int = Field(0, ge=0, lt=2**32, description="seeds initialization, data order and sampling (0 to 2**32-1)")
     output_dir: str = "results"

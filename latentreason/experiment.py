@@ -8,6 +8,7 @@ An experiment is a YAML file::
     tasks: [gsm8k]        # optional (default: base data.task)
     seeds: [0]            # optional (default: base seed)
     output: runs/compression   # optional results folder
+    reference: cot        # optional: paired differences against this method (default: the first)
     methods:              # label: RunConfig fields on top of base
       cot: {producer: cot}
       compress-trained:
@@ -57,12 +58,14 @@ class Experiment:
         tasks: task names.
         seeds: seeds.
         output: results folder.
+        reference: the method paired differences are taken against (default: the first).
     """
 
     methods: list[Method]
     tasks: list[str]
     seeds: list[int]
     output: str
+    reference: str | None = None
 
 
 def _named(tree: dict[str, Any]) -> dict[str, Any]:
@@ -114,7 +117,13 @@ def load_experiment(
         except ConfigError as exc:
             problems += [f"methods.{label}: {p}" for p in exc.problems]
     problems += [f"methods.{problem}" for problem in missing_checkpoints(methods)]
+    reference = spec.reference
+    if reference is not None and reference not in spec.methods:
+        problems.append(f"reference: {reference!r} is not one of the methods ({', '.join(spec.methods)})")
+    if reference is not None and only and reference not in only:
+        reference = None  # not run this time: the first method run is the reference
     if problems:
         raise ConfigError(problems, source=str(path))
     first = methods[0].config
-    return Experiment(methods, spec.tasks or [first.data.task], spec.seeds or [first.seed], spec.output or first.output_dir)
+    tasks, seeds = spec.tasks or [first.data.task], spec.seeds or [first.seed]
+    return Experiment(methods, tasks, seeds, spec.output or first.output_dir, reference)

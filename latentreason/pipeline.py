@@ -84,6 +84,8 @@ class Pipeline:
                 plan.projector.options, self.producer.thought_dim, llm.hidden_size, llm.embed_norm
             ).to(llm.model.device)
         self.checkpoints, self.untrained = self._load_weights()
+        self.instruction = self.task.instruction_for(self.config.prompt_style)
+        self._next_question: dict[str, str] | None = None
 
     @classmethod
     def from_config(cls, config: RunConfig, registry: Registry | None = None, runtime: Runtime | None = None) -> Pipeline:
@@ -156,18 +158,35 @@ class Pipeline:
             loaded.append(str(default))
         return loaded, sorted(modules)
 
+    def _next_questions(self, examples: list[Example]) -> list[str]:
+        """For ``thoughts_from: next``: the question after each example's in its split (cyclically).
+
+        The whole split is read once; an example not in it (another source)
+        gets the next question of the split's first example.
+        """
+        if self._next_question is None:
+            data = self.config.data
+            split = self.task.load(data.split, data.source)
+            following = split[1:] + split[:1]
+            self._next_question = {ex.id: self.task.format_question(nxt) for ex, nxt in zip(split, following)}
+        fallback = next(iter(self._next_question.values()))
+        return [self._next_question.get(ex.id, fallback) for ex in examples]
+
     def inputs(self, examples: list[Example], targets: list[list[int]] | None = None) -> LLMInputs:
         """The LLM input for a batch: produce, project, inject.
 
         A producer with K thought sets per question gets K consecutive rows
         per example (``inputs.group = K``), each with the example's targets.
+        With ``thoughts_from: next`` the producer reads another question
+        (evaluation only; see :meth:`_next_questions`).
 
         Args:
             examples: the batch.
             targets: gold token ids to append and supervise (training only).
         """
         questions = [self.task.format_question(ex) for ex in examples]
-        thoughts = self.producer.produce(questions, instruction=self.task.instruction, training=targets is not None)  # (B*K, N, d_src) or hints
+        read = questions if self.config.thoughts_from == "own" or targets is not None else self._next_questions(examples)
+        thoughts = self.producer.produce(read, instruction=self.instruction, training=targets is not None)  # (B*K, N, d_src) or hints
         k = thoughts.sets  # rows per question, consecutive
         questions = [q for q in questions for _ in range(k)]
         if targets is not None:
@@ -175,7 +194,7 @@ class Pipeline:
         vectors = None
         if thoughts.vectors is not None:
             vectors = self.projector(thoughts.vectors.to(self.runtime.llm.model.device))  # (B*K, N, d_llm)
-        inputs = self.injector.build(self.task.instruction, questions, vectors, thoughts.hints, targets)
+        inputs = self.injector.build(self.instruction, questions, vectors, thoughts.hints, targets)
         inputs.group, inputs.loss = k, thoughts.loss
         return inputs
 

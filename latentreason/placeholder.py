@@ -32,12 +32,22 @@ class PlaceholderOptions(PluginOptions):
         position: ``"question"`` puts the thoughts at the end of the user turn;
             ``"answer"`` at the start of the assistant turn.
         hint_prefix: text before a producer's text hint in the user turn.
+        thoughts_note: a sentence before the thoughts in the user turn
+            (telling the LLM what they are), or None.
     """
+
+    style_defaults = {
+        "softcot": {
+            "thoughts_note": "Below are thoughts from a weaker assistant model. Use them if they help your reasoning; "
+            "if they are wrong, ignore them."
+        }
+    }
 
     markers: bool = True
     placeholder_token: str | None = None
     position: Literal["question", "answer"] = "question"
     hint_prefix: str = "Hints from an assistant:"
+    thoughts_note: str | None = None
 
 
 class PlaceholderInjector(Injector):
@@ -57,6 +67,8 @@ class PlaceholderInjector(Injector):
         user = question
         if hint:
             user += f"\n\n{self.options.hint_prefix} {hint}"
+        if n and self.options.thoughts_note:
+            user += f"\n\n{self.options.thoughts_note}"
         if n and self.options.position == "question":
             user += f"\n\n{SLOT}"
         span = [self.placeholder] * n

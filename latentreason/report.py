@@ -6,34 +6,17 @@ import html
 import json
 from pathlib import Path
 
-from latentreason.comparison import markdown_table, rows
-from latentreason.errors import LatentReasonError
-from latentreason.results import Summary
+from latentreason.tables import Cell, load_cells, markdown_table, rows
 
 
-def load_summaries(folder: str | Path) -> list[Summary]:
-    """Every ``summary.json`` under ``folder``, sorted by task, producer and seed.
-
-    Raises:
-        LatentReasonError: if there is none.
-    """
-    folder = Path(folder)
-    summaries = []
-    for path in sorted(folder.rglob("summary.json")):
-        summaries.append(Summary.from_dict(json.loads(path.read_text())))
-    if not summaries:
-        raise LatentReasonError(f"No summary.json under {str(folder)!r}: run `latentreason run --output {folder}` first.")
-    return sorted(summaries, key=lambda s: (s.task, s.producer, s.seed))
-
-
-def plot_accuracy(summaries: list[Summary], path: Path) -> None:
+def plot_accuracy(cells: list[Cell], path: Path) -> None:
     """Grouped bars: flexible and strict accuracy per task and producer, 95% CI whiskers for one seed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    grouped = rows(summaries)
+    grouped = rows(cells)
     tasks = list(dict.fromkeys(r.task for r in grouped))
     producers = list(dict.fromkeys(r.producer for r in grouped))
     width = 0.8 / len(producers)
@@ -68,11 +51,11 @@ COSTS = {
 }
 
 
-def plot_accuracy_against(summaries: list[Summary], path: Path, cost: str) -> None:
+def plot_accuracy_against(cells: list[Cell], path: Path, cost: str) -> None:
     """Scatter: flexible accuracy against a cost, one point per (task, method).
 
     Args:
-        summaries: the runs.
+        cells: the runs.
         path: PNG to write.
         cost: ``"latency"`` (seconds per example) or ``"peak_kv"`` (mean peak KV-cache tokens).
     """
@@ -82,7 +65,7 @@ def plot_accuracy_against(summaries: list[Summary], path: Path, cost: str) -> No
     import matplotlib.pyplot as plt
 
     label, value = COSTS[cost]
-    grouped = rows(summaries)
+    grouped = rows(cells)
     methods = list(dict.fromkeys(r.producer for r in grouped))
     tasks = list(dict.fromkeys(r.task for r in grouped))
     colors = plt.get_cmap("tab20").colors
@@ -131,27 +114,70 @@ def plot_training(history: Path, path: Path) -> None:
     plt.close(fig)
 
 
+def plot_paired(cells: list[Cell], reference: str | None, path: Path) -> bool:
+    """Each method's paired difference in flexible accuracy against the reference, with its 95% interval.
+
+    Returns:
+        Whether there was anything to plot (a second method).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    grouped = rows(cells)
+    refs = {r.task: r for r in grouped if r.producer == reference} or {}
+    for r in grouped:
+        refs.setdefault(r.task, r)
+    points = [(f"{r.producer} ({r.task})" if len(refs) > 1 else r.producer, r.against(refs[r.task]))
+              for r in grouped if r is not refs[r.task]]
+    points = [(label, test) for label, test in points if test is not None]
+    if not points:
+        return False
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(points) + 1.4))
+    for y, (label, test) in enumerate(points):
+        color = "tab:green" if test.low > 0 else "tab:red" if test.high < 0 else "tab:gray"
+        ax.errorbar(test.difference, y, xerr=[[test.difference - test.low], [test.high - test.difference]], fmt="o",
+                    color=color, capsize=3)
+        ax.annotate(f"p={test.p_value:.2g}", (test.high, y), xytext=(4, -3), textcoords="offset points", fontsize=7)
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_yticks(range(len(points)), [label for label, _ in points], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"flexible accuracy minus {next(iter(refs.values())).producer}'s (paired, 95% bootstrap CI)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
 def render_report(folder: str | Path) -> tuple[Path, Path]:
-    """Write ``report.md`` and ``report.html`` (with three PNG plots) into ``folder``.
+    """Write ``report.md`` and ``report.html`` (with plots) into ``folder``.
+
+    The paired columns compare against the reference named in
+    ``comparison.json`` (written by a comparison), else each task's first method.
 
     Returns:
         The paths of the Markdown and HTML reports.
     """
     folder = Path(folder)
-    summaries = load_summaries(folder)
-    plot_accuracy(summaries, folder / "accuracy.png")
-    plot_accuracy_against(summaries, folder / "accuracy_vs_latency.png", "latency")
-    plot_accuracy_against(summaries, folder / "accuracy_vs_peak_kv.png", "peak_kv")
-    table = markdown_table(summaries)
+    cells = load_cells(folder)
+    meta = folder / "comparison.json"
+    reference = json.loads(meta.read_text()).get("reference") if meta.exists() else None
+    plot_accuracy(cells, folder / "accuracy.png")
+    plot_accuracy_against(cells, folder / "accuracy_vs_latency.png", "latency")
+    plot_accuracy_against(cells, folder / "accuracy_vs_peak_kv.png", "peak_kv")
+    images = ["accuracy.png", "accuracy_vs_latency.png", "accuracy_vs_peak_kv.png"]
+    if plot_paired(cells, reference, folder / "paired.png"):
+        images.insert(1, "paired.png")
+    text = markdown_table(cells, reference)
+    table, _, notes = text.partition("\n\n")
     md = folder / "report.md"
-    md.write_text(
-        f"# latentreason report: {folder.name}\n\n{table}\n\n![accuracy](accuracy.png)\n\n"
-        "![accuracy against latency](accuracy_vs_latency.png)\n\n![accuracy against peak KV](accuracy_vs_peak_kv.png)\n"
-    )
+    md.write_text(f"# latentreason report: {folder.name}\n\n{text}\n\n" + "\n\n".join(f"![{i[:-4]}]({i})" for i in images) + "\n")
     lines = table.splitlines()
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     body = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
-    cells = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in body)
+    cells_html = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in body)
+    notes_html = "".join(f"<p>{html.escape(line)}</p>" for line in notes.splitlines() if line.strip())
     page = folder / "report.html"
     page.write_text(
         "<!doctype html><meta charset=utf-8><title>latentreason report</title>"
@@ -159,6 +185,7 @@ def render_report(folder: str | Path) -> tuple[Path, Path]:
         "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}</style>"
         f"<h1>latentreason report: {html.escape(folder.name)}</h1><table><tr>"
         + "".join(f"<th>{html.escape(h)}</th>" for h in header)
-        + f"</tr>{cells}</table><p><img src=accuracy.png><p><img src=accuracy_vs_latency.png><p><img src=accuracy_vs_peak_kv.png>"
+        + f"</tr>{cells_html}</table>{notes_html}"
+        + "".join(f"<p><img src={i}>" for i in images)
     )
     return md, page

@@ -106,7 +106,7 @@ def resolve(config: RunConfig, registry: Registry) -> Plan:
         if cls is None:
             return None
         try:
-            options = cls.Options.model_validate(component.options)
+            options = cls.Options.model_validate(cls.Options.style_defaults.get(config.prompt_style, {}) | component.options)
         except ValidationError as exc:
             problems.extend(format_validation_error(exc, prefix=f"{where}.options"))
             return None
@@ -121,6 +121,11 @@ def resolve(config: RunConfig, registry: Registry) -> Plan:
     evaluator_config = config.evaluator or (Component(name=task.evaluator) if task else None)
     evaluator = choose("evaluator", "evaluator", evaluator_config) if evaluator_config else None
     decoder = choose("decoder", "decoder", config.decoder) if config.decoder else None
+    if task is not None and config.prompt_style not in ("default", *task.instructions):
+        problems.append(
+            f"prompt_style: task {task.name!r} has no {config.prompt_style!r} wording "
+            f"(it has: {', '.join(['default', *task.instructions])})"
+        )
     if config.generation.engine == "vllm":
         problems.extend(vllm_problems(config))
     if problems:

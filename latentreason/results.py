@@ -17,7 +17,6 @@ where it stopped (with any number of processes).
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 from dataclasses import asdict, dataclass
@@ -30,17 +29,7 @@ from latentreason.checkpoint import atomic_write
 from latentreason.config import RunConfig, dump_config
 from latentreason.errors import LatentReasonError
 from latentreason.pipeline import Prediction
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion (``(0, 0)`` when ``n == 0``)."""
-    if n == 0:
-        return (0.0, 0.0)
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
+from latentreason.stats import wilson_interval
 
 
 def prediction_record(pred: Prediction) -> dict[str, Any]:
@@ -61,7 +50,7 @@ def prediction_record(pred: Prediction) -> dict[str, Any]:
         "peak_kv": pred.peak_kv,
         "dependency": pred.dependency,
         "truncated": pred.truncated,
-    } | ({"samples": pred.generations} if len(pred.generations) > 1 else {})
+    } | ({"options": len(ex.choices)} if ex.choices else {}) | ({"samples": pred.generations} if len(pred.generations) > 1 else {})
 
 
 @dataclass
@@ -82,6 +71,7 @@ class Summary:
     peak_memory_gib: float = 0.0
     mean_peak_kv: float = 0.0
     mean_dependency: float = 0.0
+    truncated_share: float = 0.0
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Summary:
@@ -90,12 +80,13 @@ class Summary:
 
     def table(self) -> str:
         """A one-row Markdown table."""
-        head = "| task | producer | n | acc strict (95% CI) | acc flexible (95% CI) | mean new tokens | examples/s | tokens/s | peak mem GiB |"
-        sep = "|---|---|---|---|---|---|---|---|---|"
+        head = ("| task | producer | n | acc strict (95% CI) | acc flexible (95% CI) | truncated | mean new tokens "
+                "| examples/s | tokens/s | peak mem GiB |")
+        sep = "|---|---|---|---|---|---|---|---|---|---|"
         row = (
             f"| {self.task} | {self.producer} | {self.n} "
             f"| {self.strict_acc:.3f} ({self.strict_ci[0]:.3f}-{self.strict_ci[1]:.3f}) "
-            f"| {self.flexible_acc:.3f} ({self.flexible_ci[0]:.3f}-{self.flexible_ci[1]:.3f}) "
+            f"| {self.flexible_acc:.3f} ({self.flexible_ci[0]:.3f}-{self.flexible_ci[1]:.3f}) | {self.truncated_share:.1%} "
             f"| {self.mean_new_tokens:.1f} | {self.examples_per_s:.3f} | {self.tokens_per_s:.1f} | {self.peak_memory_gib:.2f} |"
         )
         return "\n".join([head, sep, row])
@@ -123,6 +114,28 @@ def summarize(task: str, producer: str, records: list[dict[str, Any]], seed: int
         peak_memory_gib=peak_memory_gib,
         mean_peak_kv=sum(r.get("peak_kv", 0) for r in records) / n if n else 0.0,
         mean_dependency=sum(r.get("dependency", 0) for r in records) / n if n else 0.0,
+        truncated_share=truncated_share(records),
+    )
+
+
+TRUNCATION_WARNING = 0.05
+"""Above this share of chains cut by ``max_new_tokens``, accuracy partly measures who fits in the cap."""
+
+
+def truncated_share(records: list[dict[str, Any]]) -> float:
+    """The share of chains that reached ``max_new_tokens`` without finishing (all chains of every record)."""
+    chains = sum(len(r.get("samples", [None])) for r in records)
+    return sum(int(r.get("truncated", 0)) for r in records) / chains if chains else 0.0
+
+
+def truncation_warning(summary: Summary, max_new_tokens: int | None = None) -> str | None:
+    """A warning when more than :data:`TRUNCATION_WARNING` of a run's chains were cut, else None."""
+    if summary.truncated_share <= TRUNCATION_WARNING:
+        return None
+    cap = f"max_new_tokens={max_new_tokens}" if max_new_tokens else "max_new_tokens"
+    return (
+        f"warning: {summary.truncated_share:.0%} of {summary.producer}'s chains on {summary.task} were cut at {cap} "
+        "(over 5%): its accuracy partly measures who fits in the cap; raise generation.max_new_tokens"
     )
 
 

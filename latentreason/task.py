@@ -87,6 +87,8 @@ class TaskSpec:
         evaluator: registered name of the default evaluator.
         instruction: system prompt for the LLM; it asks for step-by-step
             reasoning ending with ``The final answer is \\boxed{X}``.
+        instructions: system prompts for other prompt styles
+            (``RunConfig.prompt_style``), by style name.
         eval_split: split evaluated by default.
         train_split: split trained on by default, or None if the task has no
             training data.
@@ -108,6 +110,11 @@ class TaskSpec:
     hub: HubSource | None = None
     license: str = "unknown"
     source: str = ""
+    instructions: dict[str, str] = field(default_factory=dict, hash=False)
+
+    def instruction_for(self, style: str) -> str:
+        """The LLM's system prompt in a prompt style (``"default"``: :attr:`instruction`)."""
+        return self.instructions.get(style, self.instruction)
 
     def format_question(self, ex: Example) -> str:
         """The question as shown to the models, with its options if any.

@@ -122,7 +122,11 @@ def test_a_comparison_of_producers_tasks_and_seeds(cli, tmp_path):
                  "--set", "generation.do_sample=true", *cli.models)
     assert result.exit_code == 0, result.output
     table = (out / "comparison.md").read_text()
-    assert table.count("\n") == 6  # header, rule, 4 rows
+    lines = table.splitlines()
+    assert sum(line.startswith("|") for line in lines) == 6  # header, rule, 4 rows
+    assert "Δ flexible vs cot [95% CI]" in lines[0] and "McNemar p" in lines[0] and "truncated" in lines[0]
+    assert sum(line.startswith("trivial baselines on ") for line in lines) == 2  # one per task
+    assert any("were cut at" in line for line in lines)  # 3 tokens cut every chain
     assert "± " in table
     assert len((out / "comparison.csv").read_text().splitlines()) == 9  # header + 8 runs
     assert (out / "strategyqa-pause-seed1" / "samples.jsonl").exists()

@@ -43,10 +43,10 @@ def _rows(n: int, offset: int, rationale: bool = True) -> list[dict]:
 
 @pytest.fixture()
 def dataset(tmp_path):
-    """A folder with train.jsonl (12 rows) and test.jsonl (4 rows), for the gsm8k task."""
+    """A folder with train.jsonl (16 rows: 4 held back for validation, then 12) and test.jsonl (4 rows), for gsm8k."""
     folder = tmp_path / "data"
     folder.mkdir()
-    for split, n, offset in (("train", 12, 0), ("test", 4, 50)):
+    for split, n, offset in (("train", 16, 0), ("test", 4, 50)):
         (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _rows(n, offset)))
     return folder
 

@@ -6,9 +6,9 @@ import re
 from typing import Any
 
 from latentreason.task import Example, HubSource, TaskSpec
-from latentreason.tasks.common import DATA_ROOT, final_answer_rule, number_text
+from latentreason.tasks.common import DATA_ROOT, prompts, number_text
 
-_RULE = final_answer_rule("the final number alone, without units")
+_WHAT = "the final number alone, without units"
 _UNIT = re.compile(r"\s*\([^)]*\)")
 
 
@@ -55,7 +55,7 @@ GSM8K = TaskSpec(
     description="GSM8K grade-school math word problems (numeric answer).",
     answer_type="number",
     evaluator="number",
-    instruction=f"Solve the grade-school math word problem. {_RULE}",
+    **prompts("Solve the grade-school math word problem.", _WHAT),
     eval_split="test",
     train_split="train",
     data_dir=DATA_ROOT / "gsm8k",
@@ -69,7 +69,7 @@ ASDIV = TaskSpec(
     description="ASDiv diverse math word problems (numeric answer; a few answers are not numbers).",
     answer_type="number",
     evaluator="number",
-    instruction=f"Solve the math word problem. {_RULE}",
+    **prompts("Solve the math word problem.", _WHAT),
     eval_split="test",
     train_split="train",
     hub=HubSource("EleutherAI/asdiv", None, {"test": "validation"}, _asdiv_row),
@@ -82,7 +82,7 @@ ASDIV_AUG = TaskSpec(
     description="ASDiv-Aug, number-substituted ASDiv problems released with SoftCoT (evaluation only offline).",
     answer_type="number",
     evaluator="number",
-    instruction=f"Solve the math word problem. {_RULE}",
+    **prompts("Solve the math word problem.", _WHAT),
     eval_split="test",
     train_split=None,
     hub=HubSource("xuyige/ASDiv-Aug", None, {"train": "train", "test": "test"}, _hashes_row),
@@ -95,7 +95,7 @@ SVAMP = TaskSpec(
     description="SVAMP challenge set of varied one-step and two-step word problems (evaluation only).",
     answer_type="number",
     evaluator="number",
-    instruction=f"Solve the math word problem. {_RULE}",
+    **prompts("Solve the math word problem.", _WHAT),
     eval_split="test",
     train_split=None,
     data_dir=DATA_ROOT / "svamp",
@@ -109,7 +109,7 @@ MULTIARITH = TaskSpec(
     description="MultiArith multi-step arithmetic word problems (evaluation only).",
     answer_type="number",
     evaluator="number",
-    instruction=f"Solve the math word problem. {_RULE}",
+    **prompts("Solve the math word problem.", _WHAT),
     eval_split="test",
     train_split=None,
     hub=HubSource("ChilleD/MultiArith", None, {"test": "test"}, _multiarith_row),

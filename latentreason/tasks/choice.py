@@ -7,9 +7,9 @@ import re
 from typing import Any
 
 from latentreason.task import Example, HubSource, TaskSpec
-from latentreason.tasks.common import DATA_ROOT, final_answer_rule
+from latentreason.tasks.common import DATA_ROOT, prompts
 
-_RULE = final_answer_rule("the letter of the correct option")
+_WHAT = "the letter of the correct option"
 _OPTION = re.compile(r"\s*\(?([A-Z])\)\s*")
 _PROMPT_MARKS = re.compile(r"^\s*Q:\s*|\s*A:\s*$")
 
@@ -71,7 +71,7 @@ AQUA = TaskSpec(
     description="AQuA-RAT algebra word problems with five options (train split: official dev set).",
     answer_type="choice",
     evaluator="choice",
-    instruction=f"Solve the algebra word problem and choose one of the answer choices. {_RULE}",
+    **prompts("Solve the algebra word problem and choose one of the answer choices.", _WHAT),
     eval_split="test",
     train_split="validation",
     data_dir=DATA_ROOT / "aqua",
@@ -90,7 +90,7 @@ DATE_UNDERSTANDING = TaskSpec(
     ),
     answer_type="choice",
     evaluator="choice",
-    instruction=f"Work out the date the question asks for and choose one of the answer choices. {_RULE}",
+    **prompts("Work out the date the question asks for and choose one of the answer choices.", _WHAT),
     eval_split="train",
     train_split="train",
     data_dir=DATA_ROOT / "date_understanding",
@@ -104,7 +104,7 @@ MATHQA_BIGBENCH = TaskSpec(
     description="MathQA problems as BIG-bench elementary_math_qa, with 5 options (rationale: operation hints).",
     answer_type="choice",
     evaluator="choice",
-    instruction=f"Solve the math problem and choose one of the answer choices. {_RULE}",
+    **prompts("Solve the math problem and choose one of the answer choices.", _WHAT),
     eval_split="test",
     train_split="train",
     hub=HubSource("tasksource/bigbench", "elementary_math_qa", {"train": "train", "test": "validation"}, _mathqa_row),

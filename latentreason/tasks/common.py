@@ -27,6 +27,34 @@ def final_answer_rule(what: str) -> str:
     )
 
 
+def concise_answer_rule(what: str) -> str:
+    """The answer-format sentences of the SoftCoT reference wording (prompt style ``softcot``).
+
+    Args:
+        what: what goes in the box, e.g. ``"the letter of the correct option"``.
+
+    Returns:
+        Sentences asking for efficient, short ``## Step`` lines and a boxed final answer.
+    """
+    return (
+        "Solve it efficiently and clearly: write short steps, each on its own line starting with "
+        f'"## Step k:", and end with "Therefore, the final answer is: $\\boxed{{X}}$." where X is {what}.'
+    )
+
+
+def prompts(goal: str, what: str) -> dict[str, Any]:
+    """A task's system prompts, as :class:`~latentreason.task.TaskSpec` fields.
+
+    Args:
+        goal: the sentence that says what to do, e.g. ``"Solve the math word problem."``.
+        what: what goes in the box.
+
+    Returns:
+        ``{"instruction": default prompt, "instructions": {style: prompt}}``.
+    """
+    return {"instruction": f"{goal} {final_answer_rule(what)}", "instructions": {"softcot": f"{goal} {concise_answer_rule(what)}"}}
+
+
 def number_text(value: Any) -> str:
     """A hub answer (``51.0``, ``"1,234"``) in the datasets' number form (``"51"``, ``"1234"``).
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from latentreason.task import Example, HubSource, TaskSpec
-from latentreason.tasks.common import DATA_ROOT, final_answer_rule
+from latentreason.tasks.common import DATA_ROOT, prompts
 
 
 def _strategyqa_row(row: dict[str, Any], fallback_id: str) -> Example:
@@ -28,10 +28,7 @@ STRATEGYQA = TaskSpec(
     description="StrategyQA yes/no questions that need implicit multi-step reasoning.",
     answer_type="yesno",
     evaluator="yesno",
-    instruction=(
-        "Answer the yes/no question; it needs several steps of reasoning with facts about the world. "
-        + final_answer_rule("Yes or No")
-    ),
+    **prompts("Answer the yes/no question; it needs several steps of reasoning with facts about the world.", "Yes or No"),
     eval_split="test",
     train_split="train",
     data_dir=DATA_ROOT / "strategyqa",

@@ -25,19 +25,31 @@ class SoftCoTOptions(PluginOptions):
 
     Attributes:
         n_thoughts: soft thoughts at evaluation.
-        n_thoughts_train: soft thoughts in training (the reference trains with
-            32 and evaluates with 4).
+        n_thoughts_train: soft thoughts in training; default: ``n_thoughts``,
+            so training sees the prompts evaluation sees (the reference trains
+            with 32 and evaluates with 4, and its instruction names the count).
         instruction: the assistant's system prompt; ``{n}`` is filled in.
+        assistant_prefix: text that opens the assistant's turn before the
+            placeholders (``{n}`` is filled in), or None.
         placeholder_token: assistant token at the thought positions (default:
             an existing special token).
     """
 
+    style_defaults = {
+        "softcot": {
+            "instruction": "You are a helpful assistant. A language model will solve the following problem after you; "
+            "give it thoughts that help.",
+            "assistant_prefix": "Here are {n} tokens to help the language model solve this problem:",
+        }
+    }
+
     n_thoughts: int = Field(4, gt=0)
-    n_thoughts_train: int = Field(32, gt=0)
+    n_thoughts_train: int | None = Field(None, gt=0)
     instruction: str = (
         "You are a helpful assistant. Another model will solve the following problem. "
         "Think about the problem and produce {n} tokens of thoughts that help it reason to the answer."
     )
+    assistant_prefix: str | None = None
     placeholder_token: str | None = None
 
 
@@ -65,8 +77,8 @@ class SoftCoTProducer(ThoughtProducer):
         return placeholder_id(self.runtime.assistant.tokenizer, self.options.placeholder_token)
 
     def _count(self, training: bool) -> int:
-        """Soft thoughts per question: ``n_thoughts_train`` in training, else ``n_thoughts``."""
-        return self.options.n_thoughts_train if training else self.options.n_thoughts
+        """Soft thoughts per question: ``n_thoughts_train`` (if set) in training, else ``n_thoughts``."""
+        return (self.options.n_thoughts_train or self.options.n_thoughts) if training else self.options.n_thoughts
 
     def _encode(self, questions: list[str], n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The assistant's prompts: instruction, question, and its turn of ``n`` placeholders.
@@ -78,7 +90,8 @@ class SoftCoTProducer(ThoughtProducer):
         assistant = self.runtime.assistant
         tokenizer = assistant.tokenizer
         system = self.options.instruction.format(n=n)
-        rows = [encode_chat(tokenizer, system, q, [self._placeholder] * n)[0] for q in questions]
+        prefix = tokenizer(self.options.assistant_prefix.format(n=n) + " ", add_special_tokens=False)["input_ids"] if self.options.assistant_prefix else []
+        rows = [encode_chat(tokenizer, system, q, [*prefix, *[self._placeholder] * n])[0] for q in questions]
         input_ids, attention_mask = pad_batch(rows, tokenizer.pad_token_id)  # (B, T), (B, T)
         device = assistant.model.device
         return input_ids.to(device), attention_mask.to(device)

@@ -130,7 +130,7 @@ class SoftCoTPPProducer(SoftCoTProducer):
         """
         if self._initial is None:
             assistant = self.runtime.assistant
-            sets, width = self.options.sets, max(self.options.n_thoughts, self.options.n_thoughts_train)
+            sets, width = self.options.sets, max(self.options.n_thoughts, self.options.n_thoughts_train or 0)
             with torch.no_grad():
                 token = torch.tensor([self._placeholder], device=assistant.model.device)
                 base = assistant.embed(token)[0].float()  # (d_assistant,)

@@ -1,0 +1,86 @@
+"""The comparison protocol: held-back validation, matched prompts, controls and prompt styles, on tiny models."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from latentreason.api import build_pipeline, training_examples
+from latentreason.config import load_config
+from latentreason.errors import ConfigError, LatentReasonError
+from latentreason.registry import Registry
+from latentreason.resolve import resolve
+
+
+def _pipeline(runtime, **overrides):
+    config = load_config(overrides={"producer": {"name": "softcot"}, "data": {"task": "gsm8k"}, **overrides})
+    return build_pipeline(config, runtime=runtime)
+
+
+def test_validation_is_held_back_from_the_training_split(runtime):
+    pipeline = _pipeline(runtime, train={"limit": 5, "val_limit": 3})
+    train, validation = training_examples(pipeline)
+    split = pipeline.task.load(pipeline.task.train_split, limit=8)
+    assert [e.id for e in validation] == [e.id for e in split[:3]]
+    assert [e.id for e in train] == [e.id for e in split[3:8]]
+    assert all(e.id.startswith("gsm8k-train-") for e in train + validation)
+
+
+def test_the_test_split_validates_only_when_asked(runtime):
+    with pytest.raises(LatentReasonError, match="evaluation split.*allow_eval_split"):
+        training_examples(_pipeline(runtime, train={"limit": 4, "val_limit": 2, "val_split": "test"}))
+    _, validation = training_examples(
+        _pipeline(runtime, train={"limit": 4, "val_limit": 2, "val_split": "test", "allow_eval_split": True})
+    )
+    assert [e.id for e in validation] == ["gsm8k-test-0", "gsm8k-test-1"]
+
+
+def test_softcot_trains_with_as_many_thoughts_as_it_evaluates(runtime):
+    pipeline = _pipeline(runtime, producer={"name": "softcot", "options": {"n_thoughts": 3}})
+    assert pipeline.producer.produce(["q"], instruction="i", training=True).vectors.shape[1] == 3
+    assert pipeline.producer.produce(["q"], instruction="i").vectors.shape[1] == 3
+
+
+def test_next_question_thoughts_are_another_questions_thoughts(runtime):
+    own = _pipeline(runtime)
+    shifted = _pipeline(runtime, thoughts_from="next")
+    shifted.projector.load_state_dict(own.projector.state_dict())
+    examples = own.task.load(limit=3)
+    with torch.no_grad():
+        a, b = own.inputs(examples), shifted.inputs(examples)
+    assert a.prompts == b.prompts  # the LLM reads the same prompt around the thoughts
+    slots = a.inputs_embeds != b.inputs_embeds  # (B, T, d)
+    assert slots.any(-1).sum(-1).tolist() == [4, 4, 4]  # only the 4 thought positions differ
+    with torch.no_grad():
+        question = own.task.format_question(examples[1])
+        expected = own.projector(own.producer.produce([question], instruction=own.instruction).vectors)[0]  # (4, d)
+    assert torch.allclose(b.inputs_embeds[0][slots[0].any(-1)], expected, atol=1e-5)  # example 0 got example 1's
+
+
+def test_the_softcot_prompt_style_uses_the_reference_wording(runtime):
+    pipeline = _pipeline(runtime, prompt_style="softcot")
+    prompt = pipeline.inputs(pipeline.task.load(limit=1)).prompts[0]
+    assert "## Step" in pipeline.instruction and "Therefore, the final answer is" in pipeline.instruction
+    assert "weaker assistant" in prompt and pipeline.instruction in prompt
+    assert pipeline.producer.options.assistant_prefix.startswith("Here are {n} tokens")
+    ids, _ = pipeline.producer._encode(["What is 2 + 3?"], 4)
+    text = runtime.assistant.tokenizer.decode(ids[0])
+    assert "Here are 4 tokens to help" in text
+    mine = _pipeline(runtime, prompt_style="softcot", producer={"name": "softcot", "options": {"assistant_prefix": None}})
+    assert mine.producer.options.assistant_prefix is None  # options the user sets win over the style's
+
+
+def test_a_style_a_task_lacks_is_reported():
+    from dataclasses import replace
+
+    from latentreason.hookspecs import hookimpl
+    from latentreason.tasks import BUILTIN_TASKS
+
+    class Plugin:
+        @hookimpl
+        def latentreason_tasks(self):
+            return {"plain": replace(BUILTIN_TASKS["gsm8k"], name="plain", instructions={})}
+
+    config = load_config(overrides={"producer": {"name": "cot"}, "data": {"task": "plain"}, "prompt_style": "softcot"})
+    with pytest.raises(ConfigError, match="task 'plain' has no 'softcot' wording"):
+        resolve(config, Registry([Plugin()]))

@@ -1,0 +1,68 @@
+"""Paired statistics, trivial baselines and the comparison table built from them."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from latentreason.results import summarize
+from latentreason.stats import baselines, mcnemar_exact, paired, wilson_interval
+from latentreason.tables import Cell, csv_table, markdown_table
+
+
+def test_mcnemar_exact_matches_the_binomial_tail():
+    # 7 examples only the first method got right, 2 only the second: 2 * P(X <= 2), X ~ Bin(9, 1/2)
+    assert mcnemar_exact(7, 2) == pytest.approx(2 * (1 + 9 + 36) / 512)
+    assert mcnemar_exact(2, 7) == mcnemar_exact(7, 2)
+    assert mcnemar_exact(0, 0) == 1.0
+    assert mcnemar_exact(3, 3) == 1.0  # capped
+    assert mcnemar_exact(10, 0) == pytest.approx(2 / 1024)
+
+
+def test_paired_difference_and_bootstrap_interval():
+    same = paired([True, False, True, False], [True, False, True, False])
+    assert (same.difference, same.low, same.high, same.p_value) == (0.0, 0.0, 0.0, 1.0)
+    better = paired([True] * 30 + [False] * 70, [False] * 10 + [True] * 10 + [False] * 80)
+    assert better.difference == pytest.approx(0.20)
+    assert better.only_method == 20 and better.only_reference == 0
+    assert 0.1 < better.low < 0.2 < better.high < 0.3
+    assert better.p_value == pytest.approx(2 / 2**20)
+    assert paired([True, False], [False, True]) == paired([True, False], [False, True])  # fixed seed: reproducible
+    with pytest.raises(ValueError):
+        paired([True], [True, False])
+
+
+def test_trivial_baselines():
+    b = baselines(["No", "no", "Yes", "No", "Yes"])
+    assert (b.n, b.majority_answer, b.majority, b.uniform) == (5, "No", pytest.approx(0.6), None)
+    assert baselines(["A", "B"], [5, 4]).uniform == pytest.approx((1 / 5 + 1 / 4) / 2)
+
+
+def test_wilson_interval_contains_the_proportion():
+    low, high = wilson_interval(5, 20)
+    assert low < 0.25 < high and wilson_interval(0, 0) == (0.0, 0.0)
+
+
+def _cell(method, correct, truncated=0, seed=0):
+    records = [{"id": f"q{i}", "gold": "No" if i % 3 else "Yes", "strict_correct": c, "flexible_correct": c,
+                "new_tokens": 10, "latency_s": 1.0, "truncated": int(i < truncated)} for i, c in enumerate(correct)]
+    return Cell(summarize("strategyqa", method, records, seed), records)
+
+
+def test_the_table_pairs_every_method_with_the_reference():
+    reference = _cell("cot", [True] * 10 + [False] * 30)
+    other = _cell("softcot", [True] * 4 + [False] * 6 + [True] * 6 + [False] * 24, truncated=4)
+    text = markdown_table([reference, other], reference="cot")
+    lines = text.splitlines()
+    assert "Δ flexible vs cot [95% CI]" in lines[0]
+    cot_row, softcot_row = lines[2], lines[3]
+    assert "| - | - |" in cot_row  # the reference has no paired test against itself
+    expected = paired(other.correct([f"q{i}" for i in range(40)]), reference.correct([f"q{i}" for i in range(40)]))
+    assert f"{expected.difference:+.3f}" in softcot_row and f"{expected.p_value:.3g} (6/6)" in softcot_row
+    assert "10.0%" in softcot_row  # truncated share
+    assert any(line.startswith("trivial baselines on strategyqa (n=40): always 'No' 0.650") for line in lines)
+    assert any("softcot's chains on strategyqa were cut" in line for line in lines)
+    csv_lines = csv_table([reference, other], reference="cot").splitlines()
+    assert csv_lines[0].startswith("task,producer,seed,n,") and ",cot," in csv_lines[2]
+    assert math.isclose(float(csv_lines[2].split(",")[11]), expected.difference)
