@@ -19,11 +19,9 @@ One call of :func:`run_bench` on the default models (or tiny random ones, see
   Python-side cost of decoding (:func:`~latentreason.generation.generate` vs a
   raw forward loop, the answer-complete check per step).
 
-Forced length: :func:`forced_length` sets ``min_new_tokens`` on the LLM's own
-generation config, which ``transformers`` merges into every ``generate`` call.
-The project's :func:`~latentreason.generation.generate` is therefore timed
-unchanged (with ``stop_at_answer`` off) and cannot stop early at an
-end-of-turn token.
+Forced length: the measured configs set ``generation.min_new_tokens`` to
+``max_new_tokens`` (with ``stop_at_answer`` off), so the decoding loop cannot
+stop early at an end-of-turn token and every chain has the same length.
 
 On a machine shared with other jobs, ``repeats`` keeps the fastest of several
 runs, ``threads`` sets torch's intra-op threads (one thread per process avoids
@@ -41,8 +39,7 @@ import os
 import platform
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -56,7 +53,8 @@ from latentreason.api import train as train_api
 from latentreason.batching import position_ids
 from latentreason.config import ModelsConfig, RunConfig, load_config, merge
 from latentreason.evaluator import Score
-from latentreason.generation import AnswerComplete, generate
+from latentreason.decoding import decode
+from latentreason.generation import AnswerComplete
 from latentreason.injector import LLMInputs
 from latentreason.models import LoadedModel
 from latentreason.pipeline import Pipeline, Prediction
@@ -148,6 +146,7 @@ def bench_config(
         "producer": {"name": producer},
         "generation": {
             "max_new_tokens": max_new_tokens or settings.max_new_tokens,
+            "min_new_tokens": max_new_tokens or settings.max_new_tokens,
             "batch_size": settings.batch_size,
             "stop_at_answer": False,
         },
@@ -168,23 +167,6 @@ def timed(fn: Callable[[], T]) -> tuple[T, float]:
 def best_time(fn: Callable[[], object], repeats: int) -> float:
     """The fastest of ``repeats`` calls of ``fn``, in seconds (least disturbed by other load)."""
     return min(timed(fn)[1] for _ in range(repeats))
-
-
-@contextmanager
-def forced_length(llm: LoadedModel, n: int) -> Iterator[None]:
-    """Make every ``generate`` call of ``llm`` write at least ``n`` tokens.
-
-    ``transformers`` then masks the end-of-sequence tokens until ``n`` tokens
-    are written; with ``max_new_tokens = n`` and no stopping criterion every
-    row decodes exactly ``n`` tokens.
-    """
-    config = llm.model.generation_config
-    previous = config.min_new_tokens
-    config.min_new_tokens = n
-    try:
-        yield
-    finally:
-        config.min_new_tokens = previous
 
 
 class CpuShare:
@@ -387,9 +369,8 @@ def decode_step(llm: LoadedModel, cursor: Cursor) -> Cursor:
 
 
 def answer_forced(pipeline: Pipeline, examples: list[Example]) -> tuple[list[Prediction], float]:
-    """:meth:`Pipeline.answer` with every chain exactly ``max_new_tokens`` long; returns predictions and seconds."""
-    with forced_length(pipeline.runtime.llm, pipeline.config.generation.max_new_tokens):
-        return timed(lambda: pipeline.answer(examples))
+    """:meth:`Pipeline.answer` (every chain exactly ``max_new_tokens`` long with :func:`bench_config`); predictions and seconds."""
+    return timed(lambda: pipeline.answer(examples))
 
 
 def answer_batches(
@@ -413,7 +394,7 @@ def answer_batches(
     for start in range(0, len(examples), size):
         runs = []
         for _ in range(repeats):
-            with ForwardTimer(pipeline.runtime.llm.model) as forward:
+            with ForwardTimer(pipeline.runtime.llm.model.base_model) as forward:
                 batch, elapsed = answer_forced(pipeline, examples[start : start + size])
             runs.append((elapsed, sum(forward.calls[1:n]) / (n - 1), batch))
         elapsed, step, batch = min(runs, key=lambda run: run[0])
@@ -502,8 +483,8 @@ def profile_example(pipeline: Pipeline, example: Example, bandwidth_gb_s: float,
     projected, project_s = timed(lambda: stages.project(produced))
     inputs, inject_s = timed(lambda: stages.inject(*projected))
     config = pipeline.config.generation
-    with forced_length(llm, n), ForwardTimer(llm.model) as forward:
-        generated, generate_s = timed(lambda: generate(llm, inputs, config))
+    with ForwardTimer(llm.model.base_model) as forward:
+        generated, generate_s = timed(lambda: decode(llm, inputs, config))
     prefill_s, decode_forward_s = forward.calls[0], sum(forward.calls[1:])
     outside_s = generate_s - prefill_s - decode_forward_s
     text = generated[0].text

@@ -69,6 +69,7 @@ class GenerationConfig(Strict):
         "'vllm': the vLLM engine in its own environment, for producers that only inject vectors into the prompt",
     )
     max_new_tokens: int = Field(320, gt=0)
+    min_new_tokens: int = Field(0, ge=0, description="end-of-turn is not allowed before this many tokens (benchmarks force lengths)")
     batch_size: int = Field(16, gt=0, description="chains decoded at once; a finished chain's slot takes the next example")
     continuous_batching: bool = Field(
         True, description="false: static batches, every chain of a batch waits for its longest (the behaviour before 0.2)"

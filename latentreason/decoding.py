@@ -387,6 +387,9 @@ def decode_stream(
             logits = lm_head(last)  # (B, V)
             if cap:
                 logits = torch.tanh(logits / cap) * cap
+            early = [b for b in range(state.batch) if len(state.tokens[b]) < config.min_new_tokens]
+            if early:
+                logits[torch.tensor(early)[:, None], torch.tensor(sorted(stops))] = float("-inf")  # no end of turn yet
             tokens = _select(logits, config).tolist()  # (B,)
             for b, token in enumerate(tokens):
                 state.tokens[b].append(token)

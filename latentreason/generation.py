@@ -87,6 +87,7 @@ def generate(
             inputs_embeds=inputs.inputs_embeds,
             attention_mask=inputs.attention_mask,
             max_new_tokens=config.max_new_tokens,
+            min_new_tokens=config.min_new_tokens,
             eos_token_id=sorted(stops),
             pad_token_id=llm.tokenizer.pad_token_id,
             stopping_criteria=criteria,

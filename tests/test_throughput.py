@@ -167,3 +167,13 @@ def test_the_vllm_engine_refuses_what_it_cannot_run(monkeypatch, tmp_path):
     message = str(caught.value)
     assert "cannot run decoder 'window'" in message
     assert "latentreason vllm-setup" in message and "is not a file" in message
+
+
+def test_min_new_tokens_holds_back_the_end_of_turn_in_both_engines(llm):
+    from latentreason.generation import generate
+
+    inputs = PlaceholderInjector(PlaceholderOptions(), llm).build("Solve it.", QUESTIONS[:2])
+    config = GenerationConfig(max_new_tokens=6, min_new_tokens=6, stop_at_answer=False)
+    ours, reference = decode(llm, inputs, config), generate(llm, inputs, config)
+    assert [len(o.token_ids) for o in ours] == [6, 6]
+    assert [o.token_ids for o in ours] == [r.token_ids for r in reference]

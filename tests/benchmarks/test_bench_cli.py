@@ -8,7 +8,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from latentreason.bench import CpuShare, decode_bytes, forced_length, token_agreement
+from latentreason.bench import CpuShare, decode_bytes, token_agreement
 from latentreason.cli import main
 
 
@@ -38,13 +38,6 @@ def test_bench_refuses_a_single_token(tmp_path):
     result = CliRunner().invoke(main, ["bench", "--quick", "--max-new-tokens", "1", "--output", str(tmp_path / "b.json")])
     assert result.exit_code == 2
     assert not (tmp_path / "b.json").exists()
-
-
-def test_forced_length_is_restored(tiny_llm):
-    before = tiny_llm.model.generation_config.min_new_tokens
-    with forced_length(tiny_llm, 7):
-        assert tiny_llm.model.generation_config.min_new_tokens == 7
-    assert tiny_llm.model.generation_config.min_new_tokens == before
 
 
 def test_decode_bytes_count_one_embedding_row_and_the_whole_head(tiny_llm):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from latentreason.bench import Stages, decode_step, forced_length, prefill
+from latentreason.bench import Stages, decode_step, prefill
 from latentreason.generation import generate
 from latentreason.injector import LLMInputs
 
@@ -82,8 +82,7 @@ def test_raw_decoding_loop_writes_the_tokens_generate_writes(stages, llm_inputs)
         cursor = decode_step(stages.llm, cursor)
         tokens.append(cursor.token)
     loop = torch.cat(tokens, dim=1).tolist()  # (B, n)
-    config = stages.pipeline.config.generation.model_copy(update={"max_new_tokens": n})
-    with forced_length(stages.llm, n):
-        generated = generate(stages.llm, llm_inputs, config)
+    config = stages.pipeline.config.generation.model_copy(update={"max_new_tokens": n, "min_new_tokens": n})
+    generated = generate(stages.llm, llm_inputs, config)
     for row, out in zip(loop, generated):
         assert out.token_ids and out.token_ids == row[: len(out.token_ids)]  # generate() cuts at a pad token
