@@ -100,11 +100,21 @@ def train(
     Returns:
         Where the weights are and the loss history.
     """
+    _full_precision(config)
     torch.manual_seed(config.seed)
     pipeline = build_pipeline(config, registry, runtime)
     train_examples, validation = training_examples(pipeline)
     trainer = Trainer(pipeline, train_examples, validation, config.train, checkpoint_dir(config), seed=config.seed, progress=progress)
     return trainer.run()
+
+
+def _full_precision(config: RunConfig) -> None:
+    """Refuse ``models.quantize`` for training, which runs the full-precision model."""
+    if config.models.quantize != "none":
+        raise LatentReasonError(
+            f"models.quantize={config.models.quantize!r} applies to evaluation; training runs the full-precision "
+            "model (a projector trained in float32 serves an int8 evaluation as it is). Drop models.quantize here."
+        )
 
 
 def training_examples(pipeline: Pipeline) -> tuple[list[Example], list[Example]]:
@@ -173,6 +183,7 @@ def train_trigger(
     Returns:
         Where the trigger is, with its validation metrics.
     """
+    _full_precision(config)
     torch.manual_seed(config.seed)
     pipeline = build_pipeline(config, registry, runtime)
     train_examples, validation = training_examples(pipeline)

@@ -177,3 +177,12 @@ def test_min_new_tokens_holds_back_the_end_of_turn_in_both_engines(llm):
     ours, reference = decode(llm, inputs, config), generate(llm, inputs, config)
     assert [len(o.token_ids) for o in ours] == [6, 6]
     assert [o.token_ids for o in ours] == [r.token_ids for r in reference]
+
+
+def test_training_refuses_int8(runtime):
+    from latentreason.api import train
+    from latentreason.errors import LatentReasonError
+
+    config = load_config(overrides={"producer": {"name": "softcot"}, "models": {"quantize": "int8"}})
+    with pytest.raises(LatentReasonError, match="applies to evaluation; training runs the full-precision"):
+        train(config, runtime=runtime, progress=False)
