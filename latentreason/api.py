@@ -19,15 +19,15 @@ import torch
 from latentreason import distributed
 from latentreason.config import RunConfig
 from latentreason.errors import LatentReasonError
-from latentreason.evaluation import evaluate
-from latentreason.pipeline import Pipeline
-from latentreason.registry import Registry
-from latentreason.results import Summary
-from latentreason.runtime import Runtime
-from latentreason.task import Example
-from latentreason.training import Trainer, TrainResult
-from latentreason.trigger_training import TriggerReport, label_rule
-from latentreason.trigger_training import train_trigger as fit_trigger
+from latentreason.evaluation.runner import evaluate
+from latentreason.engine.pipeline import Pipeline
+from latentreason.hooks.registry import Registry
+from latentreason.evaluation.results import Summary
+from latentreason.models.runtime import Runtime
+from latentreason.components.example import Example
+from latentreason.training.trainer import Trainer, TrainResult
+from latentreason.training.trigger import TriggerReport, label_rule
+from latentreason.training.trigger import train_trigger as fit_trigger
 
 
 def build_pipeline(config: RunConfig, registry: Registry | None = None, runtime: Runtime | None = None) -> Pipeline:
@@ -168,7 +168,7 @@ def train_trigger(
     Examples come from ``train.limit`` and ``train.val_limit`` (see
     :func:`training_examples`), targets are cut at ``train.max_target_tokens`` and the
     LLM sees the configured producer's prompts (see
-    :mod:`latentreason.trigger_training`).
+    :mod:`latentreason.training.trigger`).
 
     Args:
         config: the run config (models, producer, task, ``train`` limits).

@@ -14,9 +14,9 @@ One call of :func:`run_bench` on the default models (or tiny random ones, see
   machine's bandwidth (measured here) over the bytes one decoding step reads
   (every weight except the input-embedding matrix, of which one row is read,
   plus the KV cache);
-* projector training throughput of the real :class:`~latentreason.training.Trainer`;
+* projector training throughput of the real :class:`~latentreason.training.trainer.Trainer`;
 * where the time of one batch-1 SoftCoT example goes, stage by stage, and the
-  Python-side cost of decoding (:func:`~latentreason.generation.generate` vs a
+  Python-side cost of decoding (:func:`~latentreason.decoding.generate.generate` vs a
   raw forward loop, the answer-complete check per step).
 
 Forced length: the measured configs set ``generation.min_new_tokens`` to
@@ -50,18 +50,18 @@ import torch
 
 from latentreason.api import evaluation_examples
 from latentreason.api import train as train_api
-from latentreason.batching import position_ids
+from latentreason.components.batching import position_ids
 from latentreason.config import ModelsConfig, RunConfig, load_config, merge
-from latentreason.evaluator import Score
-from latentreason.decoding import decode
-from latentreason.generation import AnswerComplete
-from latentreason.injector import LLMInputs
-from latentreason.models import LoadedModel
-from latentreason.pipeline import Pipeline, Prediction
-from latentreason.producer import Thoughts
-from latentreason.registry import Registry
-from latentreason.runtime import Runtime
-from latentreason.task import Example
+from latentreason.components.evaluator import Score
+from latentreason.decoding.loop import decode
+from latentreason.decoding.generate import AnswerComplete
+from latentreason.components.injector import LLMInputs
+from latentreason.models.spec import LoadedModel
+from latentreason.engine.pipeline import Pipeline, Prediction
+from latentreason.components.producer import Thoughts
+from latentreason.hooks.registry import Registry
+from latentreason.models.runtime import Runtime
+from latentreason.components.example import Example
 from latentreason.testing import save_tiny_model
 
 T = TypeVar("T")

@@ -142,8 +142,8 @@ def run(config_path, sets, quiet, output, seeds, **flags):
     import torch
 
     from latentreason.api import build_pipeline, evaluation_examples
-    from latentreason.evaluation import default_output, evaluate
-    from latentreason.results import truncation_warning
+    from latentreason.evaluation.runner import default_output, evaluate
+    from latentreason.evaluation.results import truncation_warning
 
     producers = _split(flags.pop("producer"))
     tasks = _split(flags.pop("task"))
@@ -155,8 +155,8 @@ def run(config_path, sets, quiet, output, seeds, **flags):
     )
     seed_list = [int(s) for s in _split(seeds)] if seeds else [config.seed]
     if len(producers) > 1 or len(tasks) > 1 or len(seed_list) > 1:
-        from latentreason.comparison import methods_from_names
-        from latentreason.registry import Registry
+        from latentreason.evaluation.comparison import methods_from_names
+        from latentreason.hooks.registry import Registry
 
         registry = Registry()
         methods = methods_from_names(config, producers or [config.producer.name], checkpoints, registry)
@@ -189,8 +189,8 @@ def _echo(message: str, *, err: bool = False) -> None:
 
 def _compare(methods, tasks: list[str], seeds: list[int], output: str, quiet: bool, registry, reference=None) -> None:
     """Run a comparison, then print its table and where it is."""
-    from latentreason.comparison import compare
-    from latentreason.tables import markdown_table
+    from latentreason.evaluation.comparison import compare
+    from latentreason.evaluation.tables import markdown_table
 
     cells = compare(methods, tasks, seeds, output, reference=reference, progress=not quiet, registry=registry)
     _echo(markdown_table(cells, reference or methods[0].label))
@@ -265,8 +265,8 @@ def compare(experiment, only, output, sets, quiet):
     results folder <output>/<task>-<label>-seed<seed>; re-running resumes.
     """
     from latentreason.config import parse_overrides
-    from latentreason.experiment import load_experiment
-    from latentreason.registry import Registry
+    from latentreason.evaluation.experiment import load_experiment
+    from latentreason.hooks.registry import Registry
 
     registry = Registry()
     spec = load_experiment(experiment, parse_overrides(sets), _split(only) or None, registry)
@@ -280,8 +280,8 @@ def compare(experiment, only, output, sets, quiet):
 def validate(config_path, sets):
     """Check a YAML config (every problem at once) without running it."""
     from latentreason.config import load_config, parse_overrides
-    from latentreason.registry import Registry
-    from latentreason.resolve import resolve
+    from latentreason.hooks.registry import Registry
+    from latentreason.hooks.resolve import resolve
 
     config = load_config(config_path, parse_overrides(sets))
     plan = resolve(config, Registry())
@@ -295,7 +295,7 @@ def validate(config_path, sets):
 @_friendly
 def plugins():
     """List installed plugins, the hooks each implements and what they provide."""
-    from latentreason.registry import Registry
+    from latentreason.hooks.registry import Registry
 
     for info in Registry().plugins():
         click.echo(f"{info.name}  ({info.distribution})")
@@ -308,7 +308,7 @@ def plugins():
 @_friendly
 def tasks():
     """List tasks with their splits, answer type and data source."""
-    from latentreason.registry import Registry
+    from latentreason.hooks.registry import Registry
 
     registry = Registry()
     for name in registry.names("task"):
@@ -328,7 +328,7 @@ def models(ctx):
 @_friendly
 def models_list():
     """List the known model aliases and whether they are cached locally."""
-    from latentreason.models import list_models
+    from latentreason.models.zoo import list_models
 
     for entry in list_models():
         click.echo(f"{entry.alias:30s} {'cached' if entry.cached else 'not cached':11s} {entry.description}")
@@ -346,7 +346,7 @@ def models_fetch(aliases, force):
     Without arguments, fetches the default pair.
     """
     from latentreason.config import ModelsConfig
-    from latentreason.models import fetch_model
+    from latentreason.models.zoo import fetch_model
 
     defaults = ModelsConfig()
     for alias in aliases or (defaults.assistant, defaults.llm):
@@ -364,7 +364,7 @@ def report(results_dir):
     """
     from pathlib import Path
 
-    from latentreason.report import plot_training, render_report
+    from latentreason.evaluation.report import plot_training, render_report
 
     history = Path(results_dir) / "history.json"
     if history.exists():
@@ -444,7 +444,7 @@ def vllm_setup(gpu, venv):
     """
     from pathlib import Path
 
-    from latentreason.vllm_engine import PYTHON_ENV, setup_env, vllm_env
+    from latentreason.decoding.vllm import PYTHON_ENV, setup_env, vllm_env
 
     target = Path(venv) if venv else vllm_env()
     python = setup_env(target, gpu=gpu, log=lambda line: click.echo(line, err=True))

@@ -28,7 +28,7 @@ import torch
 import torch.distributed as dist
 
 from latentreason.errors import LatentReasonError
-from latentreason.runtime import resolve_device
+from latentreason.models.runtime import resolve_device
 
 T = TypeVar("T")
 

@@ -22,7 +22,7 @@ from transformers import (
     Qwen2Config,
 )
 
-from latentreason.models import LoadedModel
+from latentreason.models.spec import LoadedModel
 
 Arch = Literal["llama", "qwen2", "gemma3"]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from latentreason.registry import Registry
-from latentreason.runtime import Runtime
+from latentreason.hooks.registry import Registry
+from latentreason.models.runtime import Runtime
 from latentreason.testing import save_tiny_model, tiny_model
 
 

@@ -6,28 +6,12 @@ import re
 
 import pytest
 
-from latentreason.answers import (
-    BOXED_PATTERN,
-    answers_equal,
-    boxed_text,
-    clean_latex,
-    evaluate_arithmetic,
-    flexible_answer,
-    last_boxed,
-    last_choice,
-    last_number,
-    last_yesno,
-    normalize_choice,
-    normalize_yesno,
-    numbers_equal,
-    parse_number,
-    strict_answer,
-)
-from latentreason.evaluators import BUILTIN_EVALUATORS
-from latentreason.evaluators.choice import ChoiceEvaluator
-from latentreason.evaluators.number import NumberEvaluator
-from latentreason.evaluators.yesno import YesNoEvaluator
-from latentreason.task import Example
+from latentreason.builtins.answers import BOXED_PATTERN, answers_equal, boxed_text, clean_latex, evaluate_arithmetic, flexible_answer, last_boxed, last_choice, last_number, last_yesno, normalize_choice, normalize_yesno, numbers_equal, parse_number, strict_answer
+from latentreason.builtins.evaluators import BUILTIN_EVALUATORS
+from latentreason.builtins.evaluators.choice import ChoiceEvaluator
+from latentreason.builtins.evaluators.number import NumberEvaluator
+from latentreason.builtins.evaluators.yesno import YesNoEvaluator
+from latentreason.components.example import Example
 
 AQUA_CHOICES = ("A) 5(√3 + 1)", "B) 6", "C) 125", "D) 8", "E) None of these")
 DATE_CHOICES = ("A) 04/29/2021", "B) 06/12/2021", "C) 02/23/2021", "D) 03/11/2021", "E) 05/01/2021", "F) 05/09/2021")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from latentreason.batching import pad_left, position_ids
+from latentreason.components.batching import pad_left, position_ids
 from latentreason.config import load_config
-from latentreason.pipeline import Pipeline
-from latentreason.prompting import SLOT, encode_chat
+from latentreason.engine.pipeline import Pipeline
+from latentreason.components.prompting import SLOT, encode_chat
 from latentreason_baselines.coconut import CoconutOptions, CoconutThoughts
 
 QUESTIONS = ["Natalia sold 48 clips in April and half as many in May. How many in total?", "What is 2 + 3?"]

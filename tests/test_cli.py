@@ -89,7 +89,7 @@ def test_malformed_yaml_and_validate(cli, tmp_path):
 def test_projector_of_the_wrong_shape(cli, tmp_path):
     import torch
 
-    from latentreason.checkpoint import save_weights
+    from latentreason.storage import save_weights
 
     path = save_weights(tmp_path / "w.safetensors", {"projector": torch.nn.ModuleDict({"linear": torch.nn.Linear(7, 9)})}, {})
     result = cli("run", "--producer", "softcot", "--limit", "1", "--projector", str(path), *cli.models)

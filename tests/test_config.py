@@ -6,8 +6,8 @@ import pytest
 
 from latentreason.config import RunConfig, dump_config, load_config, parse_overrides
 from latentreason.errors import ConfigError, LatentReasonError
-from latentreason.registry import Registry
-from latentreason.resolve import resolve
+from latentreason.hooks.registry import Registry
+from latentreason.hooks.resolve import resolve
 
 
 def test_defaults_describe_the_reference_run():

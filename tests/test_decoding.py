@@ -6,11 +6,13 @@ import pytest
 import torch
 
 from latentreason.config import GenerationConfig, load_config
-from latentreason.decoding import DecodeState, DecodingController, decode
-from latentreason.generation import generate
-from latentreason.pipeline import Pipeline
-from latentreason.placeholder import PlaceholderInjector, PlaceholderOptions
-from latentreason.segments import Boundaries, SegmentOptions
+from latentreason.decoding.state import DecodeState
+from latentreason.components.decoder import DecodingController
+from latentreason.decoding.loop import decode
+from latentreason.decoding.generate import generate
+from latentreason.engine.pipeline import Pipeline
+from latentreason.builtins.placeholder import PlaceholderInjector, PlaceholderOptions
+from latentreason.decoding.segments import Boundaries, SegmentOptions
 from latentreason.testing import tiny_model
 from latentreason_lightthinker.compress import Compress, CompressOptions
 from latentreason_lightthinker.reinject import Reinject, ReinjectOptions
@@ -27,8 +29,8 @@ def llm():
 
 @pytest.fixture()
 def runtime(llm):
-    from latentreason.registry import Registry
-    from latentreason.runtime import Runtime
+    from latentreason.hooks.registry import Registry
+    from latentreason.models.runtime import Runtime
 
     return Runtime(registry=Registry(), llm=llm)
 
@@ -145,8 +147,8 @@ def test_window_keeps_only_the_last_tokens(llm, runtime):
 
 
 def test_pipeline_combines_softcot_with_compression(tiny_llm, tiny_assistant):
-    from latentreason.registry import Registry
-    from latentreason.runtime import Runtime
+    from latentreason.hooks.registry import Registry
+    from latentreason.models.runtime import Runtime
 
     runtime = Runtime(registry=Registry(), llm=tiny_llm, assistant=tiny_assistant)
     config = load_config(overrides={
@@ -170,7 +172,7 @@ def test_sliding_window_models_are_refused(runtime):
 
 
 def test_gold_targets_split_into_segments_like_decoding(llm):
-    from latentreason.segments import split_segments
+    from latentreason.decoding.segments import split_segments
 
     tok = llm.tokenizer
     ids = tok("She sold 48 clips. Then 24 more in May. So 72 in total.", add_special_tokens=False)["input_ids"]
@@ -181,9 +183,9 @@ def test_gold_targets_split_into_segments_like_decoding(llm):
 
 def test_trained_compressor_learns_from_the_compressed_history(tiny_llm, tiny_assistant, tmp_path):
     from latentreason.config import TrainConfig
-    from latentreason.registry import Registry
-    from latentreason.runtime import Runtime
-    from latentreason.training import Trainer
+    from latentreason.hooks.registry import Registry
+    from latentreason.models.runtime import Runtime
+    from latentreason.training.trainer import Trainer
 
     torch.manual_seed(0)
     runtime = Runtime(registry=Registry(), llm=tiny_llm, assistant=tiny_assistant)

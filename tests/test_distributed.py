@@ -24,8 +24,8 @@ from latentreason.api import build_pipeline, run, train
 from latentreason.config import load_config
 from latentreason.distributed import World, setup
 from latentreason.errors import LatentReasonError
-from latentreason.evaluation import evaluate
-from latentreason.results import ResultsFolder
+from latentreason.evaluation.runner import evaluate
+from latentreason.evaluation.results import ResultsFolder
 
 TRAIN = {
     "producer": {"name": "softcot", "options": {"n_thoughts": 2, "n_thoughts_train": 3}},

@@ -10,12 +10,12 @@ import torch
 import yaml
 from click.testing import CliRunner
 
-from latentreason.checkpoint import save_weights, stored_components
+from latentreason.storage import save_weights, stored_components
 from latentreason.cli import main
 from latentreason.config import load_config
 from latentreason.errors import ConfigError, LatentReasonError
-from latentreason.experiment import load_experiment
-from latentreason.pipeline import Pipeline
+from latentreason.evaluation.experiment import load_experiment
+from latentreason.engine.pipeline import Pipeline
 
 DECODER = {"name": "compress", "options": {"pooling": "attention", "segment": "tokens", "tokens": 3}}
 
@@ -98,8 +98,8 @@ def test_experiment_file_errors(tiny_dirs, tmp_path):
     spec = _experiment(tiny_dirs, tmp_path, checkpoint=str(tmp_path / "not-trained-yet.safetensors"))
     with pytest.raises(ConfigError, match="methods.compress-trained: checkpoint .*not-trained-yet.safetensors' does not exist"):
         load_experiment(_write(tmp_path / "e.yaml", spec))
-    from latentreason.comparison import methods_from_names, plan_comparison
-    from latentreason.registry import Registry
+    from latentreason.evaluation.comparison import methods_from_names, plan_comparison
+    from latentreason.hooks.registry import Registry
 
     base = load_config(overrides={"models": _models(tiny_dirs)})
     methods = methods_from_names(base, ["cot", "softcot"], {"softcot": str(tmp_path / "none.safetensors")}, Registry())

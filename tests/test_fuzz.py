@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from latentreason.api import checkpoint_dir
 from latentreason.config import RunConfig, dump_config, load_config, parse_overrides
 from latentreason.errors import ConfigError, LatentReasonError
-from latentreason.registry import Registry
-from latentreason.resolve import resolve
+from latentreason.hooks.registry import Registry
+from latentreason.hooks.resolve import resolve
 
 FUZZ = settings(max_examples=80, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -158,7 +158,7 @@ experiment_files = st.fixed_dictionaries(
 @FUZZ
 @given(experiment_files)
 def test_random_experiment_files_load_or_fail_with_a_clear_error(tree):
-    from latentreason.experiment import load_experiment
+    from latentreason.evaluation.experiment import load_experiment
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "experiment.yaml"

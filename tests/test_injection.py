@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from latentreason.batching import pad_left
+from latentreason.components.batching import pad_left
 from latentreason.config import GenerationConfig
-from latentreason.generation import generate
-from latentreason.placeholder import PlaceholderInjector, PlaceholderOptions
-from latentreason.prompting import SLOT, encode_chat, end_of_turn_id, marker_ids, placeholder_id
+from latentreason.decoding.generate import generate
+from latentreason.builtins.placeholder import PlaceholderInjector, PlaceholderOptions
+from latentreason.components.prompting import SLOT, encode_chat, end_of_turn_id, marker_ids, placeholder_id
 from latentreason.testing import tiny_model
 
 QUESTIONS = ["How many clips did Natalia sell in April and May?", "Is frost common?"]

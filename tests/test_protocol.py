@@ -8,8 +8,8 @@ import torch
 from latentreason.api import build_pipeline, training_examples
 from latentreason.config import load_config
 from latentreason.errors import ConfigError, LatentReasonError
-from latentreason.registry import Registry
-from latentreason.resolve import resolve
+from latentreason.hooks.registry import Registry
+from latentreason.hooks.resolve import resolve
 
 
 def _pipeline(runtime, **overrides):
@@ -73,8 +73,8 @@ def test_the_softcot_prompt_style_uses_the_reference_wording(runtime):
 def test_a_style_a_task_lacks_is_reported():
     from dataclasses import replace
 
-    from latentreason.hookspecs import hookimpl
-    from latentreason.tasks import BUILTIN_TASKS
+    from latentreason.hooks.specs import hookimpl
+    from latentreason.builtins.tasks import BUILTIN_TASKS
 
     class Plugin:
         @hookimpl

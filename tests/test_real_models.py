@@ -8,9 +8,9 @@ import pytest
 
 from latentreason import Pipeline, load_config, run
 from latentreason.api import evaluation_examples
-from latentreason.models import is_cached
-from latentreason.registry import Registry
-from latentreason.runtime import Runtime
+from latentreason.models.zoo import is_cached
+from latentreason.hooks.registry import Registry
+from latentreason.models.runtime import Runtime
 
 pytestmark = pytest.mark.slow
 

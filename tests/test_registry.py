@@ -6,8 +6,8 @@ import pytest
 
 from latentreason import hookimpl
 from latentreason.errors import LatentReasonError
-from latentreason.producer import ThoughtProducer, Thoughts
-from latentreason.registry import Registry
+from latentreason.components.producer import ThoughtProducer, Thoughts
+from latentreason.hooks.registry import Registry
 
 
 class _Nothing(ThoughtProducer):

@@ -69,7 +69,7 @@ def test_a_folder_written_before_a_setting_existed_resumes_at_its_default(tmp_pa
 
     from latentreason.config import RunConfig, dump_config
     from latentreason.errors import LatentReasonError
-    from latentreason.results import ResultsFolder
+    from latentreason.evaluation.results import ResultsFolder
 
     config = RunConfig()
     tree = yaml.safe_load(dump_config(config))

@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 
 from latentreason.api import run
-from latentreason.checkpoint import load_weights, read_meta
+from latentreason.storage import load_weights, read_meta
 from latentreason.config import TrainConfig, load_config
 from latentreason.errors import LatentReasonError
-from latentreason.models import ModelSpec, load_hf
-from latentreason.pipeline import Pipeline
+from latentreason.models.spec import ModelSpec
+from latentreason.models.loading import load_hf
+from latentreason.engine.pipeline import Pipeline
 from latentreason.testing import save_tiny_model
-from latentreason.training import STATE_FILE, Trainer
+from latentreason.training.trainer import STATE_FILE, Trainer
 
 
 class _Trap:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from latentreason.config import load_config
-from latentreason.pipeline import Pipeline
+from latentreason.engine.pipeline import Pipeline
 from latentreason_softcot.linear import LinearProjector
 from latentreason_softcot.mlp import MLPOptions, MLPProjector
 from latentreason_softcot.norm_matched import NormMatchedOptions

@@ -7,14 +7,14 @@ import math
 import pytest
 import torch
 
-from latentreason.checkpoint import read_meta, stored_components
+from latentreason.storage import read_meta, stored_components
 from latentreason.config import TrainConfig, load_config
 from latentreason.errors import ConfigError
-from latentreason.pipeline import Pipeline
-from latentreason.registry import Registry
-from latentreason.resolve import resolve
-from latentreason.training import Trainer, supervised_loss
-from latentreason.voting import majority_vote
+from latentreason.engine.pipeline import Pipeline
+from latentreason.hooks.registry import Registry
+from latentreason.hooks.resolve import resolve
+from latentreason.training.trainer import Trainer, supervised_loss
+from latentreason.engine.voting import majority_vote
 from latentreason_softcot.softcotpp import SoftCoTPPOptions, SoftCoTPPProducer, contrastive_loss
 
 QUESTIONS = ["Natalia sold 48 clips in April and half as many in May. How many in total?", "What is 2 + 3?"]

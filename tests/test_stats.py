@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from latentreason.results import summarize
-from latentreason.stats import baselines, mcnemar_exact, paired, wilson_interval
-from latentreason.tables import Cell, csv_table, markdown_table
+from latentreason.evaluation.results import summarize
+from latentreason.evaluation.stats import baselines, mcnemar_exact, paired, wilson_interval
+from latentreason.evaluation.tables import Cell, csv_table, markdown_table
 
 
 def test_mcnemar_exact_matches_the_binomial_tail():

@@ -10,11 +10,12 @@ from typing import Any
 
 import pytest
 
-from latentreason.answers import parse_number
+from latentreason.builtins.answers import parse_number
 from latentreason.errors import LatentReasonError
-from latentreason.evaluators import BUILTIN_EVALUATORS
-from latentreason.task import DATA_DIR_ENV, Example, TaskSpec
-from latentreason.tasks import BUILTIN_TASKS
+from latentreason.builtins.evaluators import BUILTIN_EVALUATORS
+from latentreason.components.task import DATA_DIR_ENV, TaskSpec
+from latentreason.components.example import Example
+from latentreason.builtins.tasks import BUILTIN_TASKS
 
 SHIPPED = {
     "gsm8k": {"test": 1119, "train": 2000},

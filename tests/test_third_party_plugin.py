@@ -9,8 +9,8 @@ import textwrap
 import pytest
 
 from latentreason.config import load_config
-from latentreason.pipeline import Pipeline
-from latentreason.registry import Registry
+from latentreason.engine.pipeline import Pipeline
+from latentreason.hooks.registry import Registry
 
 PLUGIN = '''
 """A third-party producer: the LLM's own embeddings of a fixed word as thoughts."""
@@ -19,7 +19,7 @@ from pydantic import Field
 
 from latentreason import hookimpl
 from latentreason.config import PluginOptions
-from latentreason.producer import ThoughtProducer, Thoughts
+from latentreason.components.producer import ThoughtProducer, Thoughts
 
 
 class EchoOptions(PluginOptions):
@@ -90,7 +90,7 @@ def test_installed_plugin_is_found_and_selected_by_name(installed, runtime):
 
 def test_installed_plugin_options_are_validated(installed):
     from latentreason.errors import ConfigError
-    from latentreason.resolve import resolve
+    from latentreason.hooks.resolve import resolve
 
     config = load_config(overrides={"producer": {"name": "echo", "options": {"repeat": 0}}})
     with pytest.raises(ConfigError, match="producer.options.repeat"):

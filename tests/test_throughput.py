@@ -7,13 +7,13 @@ import torch
 
 from latentreason.api import build_pipeline
 from latentreason.config import GenerationConfig, load_config
-from latentreason.decoding import decode, decode_stream
+from latentreason.decoding.loop import decode, decode_stream
 from latentreason.errors import ConfigError
-from latentreason.placeholder import PlaceholderInjector, PlaceholderOptions
-from latentreason.quantization import Int8Linear, check_int8, int8_twin
-from latentreason.registry import Registry
-from latentreason.resolve import resolve
-from latentreason.runtime import Runtime, resolve_dtype
+from latentreason.builtins.placeholder import PlaceholderInjector, PlaceholderOptions
+from latentreason.models.quantization import Int8Linear, check_int8, int8_twin
+from latentreason.hooks.registry import Registry
+from latentreason.hooks.resolve import resolve
+from latentreason.models.runtime import Runtime, resolve_dtype
 from latentreason.testing import tiny_model
 
 QUESTIONS = [
@@ -145,9 +145,9 @@ def test_the_results_folder_records_the_dtype_the_run_used(runtime):
 
 
 def test_a_vllm_chain_is_cut_where_the_loop_would_stop(llm):
-    from latentreason.answers import BOXED_PATTERN
-    from latentreason.generation import AnswerComplete
-    from latentreason.vllm_engine import cut_at_answer
+    from latentreason.builtins.answers import BOXED_PATTERN
+    from latentreason.decoding.generate import AnswerComplete
+    from latentreason.decoding.vllm import cut_at_answer
 
     tokenizer = llm.tokenizer
     ids = tokenizer("So 3 + 4 = 7. The final answer is \\boxed{7}. Done, more text", add_special_tokens=False)["input_ids"]
@@ -170,7 +170,7 @@ def test_the_vllm_engine_refuses_what_it_cannot_run(monkeypatch, tmp_path):
 
 
 def test_min_new_tokens_holds_back_the_end_of_turn_in_both_engines(llm):
-    from latentreason.generation import generate
+    from latentreason.decoding.generate import generate
 
     inputs = PlaceholderInjector(PlaceholderOptions(), llm).build("Solve it.", QUESTIONS[:2])
     config = GenerationConfig(max_new_tokens=6, min_new_tokens=6, stop_at_answer=False)

@@ -8,12 +8,12 @@ import signal
 import pytest
 import torch
 
-from latentreason import training
-from latentreason.checkpoint import load_weights, read_meta, save_weights
+from latentreason.training import trainer as training
+from latentreason.storage import load_weights, read_meta, save_weights
 from latentreason.config import TrainConfig, load_config
 from latentreason.errors import LatentReasonError
-from latentreason.pipeline import Pipeline
-from latentreason.training import Trainer
+from latentreason.engine.pipeline import Pipeline
+from latentreason.training.trainer import Trainer
 
 
 def _pipeline(runtime, **projector):

@@ -10,20 +10,20 @@ from click.testing import CliRunner
 from safetensors.torch import load_file
 
 from latentreason.api import train_trigger
-from latentreason.checkpoint import read_meta
+from latentreason.storage import read_meta
 from latentreason.cli import main
 from latentreason.config import GenerationConfig, load_config
-from latentreason.decoding import decode
+from latentreason.decoding.loop import decode
 from latentreason.errors import ConfigError, LatentReasonError
-from latentreason.pipeline import Pipeline
-from latentreason.placeholder import PlaceholderInjector, PlaceholderOptions
-from latentreason.prompting import end_of_turn_id
-from latentreason.registry import Registry
-from latentreason.resolve import resolve
-from latentreason.runtime import Runtime
-from latentreason.segments import Boundaries, SegmentOptions, boundary_labels, split_segments
-from latentreason.trigger import BoundaryTrigger
-from latentreason.trigger_training import label_rule
+from latentreason.engine.pipeline import Pipeline
+from latentreason.builtins.placeholder import PlaceholderInjector, PlaceholderOptions
+from latentreason.components.prompting import end_of_turn_id
+from latentreason.hooks.registry import Registry
+from latentreason.hooks.resolve import resolve
+from latentreason.models.runtime import Runtime
+from latentreason.decoding.segments import Boundaries, SegmentOptions, boundary_labels, split_segments
+from latentreason.decoding.trigger import BoundaryTrigger
+from latentreason.training.trigger import label_rule
 from latentreason_lightthinker.reinject import Reinject, ReinjectOptions
 
 NAMES = ["Natalia", "Weng", "Betty", "Sam", "Ann", "Tom"]
@@ -230,7 +230,7 @@ def test_cli_reports_a_bad_trigger_path_without_traceback(tiny_dirs, tmp_path):
 
 
 def test_the_threshold_lies_between_the_scores_it_separates():
-    from latentreason.trigger_training import best_threshold
+    from latentreason.training.trigger import best_threshold
 
     saturated = best_threshold(torch.tensor([1.0, 1.0, 0.3, 0.1]), torch.tensor([1, 1, 0, 0]))
     assert saturated == pytest.approx(0.65)  # not 1.0, which a 0.9999 at decoding would miss

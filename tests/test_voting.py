@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from latentreason.config import GenerationConfig
-from latentreason.evaluator import Score
-from latentreason.voting import majority_vote
+from latentreason.components.evaluator import Score
+from latentreason.engine.voting import majority_vote
 
 
 def s(answer, ok):

@@ -22,11 +22,11 @@ import torch
 from latentreason.api import evaluation_examples
 from latentreason.bench import BenchSettings, bench_config
 from latentreason.config import ModelsConfig
-from latentreason.models import is_cached
-from latentreason.pipeline import Pipeline
-from latentreason.registry import Registry
-from latentreason.runtime import Runtime
-from latentreason.task import Example
+from latentreason.models.zoo import is_cached
+from latentreason.engine.pipeline import Pipeline
+from latentreason.hooks.registry import Registry
+from latentreason.models.runtime import Runtime
+from latentreason.components.example import Example
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from latentreason.batching import pad_batch
+from latentreason.components.batching import pad_batch
 from latentreason.config import GenerationConfig, PluginOptions
-from latentreason.generation import generate
-from latentreason.injector import LLMInputs
-from latentreason.producer import ThoughtProducer, Thoughts
-from latentreason.prompting import encode_chat
+from latentreason.decoding.generate import generate
+from latentreason.components.injector import LLMInputs
+from latentreason.components.producer import ThoughtProducer, Thoughts
+from latentreason.components.prompting import encode_chat
 
 
 class AssistOptions(PluginOptions):

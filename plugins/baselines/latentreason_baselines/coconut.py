@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from latentreason.batching import pad_batch, position_ids
+from latentreason.components.batching import pad_batch, position_ids
 from latentreason.config import PluginOptions
-from latentreason.producer import ThoughtProducer, Thoughts
-from latentreason.prompting import SLOT, encode_chat, marker_ids
+from latentreason.components.producer import ThoughtProducer, Thoughts
+from latentreason.components.prompting import SLOT, encode_chat, marker_ids
 
 
 class CoconutOptions(PluginOptions):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from latentreason.producer import ThoughtProducer, Thoughts
+from latentreason.components.producer import ThoughtProducer, Thoughts
 
 
 class ZeroShotCoT(ThoughtProducer):

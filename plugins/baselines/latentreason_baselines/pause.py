@@ -13,8 +13,8 @@ from pydantic import Field
 from torch import nn
 
 from latentreason.config import PluginOptions
-from latentreason.producer import ThoughtProducer, Thoughts
-from latentreason.prompting import placeholder_id
+from latentreason.components.producer import ThoughtProducer, Thoughts
+from latentreason.components.prompting import placeholder_id
 
 
 class PauseOptions(PluginOptions):

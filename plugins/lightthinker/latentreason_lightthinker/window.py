@@ -5,7 +5,8 @@ from __future__ import annotations
 from pydantic import Field
 
 from latentreason.config import PluginOptions
-from latentreason.decoding import DecodeState, DecodingController
+from latentreason.decoding.state import DecodeState
+from latentreason.components.decoder import DecodingController
 
 
 class WindowOptions(PluginOptions):

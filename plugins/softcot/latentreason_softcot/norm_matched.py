@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from latentreason.config import PluginOptions
-from latentreason.projector import Projector
+from latentreason.components.projector import Projector
 
 
 class NormMatchedOptions(PluginOptions):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from latentreason.hookspecs import hookimpl
+from latentreason.hooks.specs import hookimpl
 
 
 @hookimpl

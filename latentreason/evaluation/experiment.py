@@ -1,0 +1,129 @@
+"""Experiment files: named methods, each any run config, compared in one command.
+
+An experiment is a YAML file::
+
+    base:                 # RunConfig fields every method shares
+      data: {task: gsm8k, limit: 50}
+      models: {dtype: bfloat16}
+    tasks: [gsm8k]        # optional (default: base data.task)
+    seeds: [0]            # optional (default: base seed)
+    output: runs/compression   # optional results folder
+    reference: cot        # optional: paired differences against this method (default: the first)
+    methods:              # label: RunConfig fields on top of base
+      cot: {producer: cot}
+      compress-trained:
+        producer: cot
+        decoder: {name: compress, options: {pooling: attention}}
+        checkpoint: runs/compress-attn/last.safetensors
+
+``producer``, ``decoder``, ``projector``, ``injector`` and ``evaluator`` may
+be given as a bare name. ``latentreason compare FILE`` runs every (task,
+method, seed) cell through :func:`latentreason.evaluation.comparison.compare`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError
+
+from latentreason.evaluation.comparison import Method, missing_checkpoints
+from latentreason.config import Strict, format_validation_error, load_config, merge, read_yaml
+from latentreason.errors import ConfigError, LatentReasonError
+from latentreason.hooks.registry import Registry
+from latentreason.hooks.resolve import resolve
+
+COMPONENTS = ("producer", "projector", "injector", "evaluator", "decoder")
+
+
+class ExperimentFile(Strict):
+    """The top level of an experiment file (method configs are checked as run configs)."""
+
+    base: dict[str, Any] = Field(default_factory=dict)
+    tasks: list[str] | None = Field(None, min_length=1)
+    seeds: list[int] | None = Field(None, min_length=1)
+    output: str | None = None
+    reference: str | None = Field(None, description="the method paired differences are taken against (default: the first)")
+    methods: dict[str, dict[str, Any] | None] = Field(min_length=1)
+
+
+@dataclass
+class Experiment:
+    """A loaded experiment: its methods, tasks, seeds and results folder.
+
+    Attributes:
+        methods: one :class:`~latentreason.evaluation.comparison.Method` per label, in file order.
+        tasks: task names.
+        seeds: seeds.
+        output: results folder.
+        reference: the method paired differences are taken against (default: the first).
+    """
+
+    methods: list[Method]
+    tasks: list[str]
+    seeds: list[int]
+    output: str
+    reference: str | None = None
+
+
+def _named(tree: dict[str, Any]) -> dict[str, Any]:
+    """Expand bare component names (``producer: cot``) to ``{name: cot}``."""
+    return {k: {"name": v} if k in COMPONENTS and isinstance(v, str) else v for k, v in tree.items()}
+
+
+def load_experiment(
+    path: str | Path,
+    overrides: dict[str, Any] | None = None,
+    only: list[str] | None = None,
+    registry: Registry | None = None,
+) -> Experiment:
+    """Read an experiment file and check every method against the installed plugins.
+
+    Args:
+        path: the YAML file.
+        overrides: applied to ``base`` (e.g. from ``--set``), before each method's own fields.
+        only: run just these method labels.
+        registry: plugins to check against (default: installed ones).
+
+    Raises:
+        LatentReasonError: unreadable YAML; or a ConfigError listing every
+            problem of every method at once.
+    """
+    try:
+        spec = ExperimentFile.model_validate(read_yaml(path))
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc), source=str(path)) from None
+    unknown = [label for label in only or [] if label not in spec.methods]
+    if unknown:
+        raise LatentReasonError(
+            f"Unknown method(s) {', '.join(map(repr, unknown))} in {str(path)!r}; it defines: {', '.join(spec.methods)}."
+        )
+    base = merge(_named(spec.base), overrides or {})
+    registry = registry or Registry()
+    problems: list[str] = []
+    methods = []
+    for label, fields in spec.methods.items():
+        if only and label not in only:
+            continue
+        if "/" in label or not label.strip():
+            problems.append(f"methods.{label}: a label names a results folder; use letters, digits, '-', '+' or '_'")
+            continue
+        try:
+            config = load_config(None, merge(base, _named(fields or {})))
+            resolve(config, registry)
+            methods.append(Method(label, config))
+        except ConfigError as exc:
+            problems += [f"methods.{label}: {p}" for p in exc.problems]
+    problems += [f"methods.{problem}" for problem in missing_checkpoints(methods)]
+    reference = spec.reference
+    if reference is not None and reference not in spec.methods:
+        problems.append(f"reference: {reference!r} is not one of the methods ({', '.join(spec.methods)})")
+    if reference is not None and only and reference not in only:
+        reference = None  # not run this time: the first method run is the reference
+    if problems:
+        raise ConfigError(problems, source=str(path))
+    first = methods[0].config
+    tasks, seeds = spec.tasks or [first.data.task], spec.seeds or [first.seed]
+    return Experiment(methods, tasks, seeds, spec.output or first.output_dir, reference)

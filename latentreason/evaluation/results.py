@@ -1,0 +1,320 @@
+"""Results folders: resolved config, per-example JSONL and a summary.
+
+Layout of one run's folder::
+
+    config.yaml      the resolved config (re-runnable with --config)
+    samples.jsonl    one line per example, appended and fsynced as each is done
+    summary.json     accuracy (strict and flexible, 95% Wilson interval), speed
+    summary.md       the same as a table
+
+A distributed evaluation (torchrun) writes one ``samples.rank<r>.jsonl`` per
+rank while it runs; rank 0 then merges them into ``samples.jsonl`` and deletes
+them. Re-running into an existing folder skips the examples already in
+``samples.jsonl`` or in a shard file, so an interrupted evaluation resumes
+where it stopped (with any number of processes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from latentreason.storage import atomic_write
+from latentreason.config import RunConfig, dump_config
+from latentreason.errors import LatentReasonError
+from latentreason.engine.pipeline import Prediction
+from latentreason.evaluation.stats import wilson_interval
+
+
+def prediction_record(pred: Prediction) -> dict[str, Any]:
+    """The JSONL record of one prediction."""
+    ex = pred.example
+    return {
+        "id": ex.id,
+        "question": ex.question,
+        "prompt": pred.prompt,
+        "generation": pred.generations[0],
+        "strict": pred.score.strict,
+        "flexible": pred.score.flexible,
+        "gold": ex.answer,
+        "strict_correct": pred.score.strict_correct,
+        "flexible_correct": pred.score.flexible_correct,
+        "new_tokens": pred.new_tokens,
+        "latency_s": round(pred.latency_s, 4),
+        "peak_kv": pred.peak_kv,
+        "dependency": pred.dependency,
+        "truncated": pred.truncated,
+    } | ({"options": len(ex.choices)} if ex.choices else {}) | ({"samples": pred.generations} if len(pred.generations) > 1 else {})
+
+
+@dataclass
+class Summary:
+    """Aggregate figures of a run."""
+
+    task: str
+    producer: str
+    n: int
+    strict_acc: float
+    strict_ci: tuple[float, float]
+    flexible_acc: float
+    flexible_ci: tuple[float, float]
+    mean_new_tokens: float
+    examples_per_s: float
+    tokens_per_s: float
+    seed: int = 0
+    peak_memory_gib: float = 0.0
+    mean_peak_kv: float = 0.0
+    mean_dependency: float = 0.0
+    truncated_share: float = 0.0
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Summary:
+        """The summary ``asdict`` (or ``summary.json``) describes."""
+        return cls(**{**data, "strict_ci": tuple(data["strict_ci"]), "flexible_ci": tuple(data["flexible_ci"])})
+
+    def table(self) -> str:
+        """A one-row Markdown table."""
+        head = ("| task | producer | n | acc strict (95% CI) | acc flexible (95% CI) | truncated | mean new tokens "
+                "| examples/s | tokens/s | peak mem GiB |")
+        sep = "|---|---|---|---|---|---|---|---|---|---|"
+        row = (
+            f"| {self.task} | {self.producer} | {self.n} "
+            f"| {self.strict_acc:.3f} ({self.strict_ci[0]:.3f}-{self.strict_ci[1]:.3f}) "
+            f"| {self.flexible_acc:.3f} ({self.flexible_ci[0]:.3f}-{self.flexible_ci[1]:.3f}) | {self.truncated_share:.1%} "
+            f"| {self.mean_new_tokens:.1f} | {self.examples_per_s:.3f} | {self.tokens_per_s:.1f} | {self.peak_memory_gib:.2f} |"
+        )
+        return "\n".join([head, sep, row])
+
+
+def summarize(task: str, producer: str, records: list[dict[str, Any]], seed: int = 0, peak_memory_gib: float = 0.0) -> Summary:
+    """Summarize per-example records (speed from their per-example latencies)."""
+    n = len(records)
+    strict = sum(r["strict_correct"] for r in records)
+    flexible = sum(r["flexible_correct"] for r in records)
+    tokens = sum(r["new_tokens"] for r in records)
+    seconds = sum(r["latency_s"] for r in records)
+    return Summary(
+        task=task,
+        producer=producer,
+        n=n,
+        strict_acc=strict / n if n else 0.0,
+        strict_ci=wilson_interval(strict, n),
+        flexible_acc=flexible / n if n else 0.0,
+        flexible_ci=wilson_interval(flexible, n),
+        mean_new_tokens=tokens / n if n else 0.0,
+        examples_per_s=n / seconds if seconds else 0.0,
+        tokens_per_s=tokens / seconds if seconds else 0.0,
+        seed=seed,
+        peak_memory_gib=peak_memory_gib,
+        mean_peak_kv=sum(r.get("peak_kv", 0) for r in records) / n if n else 0.0,
+        mean_dependency=sum(r.get("dependency", 0) for r in records) / n if n else 0.0,
+        truncated_share=truncated_share(records),
+    )
+
+
+TRUNCATION_WARNING = 0.05
+"""Above this share of chains cut by ``max_new_tokens``, accuracy partly measures who fits in the cap."""
+
+
+def truncated_share(records: list[dict[str, Any]]) -> float:
+    """The share of chains that reached ``max_new_tokens`` without finishing (all chains of every record)."""
+    chains = sum(len(r.get("samples", [None])) for r in records)
+    return sum(int(r.get("truncated", 0)) for r in records) / chains if chains else 0.0
+
+
+def truncation_warning(summary: Summary, max_new_tokens: int | None = None) -> str | None:
+    """A warning when more than :data:`TRUNCATION_WARNING` of a run's chains were cut, else None."""
+    if summary.truncated_share <= TRUNCATION_WARNING:
+        return None
+    cap = f"max_new_tokens={max_new_tokens}" if max_new_tokens else "max_new_tokens"
+    return (
+        f"warning: {summary.truncated_share:.0%} of {summary.producer}'s chains on {summary.task} were cut at {cap} "
+        "(over 5%): its accuracy partly measures who fits in the cap; raise generation.max_new_tokens"
+    )
+
+
+SHARD_PATTERN = re.compile(r"samples\.rank(\d+)\.jsonl")
+
+RESUME_FREE_KEYS = {
+    ("data", "limit"), ("data", "offset"), ("generation", "batch_size"), ("generation", "continuous_batching"), ("output_dir",), ("label",)
+}
+
+
+def _flatten(tree: dict[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, (*prefix, key)))
+        else:
+            flat[(*prefix, key)] = value
+    return flat
+
+
+def _check_same_run(config_file: Path, config: RunConfig) -> None:
+    """Refuse to resume a folder written by a run with other settings.
+
+    A setting added to the config since the folder was written counts as
+    the same when this run leaves it at its default.
+    """
+    old = _flatten(yaml.safe_load(config_file.read_text(encoding="utf-8")) or {})
+    new = _flatten(config.model_dump(mode="json"))
+    defaults = _flatten(RunConfig().model_dump(mode="json"))
+    old |= {k: defaults[k] for k in new if k not in old and k in defaults}
+    differ = sorted(".".join(k) for k in set(old) | set(new) if k not in RESUME_FREE_KEYS and old.get(k) != new.get(k))
+    if differ:
+        raise LatentReasonError(
+            f"Results folder {str(config_file.parent)!r} holds a run with other settings ({', '.join(differ)}); "
+            "its finished examples cannot be reused. Choose another --output folder or delete it."
+        )
+
+
+def _read_records(path: Path) -> list[dict[str, Any]]:
+    """The records of a JSONL file; a torn line from a crash (or any line that is not a record) is skipped."""
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").split("\n"):  # not splitlines(): U+2028 may occur inside a record
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and "id" in record:
+            records.append(record)
+    return records
+
+
+def _lines(records: list[dict[str, Any]]) -> str:
+    return "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+
+
+class ResultsFolder:
+    """One run's results folder (see the module docstring).
+
+    Args:
+        path: the folder.
+        config: the run's config.
+        prepare: refuse a folder holding results of other settings, create
+            the folder and write ``config.yaml``; a distributed run lets
+            rank 0 alone do this.
+    """
+
+    def __init__(self, path: str | Path, config: RunConfig, *, prepare: bool = True) -> None:
+        self.path = Path(path)
+        self.samples = self.path / "samples.jsonl"
+        if not prepare:
+            return
+        config_file = self.path / "config.yaml"
+        if config_file.exists() and (self.samples.exists() or self.shard_files()):
+            _check_same_run(config_file, config)
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic_write(config_file, lambda tmp: Path(tmp).write_text(dump_config(config)))
+
+    def shard_file(self, rank: int) -> Path:
+        """The file rank ``rank`` of a distributed run appends to."""
+        return self.path / f"samples.rank{rank}.jsonl"
+
+    def shard_files(self) -> list[Path]:
+        """The shard files present (from a running or interrupted distributed run), by rank."""
+        if not self.path.is_dir():
+            return []
+        found = [(int(m[1]), p) for p in self.path.iterdir() if (m := SHARD_PATTERN.fullmatch(p.name))]
+        return [p for _, p in sorted(found)]
+
+    def done(self) -> list[dict[str, Any]]:
+        """Records already written: ``samples.jsonl``, then the shard files (see :meth:`_collect`)."""
+        merged, sharded = self._collect()
+        return merged + sharded
+
+    def _collect(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The records of ``samples.jsonl`` and those of the shard files, each example once.
+
+        A torn last line from a crash is ignored, and so is a shard record of
+        an example already in ``samples.jsonl`` (a merge was interrupted after
+        replacing ``samples.jsonl`` and before deleting the shard files).
+
+        Raises:
+            LatentReasonError: two shard records of one example, which only
+                two runs writing into this folder at once can cause.
+        """
+        merged = _read_records(self.samples)
+        owner = dict.fromkeys((r["id"] for r in merged), self.samples.name)
+        sharded = []
+        for shard in self.shard_files():
+            for record in _read_records(shard):
+                first = owner.get(record["id"])
+                if first == self.samples.name:
+                    continue
+                if first is not None:
+                    raise LatentReasonError(
+                        f"Example {record['id']!r} has two results in {str(self.path)!r}, in {first} and in "
+                        f"{shard.name}: two runs wrote into this folder at the same time. Delete the folder "
+                        "and run again."
+                    )
+                owner[record["id"]] = shard.name
+                sharded.append(record)
+        return merged, sharded
+
+    def append(self, records: list[dict[str, Any]], rank: int | None = None) -> None:
+        """Append records to ``samples.jsonl`` (or to ``rank``'s shard file) and fsync.
+
+        A record is appended as soon as its example is answered, so a crash
+        loses only the examples in flight. A torn last line left by a crash stays a
+        line of its own, which :meth:`done` skips.
+        """
+        path = self.samples if rank is None else self.shard_file(rank)
+        data = _lines(records).encode("utf-8")
+        with open(path, "a+b") as f:
+            end = f.seek(0, os.SEEK_END)
+            if end:
+                f.seek(end - 1)
+                if f.read(1) != b"\n":
+                    data = b"\n" + data
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def merge(self, ids: list[str]) -> list[dict[str, Any]]:
+        """Fold the shard files into ``samples.jsonl`` in example order; return the records of ``ids`` in that order.
+
+        Records are appended as examples finish, in any order. The new
+        ``samples.jsonl`` holds every record in the order of ``ids`` (records
+        of other examples, from runs with another limit or offset, after them
+        in file order); it replaces the old one atomically before the shard
+        files are deleted.
+
+        Args:
+            ids: the run's example ids, in the order of its examples.
+
+        Raises:
+            LatentReasonError: an example has no record, or two shard files
+                hold the same one.
+        """
+        merged, sharded = self._collect()
+        by_id = {r["id"]: r for r in merged + sharded}
+        missing = [i for i in dict.fromkeys(ids) if i not in by_id]
+        if missing:
+            shown = ", ".join(repr(i) for i in missing[:5]) + (" ..." if len(missing) > 5 else "")
+            raise LatentReasonError(
+                f"{len(missing)} example(s) have no result in {str(self.path)!r} ({shown}). Every rank writes "
+                "its samples.rank<r>.jsonl into the results folder, so with several nodes it must be on a "
+                "filesystem they all share. Run the same command again to compute the missing examples."
+            )
+        shards = self.shard_files()
+        position = {i: n for n, i in enumerate(ids)}
+        ordered = sorted(merged + sharded, key=lambda r: position.get(r["id"], len(position)))  # stable
+        if shards or ordered != merged:
+            atomic_write(self.samples, lambda tmp: Path(tmp).write_text(_lines(ordered), encoding="utf-8"))
+            for shard in shards:
+                shard.unlink()
+        return [by_id[i] for i in ids]
+
+    def write_summary(self, summary: Summary) -> None:
+        """Write ``summary.json`` and ``summary.md``."""
+        atomic_write(self.path / "summary.json", lambda tmp: Path(tmp).write_text(json.dumps(asdict(summary), indent=2)))
+        atomic_write(self.path / "summary.md", lambda tmp: Path(tmp).write_text(summary.table() + "\n"))

@@ -1,0 +1,94 @@
+"""Evaluate a pipeline on a task, with progress, resume and a summary.
+
+Under torchrun the examples still to do are sharded over the ranks (rank r
+answers examples r, r+W, ...); each rank appends its records to its own
+``samples.rank<r>.jsonl``, and rank 0 merges them into ``samples.jsonl`` in
+example order and writes the summary. Greedy decoding gives the same
+per-example results with any number of ranks at ``generation.batch_size=1``
+(larger batches compute in other shapes, which can flip near-tied tokens).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from latentreason import distributed
+from latentreason.config import RunConfig
+from latentreason.evaluation.memory import PeakMemory
+from latentreason.engine.pipeline import Pipeline
+from latentreason.evaluation.results import ResultsFolder, Summary, prediction_record, summarize
+from latentreason.components.example import Example
+
+
+def method_name(config: RunConfig) -> str:
+    """How a method is named in summaries and tables: its ``label``, else ``producer`` or ``producer+decoder``."""
+    return config.label or config.producer.name + (f"+{config.decoder.name}" if config.decoder else "")
+
+
+def default_output(pipeline: Pipeline) -> Path:
+    """``<output_dir>/<task>-<producer>-<split>`` for a run without an explicit folder."""
+    config = pipeline.config
+    split = config.data.split or pipeline.task.eval_split
+    return Path(config.output_dir) / f"{pipeline.task.name}-{config.producer.name}-{split}"
+
+
+def evaluate(
+    pipeline: Pipeline,
+    examples: list[Example],
+    output: str | Path | None = None,
+    *,
+    progress: bool = True,
+) -> Summary:
+    """Answer ``examples`` (see :meth:`Pipeline.stream`), appending each result to the results folder as it is done.
+
+    Examples already in the folder (from an interrupted run with the same
+    settings, with any number of ranks) are not recomputed.
+
+    Args:
+        pipeline: the method to evaluate.
+        examples: what to evaluate on.
+        output: results folder (default: :func:`default_output`).
+        progress: show a progress bar (on rank 0, for its own shard).
+
+    Returns:
+        The summary over ``examples``, also written to the folder; every rank
+        returns the same one.
+
+    Raises:
+        LatentReasonError: the folder holds results of other settings, or an
+            example has no result after all ranks finished.
+    """
+    world = distributed.setup(pipeline.runtime.device)
+    config = pipeline.config
+    path = Path(output or default_output(pipeline))
+    ids = [ex.id for ex in examples]
+
+    def prepare() -> list[str]:
+        wanted = set(ids)
+        return [r["id"] for r in ResultsFolder(path, config).done() if r["id"] in wanted]
+
+    finished = set(distributed.on_main(prepare))  # rank 0 checks the folder before any rank writes to it
+    folder = ResultsFolder(path, config, prepare=False)
+    todo = [ex for ex in examples if ex.id not in finished]
+    mine = world.shard(todo)
+    shard = world.rank if world.size > 1 else None
+    skipped = len(examples) - len(todo) if world.size == 1 else 0
+    desc = f"{pipeline.task.name}/{config.producer.name}" + (f" (rank 0 of {world.size})" if world.size > 1 else "")
+    with PeakMemory(pipeline.runtime.device) as memory, tqdm(
+        total=skipped + len(mine), initial=skipped, desc=desc, unit="ex", disable=not (progress and world.is_main)
+    ) as bar:
+        for prediction in pipeline.stream(mine):
+            folder.append([prediction_record(prediction)], shard)
+            bar.update(1)
+    peak = max(distributed.all_gather_json(memory.peak_gib))  # also waits until every shard is written
+
+    def finish() -> dict:
+        records = folder.merge(ids)
+        summary = summarize(pipeline.task.name, method_name(config), records, config.seed, peak)
+        folder.write_summary(summary)
+        return asdict(summary)
+
+    return Summary.from_dict(distributed.on_main(finish))

@@ -1,0 +1,200 @@
+"""Comparison tables: accuracy, paired differences against a reference, trivial baselines and costs.
+
+A comparison is a list of :class:`Cell` (one results folder: a method on a
+task with a seed). Rows group a method's seeds. Every row but the
+reference's gets the paired difference of flexible accuracy against the
+reference method on the same examples (same task, same seed where the
+reference has it, else the reference's first seed), with a 95% paired
+bootstrap interval and McNemar's exact p-value (:mod:`latentreason.evaluation.stats`).
+Below the table: the trivial baselines of each task's examples and a
+warning for every run with more than 5% of its chains cut by the token cap.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import statistics
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from latentreason.errors import LatentReasonError
+from latentreason.evaluation.results import Summary, truncation_warning
+from latentreason.evaluation.stats import Paired, baselines, paired
+
+
+@dataclass
+class Cell:
+    """One run of a comparison: its summary and its per-example records (in example order)."""
+
+    summary: Summary
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    def correct(self, ids: list[str], kind: str = "flexible") -> list[bool]:
+        """Correctness on ``ids``, in that order."""
+        by_id = {r["id"]: r for r in self.records}
+        return [bool(by_id[i][f"{kind}_correct"]) for i in ids]
+
+
+def read_cell(folder: str | Path) -> Cell:
+    """The cell a results folder holds (``summary.json`` and ``samples.jsonl``)."""
+    folder = Path(folder)
+    summary = Summary.from_dict(json.loads((folder / "summary.json").read_text()))
+    lines = (folder / "samples.jsonl").read_text(encoding="utf-8").split("\n") if (folder / "samples.jsonl").exists() else []
+    return Cell(summary, [json.loads(line) for line in lines if line.strip()])
+
+
+def load_cells(folder: str | Path) -> list[Cell]:
+    """Every cell under ``folder`` (a run or a comparison folder), sorted by task, method and seed.
+
+    Raises:
+        LatentReasonError: if there is none.
+    """
+    folder = Path(folder)
+    cells = [read_cell(path.parent) for path in sorted(folder.rglob("summary.json"))]
+    if not cells:
+        raise LatentReasonError(f"No summary.json under {str(folder)!r}: run `latentreason run --output {folder}` first.")
+    return sorted(cells, key=lambda c: (c.summary.task, c.summary.producer, c.summary.seed))
+
+
+@dataclass
+class Row:
+    """One (task, method) line of the comparison, over seeds."""
+
+    task: str
+    producer: str
+    cells: list[Cell]
+
+    @property
+    def runs(self) -> list[Summary]:
+        """The summaries of its seeds."""
+        return [c.summary for c in self.cells]
+
+    def _stat(self, attr: str) -> tuple[float, float]:
+        values = [getattr(r, attr) for r in self.runs]
+        return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+    def pooled_truncation(self) -> Summary:
+        """The first run's summary with the truncated share averaged over seeds (for the warning)."""
+        return replace(self.runs[0], truncated_share=self._stat("truncated_share")[0])
+
+    def against(self, reference: Row, kind: str = "flexible") -> Paired | None:
+        """The paired comparison with ``reference`` on the examples both answered, pooled over seeds."""
+        by_seed = {c.summary.seed: c for c in reference.cells}
+        mine, theirs = [], []
+        for cell in self.cells:
+            other = by_seed.get(cell.summary.seed, reference.cells[0])
+            ids = [r["id"] for r in cell.records if r["id"] in {o["id"] for o in other.records}]
+            mine += cell.correct(ids, kind)
+            theirs += other.correct(ids, kind)
+        return paired(mine, theirs) if mine else None
+
+    def columns(self, reference: Row | None) -> dict[str, str]:
+        """Formatted columns: accuracies (mean ± std over seeds, or a 95% CI for one seed), the paired test, costs."""
+        out = {"task": self.task, "method": self.producer, "n": str(self.runs[0].n), "seeds": str(len(self.runs))}
+        for kind in ("strict", "flexible"):
+            mean, std = self._stat(f"{kind}_acc")
+            if len(self.runs) > 1:
+                out[f"acc {kind}"] = f"{mean:.3f} ± {std:.3f}"
+            else:
+                low, high = getattr(self.runs[0], f"{kind}_ci")
+                out[f"acc {kind}"] = f"{mean:.3f} [{low:.2f}, {high:.2f}]"
+        name = reference.producer if reference is not None else "reference"
+        test = self.against(reference) if reference is not None and reference is not self else None
+        out[f"Δ flexible vs {name} [95% CI]"] = f"{test.difference:+.3f} [{test.low:+.3f}, {test.high:+.3f}]" if test else "-"
+        out["McNemar p"] = f"{test.p_value:.3g} ({test.only_method}/{test.only_reference})" if test else "-"
+        out["truncated"] = f"{self._stat('truncated_share')[0]:.1%}"
+        out["mean new tokens"] = f"{self._stat('mean_new_tokens')[0]:.1f}"
+        out["examples/s"] = f"{self._stat('examples_per_s')[0]:.3f}"
+        out["wall s"] = f"{statistics.fmean(r.n / r.examples_per_s if r.examples_per_s else 0.0 for r in self.runs):.0f}"
+        out["peak mem GiB"] = f"{max(r.peak_memory_gib for r in self.runs):.2f}"
+        out["peak KV tokens"] = f"{self._stat('mean_peak_kv')[0]:.0f}"
+        out["dependency"] = f"{self._stat('mean_dependency')[0]:.0f}"
+        return out
+
+
+def rows(cells: list[Cell]) -> list[Row]:
+    """Group cells by (task, method), keeping first-seen order."""
+    grouped: dict[tuple[str, str], Row] = {}
+    for cell in cells:
+        s = cell.summary
+        grouped.setdefault((s.task, s.producer), Row(s.task, s.producer, [])).cells.append(cell)
+    return list(grouped.values())
+
+
+def _reference_rows(grouped: list[Row], reference: str | None) -> dict[str, Row]:
+    """Each task's reference row: the method named ``reference``, else the task's first row."""
+    out: dict[str, Row] = {}
+    for row in grouped:
+        if row.producer == reference or (row.task not in out and reference is None):
+            out[row.task] = row
+    for row in grouped:  # a task without the named reference falls back to its first method
+        out.setdefault(row.task, row)
+    return out
+
+
+def markdown_table(cells: list[Cell], reference: str | None = None) -> str:
+    """The comparison as a Markdown table, then its trivial baselines and truncation warnings.
+
+    Args:
+        cells: the runs.
+        reference: the method the paired columns compare against (default: each task's first).
+    """
+    grouped = rows(cells)
+    refs = _reference_rows(grouped, reference)
+    lines = [r.columns(refs[r.task]) for r in grouped]
+    head = list(lines[0])
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    out += ["| " + " | ".join(line[h] for h in head) + " |" for line in lines]
+    notes = baseline_lines(cells) + [w for r in grouped if (w := truncation_warning(r.pooled_truncation()))]
+    return "\n".join(out + ([""] + notes if notes else []))
+
+
+def baseline_lines(cells: list[Cell]) -> list[str]:
+    """One line per task: the trivial baselines of the examples its first method answered."""
+    lines = []
+    for row in rows(cells):
+        if any(line.startswith(f"trivial baselines on {row.task} ") for line in lines):
+            continue
+        records = row.cells[0].records
+        if not records:
+            continue
+        options = [r["options"] for r in records if "options" in r]
+        b = baselines([str(r["gold"]) for r in records], options if len(options) == len(records) else None)
+        uniform = f"; uniform guess {b.uniform:.3f}" if b.uniform is not None else ""
+        lines.append(f"trivial baselines on {row.task} (n={b.n}): always {b.majority_answer!r} {b.majority:.3f}{uniform}")
+    return lines
+
+
+def csv_table(cells: list[Cell], reference: str | None = None) -> str:
+    """The comparison as CSV with raw numbers, one line per run (paired figures against the reference's run)."""
+    buffer = io.StringIO()
+    fields = ["task", "producer", "seed", "n", "strict_acc", "strict_ci_low", "strict_ci_high", "flexible_acc",
+              "flexible_ci_low", "flexible_ci_high", "reference", "flexible_diff", "flexible_diff_low", "flexible_diff_high",
+              "mcnemar_p", "only_method", "only_reference", "strict_diff", "truncated_share", "mean_new_tokens",
+              "examples_per_s", "tokens_per_s", "peak_memory_gib", "mean_peak_kv", "mean_dependency"]
+    writer = csv.DictWriter(buffer, fieldnames=fields)
+    writer.writeheader()
+    refs = _reference_rows(rows(cells), reference)
+    for cell in cells:
+        s = cell.summary
+        ref = refs[s.task]
+        own = Row(s.task, s.producer, [cell])
+        flexible = own.against(ref) if ref.producer != s.producer else None
+        strict = own.against(ref, "strict") if flexible else None
+        writer.writerow({
+            "task": s.task, "producer": s.producer, "seed": s.seed, "n": s.n,
+            "strict_acc": s.strict_acc, "strict_ci_low": s.strict_ci[0], "strict_ci_high": s.strict_ci[1],
+            "flexible_acc": s.flexible_acc, "flexible_ci_low": s.flexible_ci[0], "flexible_ci_high": s.flexible_ci[1],
+            "reference": ref.producer,
+            "flexible_diff": flexible.difference if flexible else "", "flexible_diff_low": flexible.low if flexible else "",
+            "flexible_diff_high": flexible.high if flexible else "", "mcnemar_p": flexible.p_value if flexible else "",
+            "only_method": flexible.only_method if flexible else "", "only_reference": flexible.only_reference if flexible else "",
+            "strict_diff": strict.difference if strict else "", "truncated_share": s.truncated_share,
+            "mean_new_tokens": s.mean_new_tokens, "examples_per_s": s.examples_per_s,
+            "tokens_per_s": s.tokens_per_s, "peak_memory_gib": s.peak_memory_gib,
+            "mean_peak_kv": s.mean_peak_kv, "mean_dependency": s.mean_dependency,
+        })
+    return buffer.getvalue()

@@ -1,0 +1,2 @@
+"""Plugins: the hook specifications (:mod:`.specs`), discovery (:mod:`.registry`)
+and turning a config into validated components (:mod:`.resolve`)."""

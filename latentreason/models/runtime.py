@@ -1,0 +1,124 @@
+"""The models of a run, loaded on first use through the model-loader hook."""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+
+import torch
+
+from latentreason.config import ModelsConfig
+from latentreason.errors import LatentReasonError
+from latentreason.models.spec import LoadedModel, ModelSpec
+from latentreason.models.quantization import int8_twin
+from latentreason.hooks.registry import Registry
+
+
+def resolve_device(device: str) -> str:
+    """``"auto"`` becomes ``"cuda"`` when a GPU is visible, else ``"cpu"``."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:
+    """The feature flags of the first CPU listed in ``cpuinfo`` (empty where there is no such file)."""
+    try:
+        text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return set()
+    line = next((line for line in text.splitlines() if line.startswith(("flags", "Features"))), "")
+    return set(line.partition(":")[2].split())
+
+
+NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+"""CPU flags of a native bf16 matrix multiply; without one, bf16 is emulated and slower than fp32."""
+
+
+def resolve_dtype(dtype: str, device: str, flags: set[str] | None = None) -> tuple[str, str]:
+    """The weight dtype ``models.dtype`` stands for on this machine, and why.
+
+    ``"auto"`` is bfloat16 on CUDA and on CPUs with a native bf16 matrix
+    multiply (:data:`NATIVE_BF16_FLAGS` in ``/proc/cpuinfo``), float32
+    otherwise; other values stand for themselves.
+
+    Args:
+        dtype: the configured dtype.
+        device: the resolved device.
+        flags: CPU flags (default: this machine's, see :func:`cpu_flags`).
+
+    Returns:
+        ``(dtype, reason)``.
+    """
+    if dtype != "auto":
+        return dtype, "as configured"
+    if device.startswith("cuda"):
+        return "bfloat16", "auto: CUDA"
+    found = [f for f in NATIVE_BF16_FLAGS if f in (cpu_flags() if flags is None else flags)]
+    if found:
+        return "bfloat16", f"auto: the CPU has native bf16 ({', '.join(found)})"
+    return "float32", "auto: the CPU has no native bf16 (no amx_bf16 or avx512_bf16), where bf16 is slower"
+
+
+class Runtime:
+    """Holds the assistant and the LLM; each is loaded when first asked for.
+
+    A run whose producer never touches the assistant (plain CoT) never loads it.
+
+    Args:
+        models: which models to load and how.
+        registry: where the model-loader hook lives.
+        llm: an already loaded LLM (skips loading; e.g. tests, notebooks).
+        assistant: an already loaded assistant.
+    """
+
+    def __init__(
+        self,
+        models: ModelsConfig | None = None,
+        registry: Registry | None = None,
+        *,
+        llm: LoadedModel | None = None,
+        assistant: LoadedModel | None = None,
+    ) -> None:
+        self.models = models or ModelsConfig()
+        self.registry = registry or Registry()
+        self.device = resolve_device(self.models.device)
+        if llm is not None:
+            self.__dict__["llm"] = llm
+        if assistant is not None:
+            self.__dict__["assistant"] = assistant
+
+    def _load(self, name: str, device_map: str | None = None) -> LoadedModel:
+        dtype, _ = resolve_dtype(self.models.dtype, self.device)
+        spec = ModelSpec(
+            name=name,
+            dtype=dtype,
+            device=self.device,
+            trust_remote_code=self.models.trust_remote_code,
+            device_map=device_map,
+        )
+        loaded = self.registry.load_model(spec)
+        if self.models.quantize == "int8":
+            loaded.int8 = int8_twin(loaded.model)
+        return loaded
+
+    def model_name(self, role: str) -> str:
+        """The name of the ``"llm"`` or ``"assistant"``: the loaded model's if loaded, else the configured one."""
+        loaded = self.__dict__.get(role)
+        return loaded.name if loaded is not None else getattr(self.models, role)
+
+    @cached_property
+    def llm(self) -> LoadedModel:
+        """The frozen reasoning LLM (sharded over the GPUs with ``models.device_map``)."""
+        if self.models.device_map and int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+            raise LatentReasonError(
+                "models.device_map shards one LLM over the GPUs of a single process, but torchrun started several "
+                "processes, each with a full copy on its own GPU; use one or the other (see docs/distributed.md)."
+            )
+        return self._load(self.models.llm, self.models.device_map)
+
+    @cached_property
+    def assistant(self) -> LoadedModel:
+        """The frozen assistant model."""
+        return self._load(self.models.assistant)

@@ -1,0 +1,398 @@
+"""Training of a pipeline's trainable components (the SoftCoT projector, ...).
+
+The assistant and the LLM stay frozen. The loss is the NLL of the gold
+rationale and answer (ending with the end-of-turn token, so the model learns
+to stop) given the prompt with injected thoughts. Logits are computed only at
+supervised positions.
+
+Everything needed to continue is in one atomically written
+``state.safetensors``: weights, optimizer and scheduler state, RNG states and
+the data position. An interrupted run (Ctrl-C, SIGTERM, kill -9) resumes from
+its last saved step with the same command.
+
+Under torchrun every rank takes its contiguous share of each global batch
+(:meth:`latentreason.distributed.World.share`) and the gradients of the
+trainable parameters are summed over ranks, with each rank's loss weighted so
+that the sum is exactly the loss of the whole batch: N ranks train the same
+weights as one process, up to float rounding. Only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from latentreason import distributed
+from latentreason.components.batching import position_ids
+from latentreason.storage import atomic_write, save_weights
+from latentreason.config import TrainConfig
+from latentreason.errors import LatentReasonError
+from latentreason.components.injector import IGNORE_INDEX, LLMInputs
+from latentreason.engine.pipeline import Pipeline
+from latentreason.components.prompting import end_of_turn_id
+from latentreason.components.example import Example
+
+STATE_FILE = "state.safetensors"
+WEIGHTS_FILE = "last.safetensors"
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced.
+
+    Attributes:
+        weights: the final trained weights (``last.safetensors``).
+        history: ``{"step", "loss", "lr"}`` per optimizer step.
+        validation: ``{"epoch", "loss"}`` per epoch.
+        examples_per_s: training throughput of this invocation.
+    """
+
+    weights: Path
+    history: list[dict[str, float]] = field(default_factory=list)
+    validation: list[dict[str, float]] = field(default_factory=list)
+    examples_per_s: float = 0.0
+
+
+def _jsonable_rng(state: tuple) -> list:
+    version, internal, gauss = state
+    return [version, list(internal), gauss]
+
+
+class _Stop(Exception):
+    """Raised by the signal handler to stop at the next safe point."""
+
+
+def gold_targets(pipeline: Pipeline, examples: list[Example], max_tokens: int) -> dict[str, list[int]]:
+    """Gold token ids per example id: the task's target text, cut to ``max_tokens - 1`` tokens, then end-of-turn.
+
+    Args:
+        pipeline: supplies the task and the LLM's tokenizer.
+        examples: the examples.
+        max_tokens: the longest a target may be, end-of-turn included.
+    """
+    tokenizer = pipeline.runtime.llm.tokenizer
+    stop = end_of_turn_id(tokenizer)
+    return {
+        ex.id: tokenizer(pipeline.task.target_text(ex), add_special_tokens=False)["input_ids"][: max_tokens - 1] + [stop]
+        for ex in examples
+    }
+
+
+def teacher_forced(pipeline: Pipeline, examples: list[Example], targets: list[list[int]]) -> tuple[LLMInputs, torch.Tensor]:
+    """One forward pass of the frozen LLM over each example's prompt, thoughts and gold ``targets``.
+
+    Returns:
+        The inputs (``labels`` mark the target tokens) and the last-layer
+        hidden states ``(B*K, T, d_llm)`` (K thought sets per example, consecutive rows).
+    """
+    inputs = pipeline.inputs(examples, targets)
+    hidden = pipeline.runtime.llm.model.base_model(
+        inputs_embeds=inputs.inputs_embeds,
+        attention_mask=inputs.attention_mask,
+        position_ids=position_ids(inputs.attention_mask),
+        use_cache=False,
+    ).last_hidden_state  # (B*K, T, d_llm)
+    return inputs, hidden
+
+
+def supervised_loss(pipeline: Pipeline, examples: list[Example], targets: list[list[int]]) -> torch.Tensor:
+    """Mean NLL of ``targets`` given each example's prompt and thoughts, plus the producer's own term.
+
+    With several thought sets per question every set's row is supervised with
+    the question's targets. A producer's extra loss (``inputs.loss``, e.g.
+    SoftCoT++'s weighted contrastive term) is added as it is.
+
+    Args:
+        pipeline: supplies the inputs (gradients flow into its trainable parts).
+        examples: the batch.
+        targets: gold token ids per example.
+    """
+    llm = pipeline.runtime.llm
+    inputs, hidden = teacher_forced(pipeline, examples, targets)  # hidden: (B, T, d_llm)
+    labels = inputs.labels[:, 1:].to(hidden.device)  # (B, T-1): token t is predicted at position t-1
+    supervised = labels != IGNORE_INDEX  # (a sharded LLM returns hidden states on its last device)
+    logits = llm.model.lm_head(hidden[:, :-1][supervised])  # (M, V), supervised positions only
+    cap = getattr(llm.model.config, "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    loss = F.cross_entropy(logits.float(), labels[supervised].to(logits.device))
+    return loss if inputs.loss is None else loss + inputs.loss.to(loss.device)
+
+
+class Trainer:
+    """Trains ``pipeline.trainable()`` on examples, with checkpoints and resume.
+
+    Args:
+        pipeline: the method; its trainable components are optimized.
+        train: training examples.
+        validation: examples for the per-epoch validation loss.
+        config: optimization settings.
+        out_dir: checkpoint folder (created).
+        seed: seeds data order and initialization.
+        progress: show a progress bar (on rank 0 only).
+    """
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        train: list[Example],
+        validation: list[Example],
+        config: TrainConfig,
+        out_dir: str | Path,
+        *,
+        seed: int = 0,
+        progress: bool = True,
+    ) -> None:
+        self.pipeline = pipeline
+        self.modules = pipeline.trainable()
+        if not self.modules:
+            raise LatentReasonError(
+                f"Nothing to train: producer {pipeline.config.producer.name!r} with projector "
+                f"{pipeline.plan.projector.name!r} has no trainable parameters."
+            )
+        self.train_examples = train
+        self.validation = validation
+        self.config = config
+        self.out_dir = Path(out_dir)
+        self.seed = seed
+        self.world = distributed.setup(pipeline.runtime.device)
+        self.progress = progress and self.world.is_main
+        self.targets = gold_targets(pipeline, train + validation, config.max_target_tokens)
+        self.params = [p for m in self.modules.values() for p in m.parameters() if p.requires_grad]
+        for p in self.params:
+            p.data = p.data.float()  # fp32 master weights, whatever the LLM's dtype
+        distributed.broadcast_parameters(self.params)  # every rank starts from rank 0's initialization
+        self.optimizer = torch.optim.AdamW(self.params, lr=config.lr, weight_decay=config.weight_decay)
+        self.batches_per_epoch = math.ceil(len(train) / config.batch_size)
+        self.total_steps = math.ceil(self.batches_per_epoch / config.grad_accum) * config.epochs
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self.step = 0
+        self.epoch = 0
+        self.batch = 0  # next batch within the epoch
+        self.history: list[dict[str, float]] = []
+        self.val_history: list[dict[str, float]] = []
+
+    def _lr_factor(self, step: int) -> float:
+        """Linear warm-up, then linear decay to 10% of the peak."""
+        warmup = self.config.warmup_steps
+        if step < warmup:
+            return (step + 1) / warmup
+        remaining = max(1, self.total_steps - warmup)
+        return max(0.1, 1.0 - 0.9 * (step - warmup) / remaining)
+
+    def _order(self, epoch: int) -> list[int]:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        return torch.randperm(len(self.train_examples), generator=generator).tolist()
+
+    # -- state -------------------------------------------------------------
+
+    def _meta(self) -> dict[str, Any]:
+        return {
+            "components": self.pipeline.components(),
+            "task": self.pipeline.task.name,
+            "step": self.step,
+            "epoch": self.epoch,
+        }
+
+    def save(self) -> None:
+        """Write the full training state, then the usable weights, atomically (rank 0 only)."""
+        if not self.world.is_main:
+            return
+        tensors = {f"weights.{name}.{k}": v.detach().cpu().contiguous() for name, m in self.modules.items() for k, v in m.state_dict().items()}
+        optimizer = self.optimizer.state_dict()
+        for index, state in optimizer["state"].items():
+            for key, value in state.items():
+                tensors[f"optimizer.{index}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
+        tensors["rng.torch"] = torch.get_rng_state()
+        info = {
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch": self.batch,
+            "param_groups": optimizer["param_groups"],
+            "scheduler": self.scheduler.state_dict(),
+            "python_rng": _jsonable_rng(random.getstate()),
+            "history": self.history,
+            "validation": self.val_history,
+            "seed": self.seed,
+            "n_train": len(self.train_examples),
+        }
+        atomic_write(self.out_dir / STATE_FILE, lambda tmp: save_file(tensors, tmp, metadata={"state": json.dumps(info)}))
+        save_weights(self.out_dir / WEIGHTS_FILE, self.modules, self._meta())
+        atomic_write(self.out_dir / "history.json", lambda tmp: Path(tmp).write_text(json.dumps({"train": self.history, "validation": self.val_history}, indent=1)))
+
+    def resume(self) -> bool:
+        """Load ``state.safetensors`` if present. Returns whether it was found."""
+        path = self.out_dir / STATE_FILE
+        if not path.exists():
+            return False
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                info = json.loads(f.metadata()["state"])
+            tensors = load_file(str(path))
+        except (SafetensorError, OSError, KeyError, TypeError, json.JSONDecodeError) as exc:
+            raise LatentReasonError(
+                f"{str(path)!r} is not a training state written by latentreason ({type(exc).__name__}: {exc}); "
+                "only safetensors are read. Delete it to start over, or use another checkpoint_dir."
+            ) from exc
+        if info["n_train"] != len(self.train_examples) or info["seed"] != self.seed:
+            raise LatentReasonError(
+                f"{str(path)!r} belongs to a run with {info['n_train']} training examples and seed {info['seed']}, "
+                f"not {len(self.train_examples)} and {self.seed}; use another checkpoint_dir or delete it."
+            )
+        for name, module in self.modules.items():
+            prefix = f"weights.{name}."
+            state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            try:
+                module.load_state_dict(state)
+            except RuntimeError as exc:
+                raise LatentReasonError(f"{str(path)!r} does not fit this run's {name}: {exc}") from exc
+        opt_state: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in tensors.items():
+            if key.startswith("optimizer."):
+                _, index, name = key.split(".", 2)
+                opt_state.setdefault(int(index), {})[name] = value
+        self.optimizer.load_state_dict({"state": opt_state, "param_groups": info["param_groups"]})
+        self.scheduler.load_state_dict(info["scheduler"])
+        torch.set_rng_state(tensors["rng.torch"])
+        version, internal, gauss = info["python_rng"]
+        random.setstate((version, tuple(internal), gauss))
+        self.step, self.epoch, self.batch = info["step"], info["epoch"], info["batch"]
+        self.history, self.val_history = info["history"], info["validation"]
+        return True
+
+    # -- loop --------------------------------------------------------------
+
+    def _share_loss(self, batch: list[Example], count: int) -> torch.Tensor | None:
+        """This rank's part of ``loss(batch) * len(batch) / count``; None if its share is empty.
+
+        A batch's loss is the mean NLL over its target tokens: the decoder's
+        :meth:`~latentreason.components.decoder.DecodingController.training_loss` if it gives one,
+        else :func:`supervised_loss`. A rank holding part of the batch weights
+        its own token mean by its share of the batch's target tokens, so the
+        parts of all ranks sum to exactly the loss one process computes for
+        the whole batch.
+
+        Args:
+            batch: the global batch.
+            count: examples in the whole optimizer step (or validation set).
+        """
+        share = self.world.share(batch)
+        if not share:
+            return None
+        token_share = sum(len(self.targets[e.id]) for e in share) / sum(len(self.targets[e.id]) for e in batch)
+        targets = [self.targets[e.id] for e in share]
+        decoder = self.pipeline.decoder
+        loss = decoder.training_loss(self.pipeline, share, targets) if decoder is not None else None
+        if loss is None:
+            loss = supervised_loss(self.pipeline, share, targets)
+        return loss * (token_share * len(batch) / count)
+
+    def validate(self) -> float | None:
+        """Mean validation loss (over all ranks), or None without validation examples."""
+        if not self.validation:
+            return None
+        size = self.config.batch_size
+        local = 0.0
+        with torch.no_grad():
+            for start in range(0, len(self.validation), size):
+                part = self._share_loss(self.validation[start : start + size], len(self.validation))
+                local += 0.0 if part is None else part.item()
+        return distributed.sum_over_ranks(local)
+
+    def run(self) -> TrainResult:
+        """Train to the configured number of epochs, resuming if a state exists."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.resume()
+        distributed.agree(
+            {"step": self.step, "epoch": self.epoch, "batch": self.batch},
+            f"the training state in {str(self.out_dir)!r}",
+            "Every rank reads it, so with several nodes the checkpoint folder must be on a filesystem they all share.",
+        )
+        stop_requested = []
+
+        def request_stop(signum, frame):
+            stop_requested.append(signum)
+            raise _Stop
+
+        previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        seen, start_time = 0, time.perf_counter()
+        total_batches = self.batches_per_epoch * self.config.epochs
+        bar = tqdm(total=total_batches, initial=self.epoch * self.batches_per_epoch + self.batch,
+                   desc="train", unit="batch", disable=not self.progress)
+        try:
+            while self.epoch < self.config.epochs:
+                order = self._order(self.epoch)
+                while self.batch < self.batches_per_epoch:
+                    seen += self._accumulate(order, bar)
+                loss = self.validate()
+                if loss is not None:
+                    self.val_history.append({"epoch": self.epoch + 1, "loss": loss})
+                    if self.world.is_main:
+                        bar.write(f"epoch {self.epoch + 1}: validation loss {loss:.4f}")
+                self.epoch += 1
+                self.batch = 0
+                self.save()
+                if self.world.is_main:
+                    save_weights(self.out_dir / f"epoch-{self.epoch}.safetensors", self.modules, self._meta())
+        except _Stop:
+            if self.world.is_main:
+                bar.write(f"interrupted: progress saved at step {self.step}; run the same command again to resume")
+            raise KeyboardInterrupt from None
+        finally:
+            bar.close()
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+        distributed.barrier()  # rank 0's files are complete before any rank returns
+        elapsed = time.perf_counter() - start_time
+        return TrainResult(self.out_dir / WEIGHTS_FILE, self.history, self.val_history, seen / elapsed if elapsed else 0.0)
+
+    def _accumulate(self, order: list[int], bar) -> int:
+        """Run ``grad_accum`` global batches and one optimizer step. Returns examples seen (all ranks)."""
+        size, accum = self.config.batch_size, self.config.grad_accum
+        first = self.batch
+        last = min(first + accum, self.batches_per_epoch)
+        batches = [[self.train_examples[i] for i in order[b * size : (b + 1) * size]] for b in range(first, last)]
+        count = sum(len(batch) for batch in batches)
+        self.optimizer.zero_grad(set_to_none=True)
+        local = 0.0
+        try:
+            for batch in batches:
+                part = self._share_loss(batch, count)
+                if part is not None:
+                    if torch.isfinite(part):
+                        part.backward()
+                    local += part.item()
+                bar.update(1)
+        except _Stop:
+            self.optimizer.zero_grad(set_to_none=True)
+            self.save()  # the state of the last finished step; the partial step is redone on resume
+            raise
+        loss = distributed.sum_over_ranks(local)  # the step's loss, the same on every rank
+        if not math.isfinite(loss):
+            raise LatentReasonError(
+                f"Training loss became {loss} at step {self.step + 1}; stopped. The last good "
+                f"checkpoint is kept in {str(self.out_dir)!r}. Try a lower train.lr."
+            )
+        distributed.reduce_gradients(self.params)
+        torch.nn.utils.clip_grad_norm_(self.params, self.config.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        self.batch = last
+        self.history.append({"step": self.step, "loss": loss, "lr": self.scheduler.get_last_lr()[0]})
+        bar.set_postfix(loss=f"{loss:.4f}")
+        if self.config.save_every and self.step % self.config.save_every == 0:
+            self.save()
+        return count
