@@ -10,13 +10,13 @@ The public API::
 """
 
 from latentreason.api import build_pipeline, checkpoint_dir, run, train, train_trigger
-from latentreason.evaluation.comparison import compare
 from latentreason.config import RunConfig, load_config
-from latentreason.errors import ConfigError, LatentReasonError
-from latentreason.evaluation.experiment import load_experiment
-from latentreason.hooks.specs import hookimpl
 from latentreason.engine.pipeline import Pipeline
+from latentreason.errors import ConfigError, LatentReasonError
+from latentreason.evaluation.comparison import compare
+from latentreason.evaluation.experiment import load_experiment
 from latentreason.hooks.registry import Registry
+from latentreason.hooks.specs import hookimpl
 
 __all__ = [
     "ConfigError",

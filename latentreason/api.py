@@ -17,14 +17,14 @@ from typing import Literal
 import torch
 
 from latentreason import distributed
-from latentreason.config import RunConfig
-from latentreason.errors import LatentReasonError
-from latentreason.evaluation.runner import evaluate
-from latentreason.engine.pipeline import Pipeline
-from latentreason.hooks.registry import Registry
-from latentreason.evaluation.results import Summary
-from latentreason.models.runtime import Runtime
 from latentreason.components.example import Example
+from latentreason.config import RunConfig
+from latentreason.engine.pipeline import Pipeline
+from latentreason.errors import LatentReasonError
+from latentreason.evaluation.results import Summary
+from latentreason.evaluation.runner import evaluate
+from latentreason.hooks.registry import Registry
+from latentreason.models.runtime import Runtime
 from latentreason.training.trainer import Trainer, TrainResult
 from latentreason.training.trigger import TriggerReport, label_rule
 from latentreason.training.trigger import train_trigger as fit_trigger
@@ -104,7 +104,9 @@ def train(
     torch.manual_seed(config.seed)
     pipeline = build_pipeline(config, registry, runtime)
     train_examples, validation = training_examples(pipeline)
-    trainer = Trainer(pipeline, train_examples, validation, config.train, checkpoint_dir(config), seed=config.seed, progress=progress)
+    trainer = Trainer(
+        pipeline, train_examples, validation, config.train, checkpoint_dir(config), seed=config.seed, progress=progress
+    )
     return trainer.run()
 
 

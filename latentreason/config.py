@@ -69,10 +69,15 @@ class GenerationConfig(Strict):
         "'vllm': the vLLM engine in its own environment, for producers that only inject vectors into the prompt",
     )
     max_new_tokens: int = Field(320, gt=0)
-    min_new_tokens: int = Field(0, ge=0, description="end-of-turn is not allowed before this many tokens (benchmarks force lengths)")
-    batch_size: int = Field(16, gt=0, description="chains decoded at once; a finished chain's slot takes the next example")
+    min_new_tokens: int = Field(
+        0, ge=0, description="end-of-turn is not allowed before this many tokens (benchmarks force lengths)"
+    )
+    batch_size: int = Field(
+        16, gt=0, description="chains decoded at once; a finished chain's slot takes the next example"
+    )
     continuous_batching: bool = Field(
-        True, description="false: static batches, every chain of a batch waits for its longest (the behaviour before 0.2)"
+        True,
+        description="false: static batches, every chain of a batch waits for its longest (the behaviour before 0.2)",
     )
     do_sample: bool = False
     temperature: float = Field(1.0, gt=0)
@@ -122,14 +127,18 @@ class TrainConfig(Strict):
 class RunConfig(Strict):
     """Everything a run or a training needs; it fully reproduces a run."""
 
-    label: str | None = Field(None, description="the method's name in summaries and tables (default: producer or producer+decoder)")
+    label: str | None = Field(
+        None, description="the method's name in summaries and tables (default: producer or producer+decoder)"
+    )
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     producer: Component = Field(default_factory=lambda: Component(name="softcot"))
     projector: Component | None = Field(None, description="default: the producer's preferred projector")
     injector: Component = Field(default_factory=lambda: Component(name="placeholder"))
     evaluator: Component | None = Field(None, description="default: the task's evaluator")
-    decoder: Component | None = Field(None, description="decoding-time controller (compression, re-injection); default none")
+    decoder: Component | None = Field(
+        None, description="decoding-time controller (compression, re-injection); default none"
+    )
     checkpoint: str | list[str] | None = Field(
         None, description="trained weights (.safetensors) to load; several files may each hold some components"
     )
@@ -161,7 +170,11 @@ def format_validation_error(error: ValidationError, prefix: str = "") -> list[st
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
-        lines.append(f"{loc or '(top level)'}: {msg} (got {err.get('input')!r})" if err["type"] != "missing" else f"{loc}: required")
+        lines.append(
+            f"{loc or '(top level)'}: {msg} (got {err.get('input')!r})"
+            if err["type"] != "missing"
+            else f"{loc}: required"
+        )
     return lines
 
 
@@ -223,7 +236,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise LatentReasonError(f"Config file {str(path)!r} must hold a mapping of sections, not {type(data).__name__}.")
+        raise LatentReasonError(
+            f"Config file {str(path)!r} must hold a mapping of sections, not {type(data).__name__}."
+        )
     return data
 
 

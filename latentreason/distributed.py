@@ -83,7 +83,9 @@ def _env_int(name: str, default: int) -> int:
     try:
         return int(value) if value else default
     except ValueError:
-        raise LatentReasonError(f"Environment variable {name}={value!r} must be an integer (torchrun sets it).") from None
+        raise LatentReasonError(
+            f"Environment variable {name}={value!r} must be an integer (torchrun sets it)."
+        ) from None
 
 
 def _teardown() -> None:

@@ -76,7 +76,9 @@ def _open(path: Path):
     if not path.is_file():
         raise LatentReasonError(f"Checkpoint {str(path)!r} does not exist.")
     if path.suffix != ".safetensors":
-        raise LatentReasonError(f"Checkpoint {str(path)!r} is not a .safetensors file; only safetensors are loaded (never pickle).")
+        raise LatentReasonError(
+            f"Checkpoint {str(path)!r} is not a .safetensors file; only safetensors are loaded (never pickle)."
+        )
     try:
         return safe_open(str(path), framework="pt")
     except (SafetensorError, OSError) as exc:

@@ -8,7 +8,7 @@ touches is real, and nothing is downloaded.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Literal
 
@@ -46,7 +46,7 @@ _CORPUS = [
 ]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _tokenizer_json() -> str:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from latentreason.hooks.registry import Registry
 from latentreason.models.runtime import Runtime
 from latentreason.testing import save_tiny_model, tiny_model
 
@@ -24,7 +23,7 @@ def tiny_assistant():
 @pytest.fixture()
 def runtime(tiny_llm, tiny_assistant):
     """A runtime holding the tiny pair."""
-    return Runtime(registry=Registry(), llm=tiny_llm, assistant=tiny_assistant)
+    return Runtime(llm=tiny_llm, assistant=tiny_assistant)
 
 
 @pytest.fixture(scope="session")

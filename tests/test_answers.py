@@ -6,7 +6,23 @@ import re
 
 import pytest
 
-from latentreason.builtins.answers import BOXED_PATTERN, answers_equal, boxed_text, clean_latex, evaluate_arithmetic, flexible_answer, last_boxed, last_choice, last_number, last_yesno, normalize_choice, normalize_yesno, numbers_equal, parse_number, strict_answer
+from latentreason.builtins.answers import (
+    BOXED_PATTERN,
+    answers_equal,
+    boxed_text,
+    clean_latex,
+    evaluate_arithmetic,
+    flexible_answer,
+    last_boxed,
+    last_choice,
+    last_number,
+    last_yesno,
+    normalize_choice,
+    normalize_yesno,
+    numbers_equal,
+    parse_number,
+    strict_answer,
+)
 from latentreason.builtins.evaluators import BUILTIN_EVALUATORS
 from latentreason.builtins.evaluators.choice import ChoiceEvaluator
 from latentreason.builtins.evaluators.number import NumberEvaluator

@@ -6,9 +6,9 @@ import torch
 import torch.nn.functional as F
 
 from latentreason.components.batching import pad_left, position_ids
+from latentreason.components.prompting import SLOT, encode_chat
 from latentreason.config import load_config
 from latentreason.engine.pipeline import Pipeline
-from latentreason.components.prompting import SLOT, encode_chat
 from latentreason_baselines.coconut import CoconutOptions, CoconutThoughts
 
 QUESTIONS = ["Natalia sold 48 clips in April and half as many in May. How many in total?", "What is 2 + 3?"]
@@ -32,7 +32,11 @@ def test_pause_tokens_keep_their_plain_embeddings(runtime):
     llm = runtime.llm
     placeholder = llm.tokenizer.convert_tokens_to_ids("<|endoftext|>")
     questions = [pipeline.task.format_question(e) for e in examples]
-    span = [llm.tokenizer.convert_tokens_to_ids("<|box_start|>"), *[placeholder] * 3, llm.tokenizer.convert_tokens_to_ids("<|box_end|>")]
+    span = [
+        llm.tokenizer.convert_tokens_to_ids("<|box_start|>"),
+        *[placeholder] * 3,
+        llm.tokenizer.convert_tokens_to_ids("<|box_end|>"),
+    ]
     rows = [encode_chat(llm.tokenizer, pipeline.task.instruction, f"{q}\n\n{SLOT}", span)[0] for q in questions]
     expected = llm.embed(pad_left(rows, llm.tokenizer.pad_token_id))
     assert torch.allclose(inputs.inputs_embeds, expected)

@@ -24,20 +24,61 @@ def cli(tiny_dirs):
 
 def test_run_writes_a_results_folder(cli, tmp_path):
     out = tmp_path / "res"
-    result = cli("run", "--producer", "cot", "--task", "gsm8k", "--limit", "3", "--batch-size", "2",
-                 "--max-new-tokens", "5", "--output", str(out), "--quiet", *cli.models)
+    result = cli(
+        "run",
+        "--producer",
+        "cot",
+        "--task",
+        "gsm8k",
+        "--limit",
+        "3",
+        "--batch-size",
+        "2",
+        "--max-new-tokens",
+        "5",
+        "--output",
+        str(out),
+        "--quiet",
+        *cli.models,
+    )
     assert result.exit_code == 0, result.output
     assert "| gsm8k | cot | 3 |" in result.output
     records = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert len(records) == 3
-    assert set(records[0]) >= {"id", "question", "prompt", "generation", "strict", "flexible", "gold",
-                               "strict_correct", "flexible_correct", "new_tokens", "latency_s"}
+    assert set(records[0]) >= {
+        "id",
+        "question",
+        "prompt",
+        "generation",
+        "strict",
+        "flexible",
+        "gold",
+        "strict_correct",
+        "flexible_correct",
+        "new_tokens",
+        "latency_s",
+    }
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n"] == 3 and 0 <= summary["strict_acc"] <= 1
     assert (out / "config.yaml").exists() and (out / "summary.md").exists()
 
-    again = cli("run", "--producer", "cot", "--task", "gsm8k", "--limit", "4", "--batch-size", "2",
-                "--max-new-tokens", "5", "--output", str(out), "--quiet", *cli.models)
+    again = cli(
+        "run",
+        "--producer",
+        "cot",
+        "--task",
+        "gsm8k",
+        "--limit",
+        "4",
+        "--batch-size",
+        "2",
+        "--max-new-tokens",
+        "5",
+        "--output",
+        str(out),
+        "--quiet",
+        *cli.models,
+    )
     assert again.exit_code == 0, again.output
     ids = [json.loads(line)["id"] for line in (out / "samples.jsonl").read_text().splitlines()]
     assert len(ids) == 4 == len(set(ids))  # the 3 finished examples were not recomputed
@@ -45,16 +86,50 @@ def test_run_writes_a_results_folder(cli, tmp_path):
 
 def test_train_then_run_with_the_trained_projector(cli, tmp_path):
     ckpt = tmp_path / "ckpt"
-    result = cli("train", "--producer", "softcot", "--task", "gsm8k", "--train-limit", "4", "--train-batch-size", "2",
-                 "--out", str(ckpt), "--set", "train.val_limit=2", "--set", "train.max_target_tokens=16",
-                 "--n-thoughts", "2", "--quiet", *cli.models)
+    result = cli(
+        "train",
+        "--producer",
+        "softcot",
+        "--task",
+        "gsm8k",
+        "--train-limit",
+        "4",
+        "--train-batch-size",
+        "2",
+        "--out",
+        str(ckpt),
+        "--set",
+        "train.val_limit=2",
+        "--set",
+        "train.max_target_tokens=16",
+        "--n-thoughts",
+        "2",
+        "--quiet",
+        *cli.models,
+    )
     assert result.exit_code == 0, result.output
     assert "validation loss" in result.output
     weights = ckpt / "last.safetensors"
     assert weights.exists()
-    result = cli("run", "--producer", "softcot", "--task", "gsm8k", "--limit", "2", "--n-thoughts", "2",
-                 "--projector", str(weights), "--max-new-tokens", "4", "--output", str(tmp_path / "r"),
-                 "--quiet", *cli.models)
+    result = cli(
+        "run",
+        "--producer",
+        "softcot",
+        "--task",
+        "gsm8k",
+        "--limit",
+        "2",
+        "--n-thoughts",
+        "2",
+        "--projector",
+        str(weights),
+        "--max-new-tokens",
+        "4",
+        "--output",
+        str(tmp_path / "r"),
+        "--quiet",
+        *cli.models,
+    )
     assert result.exit_code == 0, result.output
     assert "untrained" not in result.output
 
@@ -91,7 +166,9 @@ def test_projector_of_the_wrong_shape(cli, tmp_path):
 
     from latentreason.storage import save_weights
 
-    path = save_weights(tmp_path / "w.safetensors", {"projector": torch.nn.ModuleDict({"linear": torch.nn.Linear(7, 9)})}, {})
+    path = save_weights(
+        tmp_path / "w.safetensors", {"projector": torch.nn.ModuleDict({"linear": torch.nn.Linear(7, 9)})}, {}
+    )
     result = cli("run", "--producer", "softcot", "--limit", "1", "--projector", str(path), *cli.models)
     assert result.exit_code == 2
     assert "projector.linear.weight has shape (9, 7) but this run needs (64, 48)" in result.output
@@ -117,9 +194,25 @@ def test_listing_commands(cli):
 
 def test_a_comparison_of_producers_tasks_and_seeds(cli, tmp_path):
     out = tmp_path / "cmp"
-    result = cli("run", "--producer", "cot,pause", "--task", "gsm8k,strategyqa", "--seeds", "0,1", "--limit", "2",
-                 "--max-new-tokens", "3", "--output", str(out), "--quiet",
-                 "--set", "generation.do_sample=true", *cli.models)
+    result = cli(
+        "run",
+        "--producer",
+        "cot,pause",
+        "--task",
+        "gsm8k,strategyqa",
+        "--seeds",
+        "0,1",
+        "--limit",
+        "2",
+        "--max-new-tokens",
+        "3",
+        "--output",
+        str(out),
+        "--quiet",
+        "--set",
+        "generation.do_sample=true",
+        *cli.models,
+    )
     assert result.exit_code == 0, result.output
     table = (out / "comparison.md").read_text()
     lines = table.splitlines()
@@ -133,8 +226,20 @@ def test_a_comparison_of_producers_tasks_and_seeds(cli, tmp_path):
 
 
 def test_a_comparison_reports_every_problem_before_running(cli, tmp_path):
-    result = cli("run", "--producer", "cot,sofcot", "--task", "gsm8k,aqau", "--limit", "1", "--n-thoughts", "3",
-                 "--output", str(tmp_path / "x"), *cli.models)
+    result = cli(
+        "run",
+        "--producer",
+        "cot,sofcot",
+        "--task",
+        "gsm8k,aqau",
+        "--limit",
+        "1",
+        "--n-thoughts",
+        "3",
+        "--output",
+        str(tmp_path / "x"),
+        *cli.models,
+    )
     assert result.exit_code == 2
     assert "Unknown producer 'sofcot'" in result.output
     assert not (tmp_path / "x").exists()
@@ -142,8 +247,24 @@ def test_a_comparison_reports_every_problem_before_running(cli, tmp_path):
 
 def test_report_renders_tables_and_plots(cli, tmp_path):
     out = tmp_path / "cmp"
-    assert cli("run", "--producer", "cot,pause", "--task", "gsm8k", "--limit", "2", "--max-new-tokens", "3",
-               "--output", str(out), "--quiet", *cli.models).exit_code == 0
+    assert (
+        cli(
+            "run",
+            "--producer",
+            "cot,pause",
+            "--task",
+            "gsm8k",
+            "--limit",
+            "2",
+            "--max-new-tokens",
+            "3",
+            "--output",
+            str(out),
+            "--quiet",
+            *cli.models,
+        ).exit_code
+        == 0
+    )
     result = cli("report", str(out))
     assert result.exit_code == 0, result.output
     for name in ("report.md", "report.html", "accuracy.png", "accuracy_vs_latency.png", "accuracy_vs_peak_kv.png"):

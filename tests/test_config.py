@@ -37,9 +37,7 @@ def test_override_without_equals_is_an_error():
 
 def test_every_invalid_field_is_reported_at_once(tmp_path):
     path = tmp_path / "bad.yaml"
-    path.write_text(
-        "generation:\n  max_new_tokens: -5\n  batch_size: many\nmodels:\n  dtype: float8\nbogus: 1\n"
-    )
+    path.write_text("generation:\n  max_new_tokens: -5\n  batch_size: many\nmodels:\n  dtype: float8\nbogus: 1\n")
     with pytest.raises(ConfigError) as err:
         load_config(path)
     problems = err.value.problems
@@ -87,6 +85,8 @@ def test_resolve_fills_in_defaults():
 
 
 def test_options_without_a_name_apply_to_the_default_component():
-    config = load_config(overrides={"injector": {"options": {"markers": False}}, "producer": {"options": {"n_thoughts": 8}}})
+    config = load_config(
+        overrides={"injector": {"options": {"markers": False}}, "producer": {"options": {"n_thoughts": 8}}}
+    )
     assert config.injector.name == "placeholder" and config.injector.options == {"markers": False}
     assert config.producer.name == "softcot" and config.producer.options == {"n_thoughts": 8}

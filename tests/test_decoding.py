@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import pytest
 import torch
 
-from latentreason.config import GenerationConfig, load_config
-from latentreason.decoding.state import DecodeState
-from latentreason.components.decoder import DecodingController
-from latentreason.decoding.loop import decode
-from latentreason.decoding.generate import generate
-from latentreason.engine.pipeline import Pipeline
 from latentreason.builtins.placeholder import PlaceholderInjector, PlaceholderOptions
+from latentreason.components.decoder import DecodingController
+from latentreason.config import GenerationConfig, load_config
+from latentreason.decoding.generate import generate
+from latentreason.decoding.loop import decode
 from latentreason.decoding.segments import Boundaries, SegmentOptions
+from latentreason.decoding.state import DecodeState
+from latentreason.engine.pipeline import Pipeline
 from latentreason.testing import tiny_model
 from latentreason_lightthinker.compress import Compress, CompressOptions
 from latentreason_lightthinker.reinject import Reinject, ReinjectOptions
@@ -29,10 +31,9 @@ def llm():
 
 @pytest.fixture()
 def runtime(llm):
-    from latentreason.hooks.registry import Registry
     from latentreason.models.runtime import Runtime
 
-    return Runtime(registry=Registry(), llm=llm)
+    return Runtime(llm=llm)
 
 
 def _inputs(llm):
@@ -119,12 +120,15 @@ def test_reinjection_rebuilds_the_input_as_configured(llm, runtime, keep_text):
     prompt = inputs.attention_mask.sum(-1).tolist()
 
     class Probe(Reinject):
-        seen = {}  # row key -> (visible generated tokens, visible columns) once 6 tokens are written
+        seen: ClassVar[dict] = {}  # row key -> (visible generated tokens, visible columns) once 6 tokens are written
 
         def after_token(self, state, rows):
             for r in rows:
                 if len(state.tokens[r]) == 6:
-                    self.seen[state.keys[r]] = (int((state.generated[r] & state.live[r]).sum()), int(state.live[r].sum()))
+                    self.seen[state.keys[r]] = (
+                        int((state.generated[r] & state.live[r]).sum()),
+                        int(state.live[r].sum()),
+                    )
             super().after_token(state, rows)
 
     probe = Probe(ReinjectOptions(segment="tokens", tokens=5, vectors=2, keep_text=keep_text), runtime)
@@ -147,19 +151,20 @@ def test_window_keeps_only_the_last_tokens(llm, runtime):
 
 
 def test_pipeline_combines_softcot_with_compression(tiny_llm, tiny_assistant):
-    from latentreason.hooks.registry import Registry
     from latentreason.models.runtime import Runtime
 
-    runtime = Runtime(registry=Registry(), llm=tiny_llm, assistant=tiny_assistant)
-    config = load_config(overrides={
-        "producer": {"name": "softcot"},
-        "decoder": {"name": "compress", "options": {"segment": "tokens", "tokens": 3}},
-        "generation": {"max_new_tokens": 8, "stop_at_answer": False},
-    })
+    runtime = Runtime(llm=tiny_llm, assistant=tiny_assistant)
+    config = load_config(
+        overrides={
+            "producer": {"name": "softcot"},
+            "decoder": {"name": "compress", "options": {"segment": "tokens", "tokens": 3}},
+            "generation": {"max_new_tokens": 8, "stop_at_answer": False},
+        }
+    )
     pipeline = Pipeline.from_config(config, runtime=runtime)
     predictions = pipeline.answer(pipeline.task.load(limit=2))
     assert all(p.new_tokens == 8 or p.generations[0] for p in predictions)
-    assert all(0 < p.peak_kv for p in predictions)
+    assert all(p.peak_kv > 0 for p in predictions)
 
 
 def test_sliding_window_models_are_refused(runtime):
@@ -177,26 +182,34 @@ def test_gold_targets_split_into_segments_like_decoding(llm):
     tok = llm.tokenizer
     ids = tok("She sold 48 clips. Then 24 more in May. So 72 in total.", add_special_tokens=False)["input_ids"]
     segments = split_segments(ids, tok, SegmentOptions(segment="sentence", min_tokens=2))
-    assert sum(segments, []) == ids
+    assert [t for s in segments for t in s] == ids
     assert [tok.decode(s).strip() for s in segments][:2] == ["She sold 48 clips.", "Then 24 more in May."]
 
 
 def test_trained_compressor_learns_from_the_compressed_history(tiny_llm, tiny_assistant, tmp_path):
     from latentreason.config import TrainConfig
-    from latentreason.hooks.registry import Registry
     from latentreason.models.runtime import Runtime
     from latentreason.training.trainer import Trainer
 
     torch.manual_seed(0)
-    runtime = Runtime(registry=Registry(), llm=tiny_llm, assistant=tiny_assistant)
-    config = load_config(overrides={
-        "producer": {"name": "cot"},
-        "decoder": {"name": "compress", "options": {"pooling": "attention", "segment": "tokens", "tokens": 6}},
-    })
+    runtime = Runtime(llm=tiny_llm, assistant=tiny_assistant)
+    config = load_config(
+        overrides={
+            "producer": {"name": "cot"},
+            "decoder": {"name": "compress", "options": {"pooling": "attention", "segment": "tokens", "tokens": 6}},
+        }
+    )
     pipeline = Pipeline.from_config(config, runtime=runtime)
     assert set(pipeline.trainable()) == {"decoder"}
     examples = pipeline.task.load("train", limit=2)
-    trainer = Trainer(pipeline, examples, [], TrainConfig(epochs=8, batch_size=2, lr=3e-2, warmup_steps=0, max_target_tokens=20), tmp_path, progress=False)
+    trainer = Trainer(
+        pipeline,
+        examples,
+        [],
+        TrainConfig(epochs=8, batch_size=2, lr=3e-2, warmup_steps=0, max_target_tokens=20),
+        tmp_path,
+        progress=False,
+    )
     targets = [trainer.targets[e.id] for e in examples]
     start = pipeline.decoder.training_loss(pipeline, examples, targets).item()
     trainer.run()

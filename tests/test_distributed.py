@@ -24,16 +24,23 @@ from latentreason.api import build_pipeline, run, train
 from latentreason.config import load_config
 from latentreason.distributed import World, setup
 from latentreason.errors import LatentReasonError
-from latentreason.evaluation.runner import evaluate
 from latentreason.evaluation.results import ResultsFolder
+from latentreason.evaluation.runner import evaluate
 
 TRAIN = {
     "producer": {"name": "softcot", "options": {"n_thoughts": 2, "n_thoughts_train": 3}},
     "data": {"task": "gsm8k"},
     # 7 examples in global batches of 3 with 2 accumulated batches: steps over (3, 3) and (1)
     # examples, so rank 1's share is empty in the last step; 3 validation examples split 2/1.
-    "train": {"limit": 7, "batch_size": 3, "grad_accum": 2, "val_limit": 3, "lr": 1e-2, "warmup_steps": 0,
-              "max_target_tokens": 16},
+    "train": {
+        "limit": 7,
+        "batch_size": 3,
+        "grad_accum": 2,
+        "val_limit": 3,
+        "lr": 1e-2,
+        "warmup_steps": 0,
+        "max_target_tokens": 16,
+    },
 }
 EVALUATE = {
     "producer": {"name": "softcot", "options": {"n_thoughts": 2}},
@@ -68,18 +75,64 @@ def two_ranks(tiny_dirs, tmp_path_factory):
     """The folder of one 2-rank torchrun job: ``two-train/`` (checkpoints) and ``two-run/`` (results)."""
     root = tmp_path_factory.mktemp("distributed")
     commands = [
-        ["train", "--config", _write_config(root / "train.yaml", _models(tiny_dirs) | TRAIN), "--out", str(root / "two-train"), "--quiet"],
-        ["run", "--config", _write_config(root / "run.yaml", _models(tiny_dirs) | EVALUATE), "--output", str(root / "two-run"),
-         "--projector", str(root / "two-train" / "last.safetensors"), "--quiet"],
-        ["compare", _write_config(root / "experiment.yaml", {
-            "base": _models(tiny_dirs) | {k: EVALUATE[k] for k in ("data", "generation")},
-            "methods": {"cot": {"producer": "cot"}, "pause-2": {"producer": {"name": "pause", "options": {"n_thoughts": 2}}}},
-        }), "--output", str(root / "two-compare"), "--quiet"],
+        [
+            "train",
+            "--config",
+            _write_config(root / "train.yaml", _models(tiny_dirs) | TRAIN),
+            "--out",
+            str(root / "two-train"),
+            "--quiet",
+        ],
+        [
+            "run",
+            "--config",
+            _write_config(root / "run.yaml", _models(tiny_dirs) | EVALUATE),
+            "--output",
+            str(root / "two-run"),
+            "--projector",
+            str(root / "two-train" / "last.safetensors"),
+            "--quiet",
+        ],
+        [
+            "compare",
+            _write_config(
+                root / "experiment.yaml",
+                {
+                    "base": _models(tiny_dirs) | {k: EVALUATE[k] for k in ("data", "generation")},
+                    "methods": {
+                        "cot": {"producer": "cot"},
+                        "pause-2": {"producer": {"name": "pause", "options": {"n_thoughts": 2}}},
+                    },
+                },
+            ),
+            "--output",
+            str(root / "two-compare"),
+            "--quiet",
+        ],
     ]
     (root / "worker.py").write_text(WORKER)
-    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master-addr", "127.0.0.1",
-              "--master-port", str(_free_port()), str(root / "worker.py"), json.dumps(commands)]
-    done = subprocess.run(launch, cwd=root, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300, check=False)
+    launch = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master-addr",
+        "127.0.0.1",
+        "--master-port",
+        str(_free_port()),
+        str(root / "worker.py"),
+        json.dumps(commands),
+    ]
+    done = subprocess.run(
+        launch,
+        cwd=root,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count("steps: 2") == 1 and done.stdout.count("| gsm8k | softcot | 5 |") == 1  # rank 0 prints
     assert done.stdout.count("| gsm8k | cot | 5 |") == 1 and done.stdout.count("| gsm8k | pause-2 | 5 |") == 1
@@ -87,7 +140,9 @@ def two_ranks(tiny_dirs, tmp_path_factory):
 
 
 def test_two_ranks_train_the_same_weights_as_one(two_ranks, tiny_dirs, tmp_path):
-    single = load_config(overrides=_models(tiny_dirs) | TRAIN | {"train": {**TRAIN["train"], "checkpoint_dir": str(tmp_path)}})
+    single = load_config(
+        overrides=_models(tiny_dirs) | TRAIN | {"train": {**TRAIN["train"], "checkpoint_dir": str(tmp_path)}}
+    )
     result = train(single, progress=False)
 
     one, two = load_file(result.weights), load_file(two_ranks / "two-train" / "last.safetensors")
@@ -106,7 +161,9 @@ def _results(folder: Path) -> list[dict]:
 
 
 def test_two_ranks_evaluate_like_one_and_merge_into_one_file(two_ranks, tiny_dirs, tmp_path):
-    config = load_config(overrides=_models(tiny_dirs) | EVALUATE | {"checkpoint": str(two_ranks / "two-train" / "last.safetensors")})
+    config = load_config(
+        overrides=_models(tiny_dirs) | EVALUATE | {"checkpoint": str(two_ranks / "two-train" / "last.safetensors")}
+    )
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in the torchrun workers: the same float rounding
     try:
@@ -115,9 +172,16 @@ def test_two_ranks_evaluate_like_one_and_merge_into_one_file(two_ranks, tiny_dir
         torch.set_num_threads(threads)
 
     two, one = _results(two_ranks / "two-run"), _results(tmp_path)
-    assert [r["id"] for r in two] == [f"gsm8k-test-{i}" for i in (0, 1, 2, 4, 7)]  # example order, no duplicates or gaps
+    assert [r["id"] for r in two] == [
+        f"gsm8k-test-{i}" for i in (0, 1, 2, 4, 7)
+    ]  # example order, no duplicates or gaps
     assert [{k: r[k] for k in RESULT_FIELDS} for r in two] == [{k: r[k] for k in RESULT_FIELDS} for r in one]
-    assert sorted(p.name for p in (two_ranks / "two-run").iterdir()) == ["config.yaml", "samples.jsonl", "summary.json", "summary.md"]
+    assert sorted(p.name for p in (two_ranks / "two-run").iterdir()) == [
+        "config.yaml",
+        "samples.jsonl",
+        "summary.json",
+        "summary.md",
+    ]
     summaries = [json.loads((folder / "summary.json").read_text()) for folder in (tmp_path, two_ranks / "two-run")]
     assert summaries[0]["flexible_acc"] == summaries[1]["flexible_acc"] and summaries[1]["n"] == 5
 
@@ -194,7 +258,9 @@ def test_records_with_unicode_line_separators_are_read_back(tmp_path, config):
 
 
 def test_evaluation_resumes_from_the_shards_of_an_interrupted_distributed_run(runtime, tmp_path, monkeypatch):
-    config = load_config(overrides={"producer": {"name": "cot"}, "data": {"task": "gsm8k"}, "generation": {"max_new_tokens": 3}})
+    config = load_config(
+        overrides={"producer": {"name": "cot"}, "data": {"task": "gsm8k"}, "generation": {"max_new_tokens": 3}}
+    )
     pipeline = build_pipeline(config, runtime=runtime)
     examples = pipeline.task.load(limit=5)
     full = evaluate(pipeline, examples, tmp_path / "straight", progress=False)
@@ -210,7 +276,11 @@ def test_evaluation_resumes_from_the_shards_of_an_interrupted_distributed_run(ru
     assert asked == [examples[2].id, examples[4].id]
     assert [r["id"] for r in _results(tmp_path / "resumed")] == [e.id for e in examples]
     assert folder.shard_files() == []
-    assert (resumed.n, resumed.flexible_acc, resumed.mean_new_tokens) == (full.n, full.flexible_acc, full.mean_new_tokens)
+    assert (resumed.n, resumed.flexible_acc, resumed.mean_new_tokens) == (
+        full.n,
+        full.flexible_acc,
+        full.mean_new_tokens,
+    )
 
 
 def test_shards_of_a_run_with_other_settings_are_refused(tmp_path, config):
@@ -226,7 +296,9 @@ def test_a_job_not_started_by_torchrun_is_a_clear_error(monkeypatch):
         setup("cpu")
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.delenv("RANK", raising=False)
-    with pytest.raises(LatentReasonError, match="Could not join the process group of 2 processes .* Start the job with torchrun"):
+    with pytest.raises(
+        LatentReasonError, match="Could not join the process group of 2 processes .* Start the job with torchrun"
+    ):
         setup("cpu")
     monkeypatch.delenv("WORLD_SIZE")
     assert setup("cpu") == World()

@@ -10,12 +10,12 @@ import torch
 import yaml
 from click.testing import CliRunner
 
-from latentreason.storage import save_weights, stored_components
 from latentreason.cli import main
 from latentreason.config import load_config
+from latentreason.engine.pipeline import Pipeline
 from latentreason.errors import ConfigError, LatentReasonError
 from latentreason.evaluation.experiment import load_experiment
-from latentreason.engine.pipeline import Pipeline
+from latentreason.storage import save_weights, stored_components
 
 DECODER = {"name": "compress", "options": {"pooling": "attention", "segment": "tokens", "tokens": 3}}
 
@@ -39,7 +39,11 @@ def _experiment(tiny_dirs, tmp_path, checkpoint: str | None = None) -> dict:
     if checkpoint:
         methods["compress-trained"] = {"producer": "cot", "decoder": DECODER, "checkpoint": checkpoint}
     return {
-        "base": {"models": _models(tiny_dirs), "data": {"limit": 3}, "generation": {"max_new_tokens": 6, "batch_size": 2}},
+        "base": {
+            "models": _models(tiny_dirs),
+            "data": {"limit": 3},
+            "generation": {"max_new_tokens": 6, "batch_size": 2},
+        },
         "tasks": ["gsm8k"],
         "output": str(tmp_path / "out"),
         "methods": methods,
@@ -47,7 +51,9 @@ def _experiment(tiny_dirs, tmp_path, checkpoint: str | None = None) -> dict:
 
 
 def test_compare_runs_every_named_method_and_prints_one_table(tiny_dirs, runtime, tmp_path):
-    trained = Pipeline.from_config(load_config(overrides={"producer": {"name": "cot"}, "decoder": DECODER}), runtime=runtime)
+    trained = Pipeline.from_config(
+        load_config(overrides={"producer": {"name": "cot"}, "decoder": DECODER}), runtime=runtime
+    )
     weights = save_weights(tmp_path / "compressor.safetensors", trained.trainable(), {})
     path = _write(tmp_path / "exp.yaml", _experiment(tiny_dirs, tmp_path, str(weights)))
 
@@ -63,7 +69,9 @@ def test_compare_runs_every_named_method_and_prints_one_table(tiny_dirs, runtime
     stored = yaml.safe_load((tmp_path / "out" / "gsm8k-compress-trained-seed0" / "config.yaml").read_text())
     assert stored["label"] == "compress-trained" and stored["checkpoint"] == str(weights)
 
-    only = CliRunner().invoke(main, ["compare", path, "--only", "cot", "--set", "data.limit=2", "--quiet"], catch_exceptions=False)
+    only = CliRunner().invoke(
+        main, ["compare", path, "--only", "cot", "--set", "data.limit=2", "--quiet"], catch_exceptions=False
+    )
     assert only.exit_code == 0, only.output
     assert "| gsm8k | cot | 2 |" in only.output and "window-8" not in only.output
 
@@ -73,8 +81,13 @@ def test_every_problem_of_an_experiment_is_reported_at_once(tiny_dirs, tmp_path)
     spec["methods"]["typo"] = {"producer": "sofcot"}
     spec["methods"]["bad-tokens"] = {"producer": "cot", "generation": {"max_new_tokens": "lots"}}
     spec["methods"]["bad-decoder"] = {"producer": "cot", "decoder": {"name": "compress", "options": {"pooling": "max"}}}
-    spec["methods"]["no-trigger"] = {"producer": "cot", "decoder": {"name": "reinject", "options": {
-        "segment": "classifier", "trigger": str(tmp_path / "missing.safetensors")}}}
+    spec["methods"]["no-trigger"] = {
+        "producer": "cot",
+        "decoder": {
+            "name": "reinject",
+            "options": {"segment": "classifier", "trigger": str(tmp_path / "missing.safetensors")},
+        },
+    }
     path = _write(tmp_path / "exp.yaml", spec)
 
     result = CliRunner().invoke(main, ["compare", path], catch_exceptions=False)
@@ -96,7 +109,9 @@ def test_experiment_file_errors(tiny_dirs, tmp_path):
     with pytest.raises(LatentReasonError, match="it defines: cot"):
         load_experiment(_write(tmp_path / "c.yaml", {"methods": {"cot": {"producer": "cot"}}}), only=["cto"])
     spec = _experiment(tiny_dirs, tmp_path, checkpoint=str(tmp_path / "not-trained-yet.safetensors"))
-    with pytest.raises(ConfigError, match="methods.compress-trained: checkpoint .*not-trained-yet.safetensors' does not exist"):
+    with pytest.raises(
+        ConfigError, match="methods.compress-trained: checkpoint .*not-trained-yet.safetensors' does not exist"
+    ):
         load_experiment(_write(tmp_path / "e.yaml", spec))
     from latentreason.evaluation.comparison import methods_from_names, plan_comparison
     from latentreason.hooks.registry import Registry
@@ -121,7 +136,9 @@ def test_each_checkpoint_may_hold_some_components(runtime, tmp_path):
     assert only_decoder.untrained == ["projector"] and only_decoder.checkpoints == [str(decoder)]
     assert torch.equal(only_decoder.decoder.trainable().queries, source.decoder.trainable().queries)
 
-    both = Pipeline.from_config(config.model_copy(update={"checkpoint": [str(projector), str(decoder)]}), runtime=runtime)
+    both = Pipeline.from_config(
+        config.model_copy(update={"checkpoint": [str(projector), str(decoder)]}), runtime=runtime
+    )
     assert both.untrained == []
     assert torch.equal(both.projector.linear.weight, source.projector.linear.weight)
 
@@ -136,9 +153,30 @@ def test_a_run_warns_about_untrained_components(tiny_dirs, tmp_path):
     llm, assistant = tiny_dirs
     result = CliRunner().invoke(
         main,
-        ["run", "--producer", "cot", "--task", "gsm8k", "--limit", "1", "--max-new-tokens", "3", "--quiet",
-         "--set", "decoder.name=compress", "--set", "decoder.options.pooling=attention",
-         "--output", str(tmp_path / "r"), "--llm", llm, "--assistant", assistant, "--device", "cpu"],
+        [
+            "run",
+            "--producer",
+            "cot",
+            "--task",
+            "gsm8k",
+            "--limit",
+            "1",
+            "--max-new-tokens",
+            "3",
+            "--quiet",
+            "--set",
+            "decoder.name=compress",
+            "--set",
+            "decoder.options.pooling=attention",
+            "--output",
+            str(tmp_path / "r"),
+            "--llm",
+            llm,
+            "--assistant",
+            assistant,
+            "--device",
+            "cpu",
+        ],
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
@@ -158,5 +196,9 @@ def test_the_shipped_experiment_files_are_valid(name):
     else:
         assert experiment.tasks == ["gsm8k"]
     spec = yaml.safe_load(path.read_text())
-    needs_no_files = [label for label, fields in spec["methods"].items() if "checkpoint" not in fields and "trigger" not in str(fields)]
+    needs_no_files = [
+        label
+        for label, fields in spec["methods"].items()
+        if "checkpoint" not in fields and "trigger" not in str(fields)
+    ]
     assert [m.label for m in load_experiment(path, only=needs_no_files).methods] == needs_no_files

@@ -29,7 +29,9 @@ FUZZ = settings(max_examples=80, deadline=None, database=None, suppress_health_c
 REGISTRY = Registry()
 KINDS = ("producer", "projector", "injector", "evaluator")
 NAMES = {kind: REGISTRY.names(kind) for kind in (*KINDS, "task")}
-OPTION_KEYS = sorted({key for kind in KINDS for name in NAMES[kind] for key in REGISTRY.get(kind, name).Options.model_fields})
+OPTION_KEYS = sorted(
+    {key for kind in KINDS for name in NAMES[kind] for key in REGISTRY.get(kind, name).Options.model_fields}
+)
 SECTION_KEYS = {
     name: sorted(field.annotation.model_fields)
     for name, field in RunConfig.model_fields.items()
@@ -46,7 +48,9 @@ scalars = st.one_of(
     st.sampled_from(["float32", "auto", "cpu", "{producer}-{task}", "{x}", "{", "gsm8k", "question", ""]),
 )
 values = st.recursive(
-    scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=6
+    scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=6,
 )
 
 
@@ -78,7 +82,9 @@ random_sections = st.lists(st.sampled_from(sorted(TOP_LEVEL)), max_size=3, uniqu
 
 
 def _leaves(tree: dict, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
-    return [p for k, v in tree.items() for p in (_leaves(v, (*prefix, k)) if isinstance(v, dict) and v else [(*prefix, k)])]
+    return [
+        p for k, v in tree.items() for p in (_leaves(v, (*prefix, k)) if isinstance(v, dict) and v else [(*prefix, k)])
+    ]
 
 
 LEAVES = sorted(
@@ -136,9 +142,26 @@ def test_random_configs_resolve_or_fail_with_a_clear_error(overrides):
 
 
 @FUZZ
-@given(st.lists(st.text(max_size=20) | st.builds("{}={}".format, st.sampled_from(
-    ["seed", "data.limit", "generation.max_new_tokens", "producer.options.n_thoughts", "train.checkpoint_dir", "models"]
-), st.text(max_size=12)), max_size=4))
+@given(
+    st.lists(
+        st.text(max_size=20)
+        | st.builds(
+            "{}={}".format,
+            st.sampled_from(
+                [
+                    "seed",
+                    "data.limit",
+                    "generation.max_new_tokens",
+                    "producer.options.n_thoughts",
+                    "train.checkpoint_dir",
+                    "models",
+                ]
+            ),
+            st.text(max_size=12),
+        ),
+        max_size=4,
+    )
+)
 def test_random_set_options_parse_or_fail_with_a_clear_error(items):
     try:
         resolve(load_config(overrides=parse_overrides(items)), REGISTRY)
@@ -146,12 +169,26 @@ def test_random_set_options_parse_or_fail_with_a_clear_error(items):
         _allowed(exc)
 
 
-experiment_files = st.fixed_dictionaries(
-    {"methods": st.dictionaries(st.text(max_size=8) | st.sampled_from(["cot", "a/b", " "]), configs | values, max_size=3) | values},
-    optional={"base": configs | values, "tasks": values | st.lists(st.sampled_from(NAMES["task"])), "seeds": values,
-              "output": values, "bogus": values},
-) | values | st.fixed_dictionaries(  # mostly valid: methods that each change a few leaves of the default config
-    {"methods": st.dictionaries(st.sampled_from(["cot", "softcot", "x-1"]), changed_leaves, min_size=1, max_size=2)}
+experiment_files = (
+    st.fixed_dictionaries(
+        {
+            "methods": st.dictionaries(
+                st.text(max_size=8) | st.sampled_from(["cot", "a/b", " "]), configs | values, max_size=3
+            )
+            | values
+        },
+        optional={
+            "base": configs | values,
+            "tasks": values | st.lists(st.sampled_from(NAMES["task"])),
+            "seeds": values,
+            "output": values,
+            "bogus": values,
+        },
+    )
+    | values
+    | st.fixed_dictionaries(  # mostly valid: methods that each change a few leaves of the default config
+        {"methods": st.dictionaries(st.sampled_from(["cot", "softcot", "x-1"]), changed_leaves, min_size=1, max_size=2)}
+    )
 )
 
 
@@ -176,12 +213,20 @@ def test_random_experiment_files_load_or_fail_with_a_clear_error(tree):
 
 texts = st.text(max_size=12)
 ids = st.one_of(
-    texts, st.sampled_from(["1", "2"]), st.integers(-(2**80), 2**80), st.floats(allow_nan=True, allow_infinity=True),
-    st.booleans(), st.none(),
+    texts,
+    st.sampled_from(["1", "2"]),
+    st.integers(-(2**80), 2**80),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.none(),
 )
 answers = st.one_of(
     st.sampled_from(["18", "A", "b", "E", "F", "Yes", "no", "maybe", " ", "", "3.5", "-2"]),
-    texts, st.integers(-(2**80), 2**80), st.floats(allow_nan=True, allow_infinity=True), st.booleans(), st.none(),
+    texts,
+    st.integers(-(2**80), 2**80),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.none(),
 )
 choice_lists = st.lists(
     st.sampled_from(["A) 12", "B) 24", "(C) 36", "D)48", "E) 60", "F) 1", "seven", "", " ", "A) twice"]) | texts,
@@ -205,8 +250,18 @@ rows = st.one_of(
 )
 lines = st.one_of(
     rows.map(lambda row: json.dumps(row, ensure_ascii=False)),
-    st.sampled_from(["", "   ", "{", "[1, 2", "null", '{"id": "1", "question": "q", "answer": "1"} trailing',
-                     '{"id": "\\ud800", "question": "q", "answer": "1"}', '{"id": 1' + "0" * 5000 + ', "question": "q", "answer": "1"}']),
+    st.sampled_from(
+        [
+            "",
+            "   ",
+            "{",
+            "[1, 2",
+            "null",
+            '{"id": "1", "question": "q", "answer": "1"} trailing',
+            '{"id": "\\ud800", "question": "q", "answer": "1"}',
+            '{"id": 1' + "0" * 5000 + ', "question": "q", "answer": "1"}',
+        ]
+    ),
 )
 
 
@@ -223,7 +278,9 @@ def _check_loaded(examples, parsed_rows, answer_type: str) -> None:
         assert isinstance(row.get("id"), str) or _finite_number(row.get("id"))
         assert isinstance(row.get("question"), str) and row["question"].strip() and example.question == row["question"]
         answer = row.get("answer")
-        assert isinstance(answer, str) or _finite_number(answer) or (answer_type == "yesno" and isinstance(answer, bool))
+        assert (
+            isinstance(answer, str) or _finite_number(answer) or (answer_type == "yesno" and isinstance(answer, bool))
+        )
         assert str(example.answer).strip()
         if answer_type == "choice":
             letters = [c[0] for c in example.choices]
@@ -260,15 +317,29 @@ def test_random_dataset_rows_load_exactly_or_fail_with_a_clear_error(task_name, 
 @pytest.mark.parametrize(
     "task_name, lines, problem",
     [
-        ("gsm8k", ['{"id": 1' + "0" * 5000 + ', "question": "q", "answer": "1"}'], "line 1: not valid JSON (Exceeds the limit"),
+        (
+            "gsm8k",
+            ['{"id": 1' + "0" * 5000 + ', "question": "q", "answer": "1"}'],
+            "line 1: not valid JSON (Exceeds the limit",
+        ),
         ("gsm8k", ['{"id": "a", "question": "q", "answer": NaN}'], "field 'answer' must be a finite number, not nan"),
         ("gsm8k", ['{"id": Infinity, "question": "q", "answer": "1"}'], "field 'id' must be a finite number, not inf"),
         ("gsm8k", ['{"id": "\\ud800", "question": "q", "answer": "1"}'], "unpaired surrogate"),
-        ("gsm8k", ['{"id": "a", "question": "q", "answer": "1"}', "", '{"id": "a", "question": "r", "answer": "2"}'],
-         "line 3: id 'a' is already used on line 1"),
-        ("aqua", ['{"id": "a", "question": "q", "answer": "B", "choices": ["B) 1", "2"]}'], "its own letter A-Z (got B, B)"),
-        ("aqua", ['{"id": "a", "question": "q", "answer": "A", "choices": ' + json.dumps([str(i) for i in range(27)]) + "}"],
-         "its own letter A-Z"),
+        (
+            "gsm8k",
+            ['{"id": "a", "question": "q", "answer": "1"}', "", '{"id": "a", "question": "r", "answer": "2"}'],
+            "line 3: id 'a' is already used on line 1",
+        ),
+        (
+            "aqua",
+            ['{"id": "a", "question": "q", "answer": "B", "choices": ["B) 1", "2"]}'],
+            "its own letter A-Z (got B, B)",
+        ),
+        (
+            "aqua",
+            ['{"id": "a", "question": "q", "answer": "A", "choices": ' + json.dumps([str(i) for i in range(27)]) + "}"],
+            "its own letter A-Z",
+        ),
     ],
 )
 def test_rows_that_used_to_crash_or_load_wrongly_are_refused(tmp_path, task_name, lines, problem):

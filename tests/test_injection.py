@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from latentreason.builtins.placeholder import PlaceholderInjector, PlaceholderOptions
 from latentreason.components.batching import pad_left
+from latentreason.components.prompting import SLOT, encode_chat, end_of_turn_id, marker_ids, placeholder_id
 from latentreason.config import GenerationConfig
 from latentreason.decoding.generate import generate
-from latentreason.builtins.placeholder import PlaceholderInjector, PlaceholderOptions
-from latentreason.components.prompting import SLOT, encode_chat, end_of_turn_id, marker_ids, placeholder_id
 from latentreason.testing import tiny_model
 
 QUESTIONS = ["How many clips did Natalia sell in April and May?", "Is frost common?"]
@@ -48,7 +48,7 @@ def test_thoughts_replace_exactly_the_placeholder_embeddings(llm):
     thoughts = torch.randn(2, 3, llm.hidden_size)  # (B, N, d_llm)
     inputs = injector.build(SYSTEM, QUESTIONS, thoughts)
     plain = injector.build(SYSTEM, QUESTIONS, torch.zeros(2, 3, llm.hidden_size))
-    B, T, d = inputs.inputs_embeds.shape
+    B, _, d = inputs.inputs_embeds.shape
     assert (B, d) == (2, llm.hidden_size)
     changed = (inputs.inputs_embeds - plain.inputs_embeds).abs().sum(-1) > 0  # (B, T)
     assert changed.sum(-1).tolist() == [3, 3]
@@ -89,9 +89,13 @@ def test_generate_from_embeddings_equals_generate_from_ids(llm):
     input_ids = pad_left(rows, tok.pad_token_id)
     mask = pad_left([[1] * len(r) for r in rows], 0)
     reference = llm.model.generate(
-        input_ids=input_ids, attention_mask=mask, max_new_tokens=12, do_sample=False,
-        pad_token_id=tok.pad_token_id, eos_token_id=llm.eos_token_ids,
-    )[:, input_ids.shape[1]:]
+        input_ids=input_ids,
+        attention_mask=mask,
+        max_new_tokens=12,
+        do_sample=False,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=llm.eos_token_ids,
+    )[:, input_ids.shape[1] :]
     for row, out in zip(reference.tolist(), ours):
         assert row[: len(out.token_ids)] == out.token_ids
 

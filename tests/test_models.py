@@ -23,12 +23,20 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from latentreason.errors import LatentReasonError
 from latentreason.models import spec as model_spec
 from latentreason.models import zoo
-from latentreason.errors import LatentReasonError
-from latentreason.models.zoo import KNOWN_MODELS, ModelRecipe, WheelPart, cache_root, fetch_model, list_models, model_dir
-from latentreason.models.spec import LoadedModel, ModelSpec
 from latentreason.models.loading import ModelSource, load_hf, resolve_name
+from latentreason.models.spec import LoadedModel, ModelSpec
+from latentreason.models.zoo import (
+    KNOWN_MODELS,
+    ModelRecipe,
+    WheelPart,
+    cache_root,
+    fetch_model,
+    list_models,
+    model_dir,
+)
 
 WORDS = ["the", "cat", "sat", "on", "a", "mat", "dog", "ran", "far", "away"]
 SPECIALS = ["<unk>", "<bos>", "<eos>"]
@@ -196,7 +204,7 @@ def test_device_map_is_refused_where_it_cannot_work(llama_dir: Path, monkeypatch
     from latentreason.models.runtime import Runtime
 
     monkeypatch.setenv("WORLD_SIZE", "2")
-    runtime = Runtime(ModelsConfig(llm=str(llama_dir), device="cpu", device_map="auto"), Registry())
+    runtime = Runtime(ModelsConfig(llm=str(llama_dir), device="cpu", device_map="auto"), Registry().load_model)
     with pytest.raises(LatentReasonError, match="torchrun started several processes"):
         runtime.llm
     gguf = llama_dir.parent / "model.gguf"

@@ -66,15 +66,17 @@ def test_the_softcot_prompt_style_uses_the_reference_wording(runtime):
     ids, _ = pipeline.producer._encode(["What is 2 + 3?"], 4)
     text = runtime.assistant.tokenizer.decode(ids[0])
     assert "Here are 4 tokens to help" in text
-    mine = _pipeline(runtime, prompt_style="softcot", producer={"name": "softcot", "options": {"assistant_prefix": None}})
+    mine = _pipeline(
+        runtime, prompt_style="softcot", producer={"name": "softcot", "options": {"assistant_prefix": None}}
+    )
     assert mine.producer.options.assistant_prefix is None  # options the user sets win over the style's
 
 
 def test_a_style_a_task_lacks_is_reported():
     from dataclasses import replace
 
-    from latentreason.hooks.specs import hookimpl
     from latentreason.builtins.tasks import BUILTIN_TASKS
+    from latentreason.hooks.specs import hookimpl
 
     class Plugin:
         @hookimpl

@@ -8,9 +8,9 @@ import pytest
 
 from latentreason import Pipeline, load_config, run
 from latentreason.api import evaluation_examples
-from latentreason.models.zoo import is_cached
 from latentreason.hooks.registry import Registry
 from latentreason.models.runtime import Runtime
+from latentreason.models.zoo import is_cached
 
 pytestmark = pytest.mark.slow
 
@@ -20,16 +20,18 @@ def real_runtime():
     config = load_config()
     if not (is_cached(config.models.llm) and is_cached(config.models.assistant)):
         pytest.skip("default models not cached: run `latentreason models fetch` first")
-    return Runtime(config.models, Registry())
+    return Runtime(config.models, Registry().load_model)
 
 
 @pytest.mark.parametrize("producer", ["cot", "softcot"])
 def test_default_pair_answers_two_gsm8k_questions(real_runtime, producer, tmp_path):
-    config = load_config(overrides={
-        "producer": {"name": producer},
-        "data": {"task": "gsm8k", "limit": 2},
-        "generation": {"max_new_tokens": 256},
-    })
+    config = load_config(
+        overrides={
+            "producer": {"name": producer},
+            "data": {"task": "gsm8k", "limit": 2},
+            "generation": {"max_new_tokens": 256},
+        }
+    )
     summary = run(config, output=tmp_path, progress=False, runtime=real_runtime)
     assert summary.n == 2
     records = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
@@ -42,11 +44,13 @@ def test_default_pair_answers_two_gsm8k_questions(real_runtime, producer, tmp_pa
 
 
 def test_default_pair_softcotpp_writes_one_voted_chain_per_thought_set(real_runtime, tmp_path):
-    config = load_config(overrides={
-        "producer": {"name": "softcotpp", "options": {"sets": 3}},
-        "data": {"task": "gsm8k", "limit": 2},
-        "generation": {"max_new_tokens": 48},
-    })
+    config = load_config(
+        overrides={
+            "producer": {"name": "softcotpp", "options": {"sets": 3}},
+            "data": {"task": "gsm8k", "limit": 2},
+            "generation": {"max_new_tokens": 48},
+        }
+    )
     summary = run(config, output=tmp_path, progress=False, runtime=real_runtime)
     records = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
     assert summary.n == 2 and all(len(r["samples"]) == 3 and r["samples"][0] == r["generation"] for r in records)
@@ -62,10 +66,19 @@ def test_default_pair_trains_a_trigger_and_reinjects_where_it_fires(real_runtime
         "train": {"limit": 24, "val_limit": 8, "max_target_tokens": 96},
         "generation": {"max_new_tokens": 96},
     }
-    report = train_trigger(load_config(overrides=settings), out=tmp_path / "trigger.safetensors", progress=False, runtime=real_runtime)
+    report = train_trigger(
+        load_config(overrides=settings), out=tmp_path / "trigger.safetensors", progress=False, runtime=real_runtime
+    )
     assert report.chosen.f1 > 0.8  # a line break ends a paragraph, and the LLM's hidden state shows it
-    decoding = load_config(overrides=settings | {"decoder": {"name": "reinject", "options": {
-        "segment": "classifier", "trigger": str(report.path), "keep_text": True}}})
+    decoding = load_config(
+        overrides=settings
+        | {
+            "decoder": {
+                "name": "reinject",
+                "options": {"segment": "classifier", "trigger": str(report.path), "keep_text": True},
+            }
+        }
+    )
     run(decoding, output=tmp_path / "run", progress=False, runtime=real_runtime)
     pipeline = Pipeline.from_config(decoding, runtime=real_runtime)
     records = [json.loads(line) for line in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()]

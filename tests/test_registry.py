@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from latentreason import hookimpl
-from latentreason.errors import LatentReasonError
 from latentreason.components.producer import ThoughtProducer, Thoughts
+from latentreason.errors import LatentReasonError
 from latentreason.hooks.registry import Registry
 
 

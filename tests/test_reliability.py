@@ -22,10 +22,40 @@ STEPS = 6  # 3 examples, batch 1, 2 epochs: the resumed run crosses an epoch bou
 def _train_args(tiny_dirs, out) -> list[str]:
     llm, assistant = tiny_dirs
     return [
-        "train", "--producer", "softcot", "--task", "gsm8k", "--llm", llm, "--assistant", assistant, "--device", "cpu",
-        "--train-limit", "3", "--train-batch-size", "1", "--epochs", "2", "--lr", "0.01", "--n-thoughts", "2",
-        "--set", "producer.options.n_thoughts_train=3", "--set", "train.save_every=1", "--set", "train.val_limit=2",
-        "--set", "train.max_target_tokens=12", "--set", "train.warmup_steps=2", "--out", str(out), "--quiet",
+        "train",
+        "--producer",
+        "softcot",
+        "--task",
+        "gsm8k",
+        "--llm",
+        llm,
+        "--assistant",
+        assistant,
+        "--device",
+        "cpu",
+        "--train-limit",
+        "3",
+        "--train-batch-size",
+        "1",
+        "--epochs",
+        "2",
+        "--lr",
+        "0.01",
+        "--n-thoughts",
+        "2",
+        "--set",
+        "producer.options.n_thoughts_train=3",
+        "--set",
+        "train.save_every=1",
+        "--set",
+        "train.val_limit=2",
+        "--set",
+        "train.max_target_tokens=12",
+        "--set",
+        "train.warmup_steps=2",
+        "--out",
+        str(out),
+        "--quiet",
     ]
 
 
@@ -78,4 +108,6 @@ def test_a_folder_written_before_a_setting_existed_resumes_at_its_default(tmp_pa
     (tmp_path / "samples.jsonl").write_text('{"id": "a"}\n')
     ResultsFolder(tmp_path, config)  # the default engine: the same run
     with pytest.raises(LatentReasonError, match="other settings \\(generation.engine\\)"):
-        ResultsFolder(tmp_path, config.model_copy(update={"generation": config.generation.model_copy(update={"engine": "vllm"})}))
+        ResultsFolder(
+            tmp_path, config.model_copy(update={"generation": config.generation.model_copy(update={"engine": "vllm"})})
+        )

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from latentreason.api import run
-from latentreason.storage import load_weights, read_meta
 from latentreason.config import TrainConfig, load_config
-from latentreason.errors import LatentReasonError
-from latentreason.models.spec import ModelSpec
-from latentreason.models.loading import load_hf
 from latentreason.engine.pipeline import Pipeline
+from latentreason.errors import LatentReasonError
+from latentreason.models.loading import load_hf
+from latentreason.models.spec import ModelSpec
+from latentreason.storage import load_weights, read_meta
 from latentreason.testing import save_tiny_model
 from latentreason.training.trainer import STATE_FILE, Trainer
 
@@ -46,7 +46,9 @@ def test_a_pickle_renamed_to_safetensors_is_refused_and_never_unpickled(runtime,
         with pytest.raises(LatentReasonError, match="is not a readable safetensors file"):
             read()
 
-    config = load_config(overrides={"producer": {"name": "softcot", "options": {"n_thoughts": 2, "n_thoughts_train": 2}}})
+    config = load_config(
+        overrides={"producer": {"name": "softcot", "options": {"n_thoughts": 2, "n_thoughts_train": 2}}}
+    )
     pipeline = Pipeline.from_config(config, runtime=runtime)
     folder = tmp_path / "ckpt"
     folder.mkdir()
@@ -73,7 +75,9 @@ def test_pickle_weights_next_to_safetensors_are_never_unpickled(model_folder, tm
 
 def test_custom_code_in_a_model_folder_does_not_run_by_default(model_folder, tmp_path):
     marker = tmp_path / "imported"
-    (model_folder / "evil.py").write_text(f"from pathlib import Path\nPath({str(marker)!r}).touch()\nEvilModel = None\n")
+    (model_folder / "evil.py").write_text(
+        f"from pathlib import Path\nPath({str(marker)!r}).touch()\nEvilModel = None\n"
+    )
     config = json.loads((model_folder / "config.json").read_text())
     config["auto_map"] = {"AutoConfig": "evil.EvilModel", "AutoModelForCausalLM": "evil.EvilModel"}
     (model_folder / "config.json").write_text(json.dumps(config))
@@ -96,12 +100,14 @@ def test_a_run_on_local_models_and_shipped_data_makes_no_network_access(tiny_dir
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
     llm, assistant = tiny_dirs
-    config = load_config(overrides={
-        "models": {"llm": llm, "assistant": assistant, "device": "cpu"},
-        "producer": {"name": "softcot", "options": {"n_thoughts": 2}},
-        "data": {"task": "strategyqa", "limit": 2},
-        "generation": {"max_new_tokens": 3},
-    })
+    config = load_config(
+        overrides={
+            "models": {"llm": llm, "assistant": assistant, "device": "cpu"},
+            "producer": {"name": "softcot", "options": {"n_thoughts": 2}},
+            "data": {"task": "strategyqa", "limit": 2},
+            "generation": {"max_new_tokens": 3},
+        }
+    )
     summary = run(config, output=tmp_path / "results", progress=False)
     assert summary.n == 2
     assert attempts == []

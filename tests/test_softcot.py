@@ -17,16 +17,20 @@ QUESTIONS = ["Natalia sold 48 clips in April and half as many in May. How many i
 
 def test_producer_returns_one_forward_pass_of_hidden_states(runtime, tiny_assistant):
     producer = SoftCoTProducer(SoftCoTOptions(n_thoughts=3, n_thoughts_train=5), runtime)
-    thoughts = producer.produce(QUESTIONS, instruction='')
+    thoughts = producer.produce(QUESTIONS, instruction="")
     assert thoughts.vectors.shape == (2, 3, tiny_assistant.hidden_size)
-    assert producer.produce(QUESTIONS, instruction='', training=True).vectors.shape == (2, 5, tiny_assistant.hidden_size)
+    assert producer.produce(QUESTIONS, instruction="", training=True).vectors.shape == (
+        2,
+        5,
+        tiny_assistant.hidden_size,
+    )
     assert producer.thought_dim == tiny_assistant.hidden_size
 
 
 def test_thoughts_do_not_depend_on_batch_padding(runtime):
     producer = SoftCoTProducer(SoftCoTOptions(n_thoughts=4), runtime)
-    batched = producer.produce(QUESTIONS, instruction='').vectors  # the short question is left-padded here
-    alone = producer.produce(QUESTIONS[1:], instruction='').vectors
+    batched = producer.produce(QUESTIONS, instruction="").vectors  # the short question is left-padded here
+    alone = producer.produce(QUESTIONS[1:], instruction="").vectors
     assert torch.allclose(batched[1], alone[0], atol=1e-5)
 
 

@@ -7,14 +7,14 @@ import math
 import pytest
 import torch
 
-from latentreason.storage import read_meta, stored_components
 from latentreason.config import TrainConfig, load_config
-from latentreason.errors import ConfigError
 from latentreason.engine.pipeline import Pipeline
+from latentreason.engine.voting import majority_vote
+from latentreason.errors import ConfigError
 from latentreason.hooks.registry import Registry
 from latentreason.hooks.resolve import resolve
+from latentreason.storage import read_meta, stored_components
 from latentreason.training.trainer import Trainer, supervised_loss
-from latentreason.engine.voting import majority_vote
 from latentreason_softcot.softcotpp import SoftCoTPPOptions, SoftCoTPPProducer, contrastive_loss
 
 QUESTIONS = ["Natalia sold 48 clips in April and half as many in May. How many in total?", "What is 2 + 3?"]
@@ -24,7 +24,10 @@ def _pipeline(runtime, seed=0, checkpoint=None, generation=None, **options):
     torch.manual_seed(seed)  # the initial embeddings' noise and the projector
     config = load_config(
         overrides={
-            "producer": {"name": "softcotpp", "options": {"n_thoughts": 2, "n_thoughts_train": 3, "sets": 3, **options}},
+            "producer": {
+                "name": "softcotpp",
+                "options": {"n_thoughts": 2, "n_thoughts_train": 3, "sets": 3, **options},
+            },
             "data": {"task": "gsm8k"},
             "checkpoint": checkpoint,
             "generation": {"max_new_tokens": 4, **(generation or {})},
@@ -39,7 +42,11 @@ def _targets(pipeline, examples):
 
 
 def _frozen(runtime):
-    return {f"{role}.{k}": v.clone() for role in ("llm", "assistant") for k, v in getattr(runtime, role).model.state_dict().items()}
+    return {
+        f"{role}.{k}": v.clone()
+        for role in ("llm", "assistant")
+        for k, v in getattr(runtime, role).model.state_dict().items()
+    }
 
 
 def test_is_registered_with_a_linear_projector_and_checks_its_options():
@@ -48,7 +55,11 @@ def test_is_registered_with_a_linear_projector_and_checks_its_options():
     plan = resolve(load_config(overrides={"producer": {"name": "softcotpp"}}), registry)
     assert plan.projector.name == "linear"
     assert plan.producer.options == SoftCoTPPOptions(sets=4, contrastive_weight=0.1, temperature=0.1)
-    bad = load_config(overrides={"producer": {"name": "softcotpp", "options": {"sets": 0, "temperature": 0, "contrastive_weight": -1}}})
+    bad = load_config(
+        overrides={
+            "producer": {"name": "softcotpp", "options": {"sets": 0, "temperature": 0, "contrastive_weight": -1}}
+        }
+    )
     with pytest.raises(ConfigError) as err:
         resolve(bad, registry)
     assert len(err.value.problems) == 3
@@ -61,7 +72,11 @@ def test_each_set_gives_its_own_thoughts_grouped_per_question(runtime, tiny_assi
     thoughts = producer.produce(QUESTIONS, instruction="")
     assert thoughts.sets == 3 and thoughts.loss is None
     assert thoughts.vectors.shape == (6, 2, tiny_assistant.hidden_size)  # (B*K, N, d_assistant)
-    assert producer.produce(QUESTIONS, instruction="", training=True).vectors.shape == (6, 5, tiny_assistant.hidden_size)
+    assert producer.produce(QUESTIONS, instruction="", training=True).vectors.shape == (
+        6,
+        5,
+        tiny_assistant.hidden_size,
+    )
     for question in (0, 1):
         rows = thoughts.vectors[question * 3 : question * 3 + 3]
         assert all(not torch.allclose(rows[j], rows[k], atol=1e-3) for j in range(3) for k in range(j + 1, 3))

@@ -45,8 +45,18 @@ def test_wilson_interval_contains_the_proportion():
 
 
 def _cell(method, correct, truncated=0, seed=0):
-    records = [{"id": f"q{i}", "gold": "No" if i % 3 else "Yes", "strict_correct": c, "flexible_correct": c,
-                "new_tokens": 10, "latency_s": 1.0, "truncated": int(i < truncated)} for i, c in enumerate(correct)]
+    records = [
+        {
+            "id": f"q{i}",
+            "gold": "No" if i % 3 else "Yes",
+            "strict_correct": c,
+            "flexible_correct": c,
+            "new_tokens": 10,
+            "latency_s": 1.0,
+            "truncated": int(i < truncated),
+        }
+        for i, c in enumerate(correct)
+    ]
     return Cell(summarize("strategyqa", method, records, seed), records)
 
 

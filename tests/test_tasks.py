@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 from latentreason.builtins.answers import parse_number
-from latentreason.errors import LatentReasonError
 from latentreason.builtins.evaluators import BUILTIN_EVALUATORS
-from latentreason.components.task import DATA_DIR_ENV, TaskSpec
-from latentreason.components.example import Example
 from latentreason.builtins.tasks import BUILTIN_TASKS
+from latentreason.components.example import Example
+from latentreason.components.task import DATA_DIR_ENV, TaskSpec
+from latentreason.errors import LatentReasonError
 
 SHIPPED = {
     "gsm8k": {"test": 1119, "train": 2000},

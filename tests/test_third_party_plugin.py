@@ -52,7 +52,8 @@ def installed(tmp_path_factory):
     src = tmp_path_factory.mktemp("src")
     (src / "echo_plugin").mkdir()
     (src / "echo_plugin" / "__init__.py").write_text(PLUGIN)
-    (src / "pyproject.toml").write_text(textwrap.dedent("""
+    (src / "pyproject.toml").write_text(
+        textwrap.dedent("""
         [build-system]
         requires = ["setuptools>=68"]
         build-backend = "setuptools.build_meta"
@@ -63,11 +64,23 @@ def installed(tmp_path_factory):
         echo = "echo_plugin"
         [tool.setuptools]
         packages = ["echo_plugin"]
-    """))
+    """)
+    )
     site = tmp_path_factory.mktemp("site")
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--no-index", "--target", str(site), str(src)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--target",
+            str(site),
+            str(src),
+        ],
         check=True,
     )
     sys.path.insert(0, str(site))
@@ -82,7 +95,9 @@ def test_installed_plugin_is_found_and_selected_by_name(installed, runtime):
     assert "echo" in registry.names("producer")
     info = {i.name: i for i in registry.plugins()}["echo"]
     assert info.distribution == "latentreason-echo"
-    config = load_config(overrides={"producer": {"name": "echo", "options": {"repeat": 3}}, "generation": {"max_new_tokens": 3}})
+    config = load_config(
+        overrides={"producer": {"name": "echo", "options": {"repeat": 3}}, "generation": {"max_new_tokens": 3}}
+    )
     pipeline = Pipeline.from_config(config, registry=registry, runtime=runtime)
     predictions = pipeline.answer(pipeline.task.load(limit=1))
     assert predictions[0].prompt.count("<|endoftext|>") == 3

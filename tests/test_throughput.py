@@ -6,13 +6,13 @@ import pytest
 import torch
 
 from latentreason.api import build_pipeline
+from latentreason.builtins.placeholder import PlaceholderInjector, PlaceholderOptions
 from latentreason.config import GenerationConfig, load_config
 from latentreason.decoding.loop import decode, decode_stream
 from latentreason.errors import ConfigError
-from latentreason.builtins.placeholder import PlaceholderInjector, PlaceholderOptions
-from latentreason.models.quantization import Int8Linear, check_int8, int8_twin
 from latentreason.hooks.registry import Registry
 from latentreason.hooks.resolve import resolve
+from latentreason.models.quantization import Int8Linear, check_int8, int8_twin
 from latentreason.models.runtime import Runtime, resolve_dtype
 from latentreason.testing import tiny_model
 
@@ -31,8 +31,13 @@ def llm():
 
 
 def _config(producer="cot", **generation):
-    return load_config(overrides={"producer": {"name": producer}, "data": {"task": "gsm8k", "limit": 7},
-                                  "generation": {"max_new_tokens": 12, **generation}})
+    return load_config(
+        overrides={
+            "producer": {"name": producer},
+            "data": {"task": "gsm8k", "limit": 7},
+            "generation": {"max_new_tokens": 12, **generation},
+        }
+    )
 
 
 def _generations(runtime, producer="cot", **generation):
@@ -94,7 +99,6 @@ def test_int8_twin_shares_everything_but_the_linear_layers(llm):
     assert isinstance(llm.model.lm_head, torch.nn.Linear)  # the float model is untouched
 
 
-
 def test_an_int8_layer_computes_what_the_float_layer_does_within_rounding():
     torch.manual_seed(0)
     linear = torch.nn.Linear(896, 1024)
@@ -106,9 +110,13 @@ def test_an_int8_layer_computes_what_the_float_layer_does_within_rounding():
 
 def test_an_int8_run_decodes_with_the_twin_and_reads_prompts_in_float(tiny_dirs):
     llm_dir, assistant_dir = tiny_dirs
-    config = load_config(overrides={
-        "models": {"llm": llm_dir, "assistant": assistant_dir, "quantize": "int8"},
-        "producer": {"name": "cot"}, "generation": {"max_new_tokens": 6}})
+    config = load_config(
+        overrides={
+            "models": {"llm": llm_dir, "assistant": assistant_dir, "quantize": "int8"},
+            "producer": {"name": "cot"},
+            "generation": {"max_new_tokens": 6},
+        }
+    )
     pipeline = build_pipeline(config)
     llm = pipeline.runtime.llm
     assert llm.stepper is llm.int8 and isinstance(llm.int8.lm_head, Int8Linear)
@@ -150,7 +158,9 @@ def test_a_vllm_chain_is_cut_where_the_loop_would_stop(llm):
     from latentreason.decoding.vllm import cut_at_answer
 
     tokenizer = llm.tokenizer
-    ids = tokenizer("So 3 + 4 = 7. The final answer is \\boxed{7}. Done, more text", add_special_tokens=False)["input_ids"]
+    ids = tokenizer("So 3 + 4 = 7. The final answer is \\boxed{7}. Done, more text", add_special_tokens=False)[
+        "input_ids"
+    ]
     checker = AnswerComplete(tokenizer, __import__("re").compile(BOXED_PATTERN))
     cut = cut_at_answer(ids, checker)
     assert checker.finished([cut])[0] and not checker.finished([cut[:-1]])[0]
@@ -160,8 +170,9 @@ def test_a_vllm_chain_is_cut_where_the_loop_would_stop(llm):
 
 def test_the_vllm_engine_refuses_what_it_cannot_run(monkeypatch, tmp_path):
     monkeypatch.setenv("LATENTREASON_VLLM_PYTHON", str(tmp_path / "missing" / "python"))
-    config = load_config(overrides={"producer": {"name": "cot"}, "generation": {"engine": "vllm"},
-                                    "decoder": {"name": "window"}})
+    config = load_config(
+        overrides={"producer": {"name": "cot"}, "generation": {"engine": "vllm"}, "decoder": {"name": "window"}}
+    )
     with pytest.raises(ConfigError) as caught:
         resolve(config, Registry())
     message = str(caught.value)

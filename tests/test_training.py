@@ -8,11 +8,11 @@ import signal
 import pytest
 import torch
 
-from latentreason.training import trainer as training
-from latentreason.storage import load_weights, read_meta, save_weights
 from latentreason.config import TrainConfig, load_config
-from latentreason.errors import LatentReasonError
 from latentreason.engine.pipeline import Pipeline
+from latentreason.errors import LatentReasonError
+from latentreason.storage import load_weights, read_meta, save_weights
+from latentreason.training import trainer as training
 from latentreason.training.trainer import Trainer
 
 
@@ -85,7 +85,9 @@ def test_checkpoint_of_the_wrong_shape_says_which_tensor(runtime, tmp_path):
 
     narrow = torch.nn.Linear(48, 32)
     bad = save_weights(tmp_path / "narrow.safetensors", {"projector": torch.nn.ModuleDict({"linear": narrow})}, {})
-    with pytest.raises(LatentReasonError, match=r"projector.linear.weight has shape \(32, 48\) but this run needs \(64, 48\)"):
+    with pytest.raises(
+        LatentReasonError, match=r"projector.linear.weight has shape \(32, 48\) but this run needs \(64, 48\)"
+    ):
         load_weights(bad, {"projector": torch.nn.ModuleDict({"linear": torch.nn.Linear(48, 64)})})
 
 

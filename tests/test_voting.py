@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from latentreason.config import GenerationConfig
 from latentreason.components.evaluator import Score
+from latentreason.config import GenerationConfig
 from latentreason.engine.voting import majority_vote
 
 

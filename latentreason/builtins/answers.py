@@ -71,9 +71,7 @@ CHOICE_BOXED_PATTERN = rf"\\boxed\s*\{{(?=\s*[^\s}}])(?!{_PLACEHOLDER}\}}){_bala
 #: Like :data:`BOXED_PATTERN`, for a box whose content starts with yes, no,
 #: true or false (``\boxed{\text{No}}``). Generation of a yes/no answer can
 #: stop once it matches.
-YESNO_BOXED_PATTERN = (
-    rf"\\boxed\s*\{{(?=(?:\\[A-Za-z]+\s*\{{|[^\w}}])*(?i:yes|no|true|false)\b){_balanced(2)}\}}"
-)
+YESNO_BOXED_PATTERN = rf"\\boxed\s*\{{(?=(?:\\[A-Za-z]+\s*\{{|[^\w}}])*(?i:yes|no|true|false)\b){_balanced(2)}\}}"
 
 _BOX_START = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _PLACEHOLDER_ONLY = re.compile(_PLACEHOLDER)

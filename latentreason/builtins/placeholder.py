@@ -11,14 +11,14 @@ all use it; it is registered through the same hook as any plugin's.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 
-from latentreason.config import PluginOptions
 from latentreason.components.batching import pad_batch, pad_left
 from latentreason.components.injector import IGNORE_INDEX, Injector, LLMInputs
 from latentreason.components.prompting import SLOT, encode_chat, marker_ids, placeholder_id
+from latentreason.config import PluginOptions
 
 
 class PlaceholderOptions(PluginOptions):
@@ -36,7 +36,7 @@ class PlaceholderOptions(PluginOptions):
             (telling the LLM what they are), or None.
     """
 
-    style_defaults = {
+    style_defaults: ClassVar[dict[str, dict[str, Any]]] = {
         "softcot": {
             "thoughts_note": "Below are thoughts from a weaker assistant model. Use them if they help your reasoning; "
             "if they are wrong, ignore them."

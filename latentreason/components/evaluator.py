@@ -6,8 +6,8 @@ import re
 from dataclasses import dataclass
 from typing import ClassVar
 
-from latentreason.config import PluginOptions
 from latentreason.components.example import Example
+from latentreason.config import PluginOptions
 
 
 @dataclass(frozen=True)

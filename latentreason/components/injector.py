@@ -69,4 +69,3 @@ class Injector:
             targets: token ids to append and supervise (training), or None.
         """
         raise NotImplementedError
-

@@ -14,7 +14,7 @@ from transformers import PreTrainedTokenizerBase
 
 from latentreason.errors import LatentReasonError
 
-SLOT = "\uE000latentreason-slot\uE000"
+SLOT = "\ue000latentreason-slot\ue000"
 
 MARKER_PAIRS = (
     ("<|box_start|>", "<|box_end|>"),  # Qwen2.5
@@ -27,7 +27,7 @@ def token_id(tokenizer: PreTrainedTokenizerBase, token: str) -> int | None:
     """Id of ``token`` if it is a single token of this vocabulary, else None."""
     ids = tokenizer.convert_tokens_to_ids([token])
     tid = ids[0] if ids else None
-    if tid is None or tid == tokenizer.unk_token_id and token != tokenizer.unk_token:
+    if tid is None or (tid == tokenizer.unk_token_id and token != tokenizer.unk_token):
         return None
     return tid
 
@@ -55,7 +55,9 @@ def placeholder_id(tokenizer: PreTrainedTokenizerBase, token: str | None = None)
     if token is not None:
         tid = token_id(tokenizer, token)
         if tid is None:
-            raise LatentReasonError(f"Placeholder token {token!r} is not a single token of this tokenizer's vocabulary.")
+            raise LatentReasonError(
+                f"Placeholder token {token!r} is not a single token of this tokenizer's vocabulary."
+            )
         return tid
     for candidate in PLACEHOLDER_CANDIDATES:
         tid = token_id(tokenizer, candidate)
@@ -108,7 +110,7 @@ def end_of_turn_id(tokenizer: PreTrainedTokenizerBase) -> int:
     for any template rather than assumed.
     """
     if tokenizer.chat_template:
-        reply = "\uE001"
+        reply = "\ue001"
         text = tokenizer.apply_chat_template(
             [{"role": "user", "content": "q"}, {"role": "assistant", "content": reply}], tokenize=False
         )

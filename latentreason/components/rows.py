@@ -11,7 +11,6 @@ from typing import Any
 from latentreason.components.example import AnswerType, Example
 from latentreason.errors import LatentReasonError
 
-
 _MAX_PROBLEMS = 5
 
 

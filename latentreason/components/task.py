@@ -14,7 +14,6 @@ from latentreason.components.example import AnswerType, Example
 from latentreason.components.rows import SCHEMA, example_from_row, nonempty, problems_error, repeated_ids
 from latentreason.errors import LatentReasonError
 
-
 #: Environment variable naming a folder of ``<task>/<split>.jsonl`` files,
 #: searched when a task's own data folder lacks a split.
 DATA_DIR_ENV = "LATENTREASON_DATA_DIR"

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from latentreason.config import GenerationConfig
 from latentreason.components.injector import LLMInputs
+from latentreason.config import GenerationConfig
 from latentreason.models.spec import LoadedModel
 
 
@@ -81,7 +81,11 @@ def generate(
     criteria = StoppingCriteriaList()
     if config.stop_at_answer and answer_complete is not None:
         criteria.append(AnswerComplete(llm.tokenizer, answer_complete))
-    sampling = dict(do_sample=True, temperature=config.temperature, top_p=config.top_p) if config.do_sample else dict(do_sample=False)
+    sampling = (
+        dict(do_sample=True, temperature=config.temperature, top_p=config.top_p)
+        if config.do_sample
+        else dict(do_sample=False)
+    )
     with torch.inference_mode():
         out = llm.model.generate(
             inputs_embeds=inputs.inputs_embeds,

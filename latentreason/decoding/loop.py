@@ -155,5 +155,9 @@ def decode(
     """
     rows = inputs.inputs_embeds.shape[0]
     pending = [(inputs, list(range(rows)))]
-    results = dict(decode_stream(llm, lambda free: pending.pop() if pending else None, config, controller, answer_complete, capacity=rows))
+    results = dict(
+        decode_stream(
+            llm, lambda free: pending.pop() if pending else None, config, controller, answer_complete, capacity=rows
+        )
+    )
     return [results[b] for b in range(rows)]

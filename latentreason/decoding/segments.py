@@ -16,9 +16,9 @@ from pydantic import Field, model_validator
 
 from latentreason.config import PluginOptions
 from latentreason.decoding.state import DecodeState
+from latentreason.decoding.trigger import BoundaryTrigger
 from latentreason.errors import LatentReasonError
 from latentreason.models.spec import LoadedModel
-from latentreason.decoding.trigger import BoundaryTrigger
 
 _SENTENCE_END = re.compile(r"(?<!\d)[.!?][\"')\]]*\s*$|\n\s*$")
 _PARAGRAPH_END = re.compile(r"\n\s*$")
@@ -57,7 +57,9 @@ class SegmentOptions(PluginOptions):
         if self.segment != "classifier" and (self.trigger is not None or self.threshold is not None):
             raise ValueError(f"trigger and threshold are used only with segment 'classifier', not {self.segment!r}")
         if self.trigger is not None and not Path(self.trigger).expanduser().is_file():
-            raise ValueError(f"trigger file {self.trigger!r} does not exist; train one with `latentreason train-trigger`")
+            raise ValueError(
+                f"trigger file {self.trigger!r} does not exist; train one with `latentreason train-trigger`"
+            )
         return self
 
 
@@ -69,7 +71,9 @@ def ends_segment(text: str, n_tokens: int, options: SegmentOptions) -> bool:
             states (use :class:`Boundaries`).
     """
     if options.segment == "classifier":
-        raise LatentReasonError("segment 'classifier' decides from hidden states, not text; use latentreason.decoding.segments.Boundaries.")
+        raise LatentReasonError(
+            "segment 'classifier' decides from hidden states, not text; use latentreason.decoding.segments.Boundaries."
+        )
     if n_tokens >= options.tokens:
         return True
     if options.segment == "tokens" or n_tokens < options.min_tokens:
@@ -124,7 +128,9 @@ class Boundaries:
             self.trigger = trigger.to(llm.model.device)
             self.threshold = options.threshold if options.threshold is not None else float(meta["threshold"])
             # Gold text has no decoding-time hidden states: cut it by the rule the trigger learned.
-            self.text_rule = SegmentOptions(segment=meta["label"]["segment"], tokens=options.tokens, min_tokens=options.min_tokens)
+            self.text_rule = SegmentOptions(
+                segment=meta["label"]["segment"], tokens=options.tokens, min_tokens=options.min_tokens
+            )
 
     def ends(self, state: DecodeState, row: int) -> bool:
         """Whether ``row``'s current segment ends with its latest token."""

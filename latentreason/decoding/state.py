@@ -66,7 +66,11 @@ class DecodeState:
     def segment_text(self, row: int) -> str:
         """The text of ``row``'s current segment."""
         n = self.segment_tokens[row]
-        return self.llm.tokenizer.decode(self.tokens[row][len(self.tokens[row]) - n :], skip_special_tokens=True) if n else ""
+        return (
+            self.llm.tokenizer.decode(self.tokens[row][len(self.tokens[row]) - n :], skip_special_tokens=True)
+            if n
+            else ""
+        )
 
     # -- what controllers call ------------------------------------------------
 
@@ -213,10 +217,16 @@ class DecodeState:
             return hidden
         width = max(self.live.shape[1], fresh.live.shape[1])
         for mine, theirs in zip(self.cache.layers, fresh.cache.layers):
-            mine.keys = torch.cat([_pad_columns(mine.keys, width, 2), _pad_columns(theirs.keys, width, 2)])  # (B+k, H, L', d_head)
+            mine.keys = torch.cat(
+                [_pad_columns(mine.keys, width, 2), _pad_columns(theirs.keys, width, 2)]
+            )  # (B+k, H, L', d_head)
             mine.values = torch.cat([_pad_columns(mine.values, width, 2), _pad_columns(theirs.values, width, 2)])
         for name in ("live", "generated", "segment"):
-            setattr(self, name, torch.cat([_pad_columns(getattr(self, name), width, 1), _pad_columns(getattr(fresh, name), width, 1)]))
+            setattr(
+                self,
+                name,
+                torch.cat([_pad_columns(getattr(self, name), width, 1), _pad_columns(getattr(fresh, name), width, 1)]),
+            )
         self.next_position = torch.cat([self.next_position, fresh.next_position])
         for name in ("keys", "tokens", "done", "segment_hidden", "segment_tokens", "peak_kv", "dependency"):
             getattr(self, name).extend(getattr(fresh, name))

@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from latentreason.storage import load_weights, read_meta, save_weights
 from latentreason.errors import LatentReasonError
+from latentreason.storage import load_weights, read_meta, save_weights
 
 PREFIX = "trigger"
 
@@ -85,5 +85,7 @@ class BoundaryTrigger(nn.Module):
                 f"(hidden size {hidden_size})."
             ) from None
         if "threshold" not in meta or "label" not in meta:
-            raise LatentReasonError(f"{str(path)!r} has trigger weights but no threshold or label rule in its metadata; train it with `latentreason train-trigger`.")
+            raise LatentReasonError(
+                f"{str(path)!r} has trigger weights but no threshold or label rule in its metadata; train it with `latentreason train-trigger`."
+            )
         return trigger.eval(), meta

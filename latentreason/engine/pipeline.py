@@ -19,19 +19,19 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from latentreason.storage import load_weights, read_meta, stored_components
-from latentreason.config import RunConfig
-from latentreason.errors import LatentReasonError
 from latentreason.components.evaluator import Score
+from latentreason.components.example import Example
+from latentreason.components.injector import LLMInputs
+from latentreason.config import RunConfig
+from latentreason.decoding.generate import Generated, generate
 from latentreason.decoding.loop import decode, decode_stream
 from latentreason.decoding.state import supports_rewriting
-from latentreason.decoding.generate import Generated, generate
-from latentreason.components.injector import LLMInputs
+from latentreason.engine.voting import majority_vote
+from latentreason.errors import LatentReasonError
 from latentreason.hooks.registry import Registry
 from latentreason.hooks.resolve import Plan, resolve
 from latentreason.models.runtime import Runtime
-from latentreason.components.example import Example
-from latentreason.engine.voting import majority_vote
+from latentreason.storage import load_weights, read_meta, stored_components
 
 
 @dataclass
@@ -89,7 +89,9 @@ class Pipeline:
         self._next_question: dict[str, str] | None = None
 
     @classmethod
-    def from_config(cls, config: RunConfig, registry: Registry | None = None, runtime: Runtime | None = None) -> Pipeline:
+    def from_config(
+        cls, config: RunConfig, registry: Registry | None = None, runtime: Runtime | None = None
+    ) -> Pipeline:
         """Build a pipeline from a config (models load on first use).
 
         Args:
@@ -97,9 +99,9 @@ class Pipeline:
             registry: plugins to use (default: a fresh one with installed plugins).
             runtime: preloaded models (default: loaded from ``config.models``).
         """
-        registry = registry or (runtime.registry if runtime else Registry())
+        registry = registry or Registry()
         plan = resolve(config, registry)
-        return cls(plan, runtime or Runtime(config.models, registry))
+        return cls(plan, runtime or Runtime(config.models, registry.load_model))
 
     def trainable(self) -> dict[str, nn.Module]:
         """The components with trainable parameters, by checkpoint prefix."""
@@ -186,8 +188,12 @@ class Pipeline:
             targets: gold token ids to append and supervise (training only).
         """
         questions = [self.task.format_question(ex) for ex in examples]
-        read = questions if self.config.thoughts_from == "own" or targets is not None else self._next_questions(examples)
-        thoughts = self.producer.produce(read, instruction=self.instruction, training=targets is not None)  # (B*K, N, d_src) or hints
+        read = (
+            questions if self.config.thoughts_from == "own" or targets is not None else self._next_questions(examples)
+        )
+        thoughts = self.producer.produce(
+            read, instruction=self.instruction, training=targets is not None
+        )  # (B*K, N, d_src) or hints
         k = thoughts.sets  # rows per question, consecutive
         questions = [q for q in questions for _ in range(k)]
         if targets is not None:
@@ -219,8 +225,15 @@ class Pipeline:
         scores = [self.evaluator.score(c.text, example) for c in chains]
         score = scores[0] if len(scores) == 1 else majority_vote(scores)
         return Prediction(
-            example, prompt, [c.text for c in chains], sum(len(c.token_ids) for c in chains), score, seconds,
-            max(c.peak_kv for c in chains), sum(c.dependency for c in chains), sum(c.truncated for c in chains),
+            example,
+            prompt,
+            [c.text for c in chains],
+            sum(len(c.token_ids) for c in chains),
+            score,
+            seconds,
+            max(c.peak_kv for c in chains),
+            sum(c.dependency for c in chains),
+            sum(c.truncated for c in chains),
         )
 
     def stream(self, examples: list[Example]) -> Iterator[Prediction]:

@@ -22,12 +22,12 @@ import torch
 from latentreason import distributed
 from latentreason.api import evaluation_examples
 from latentreason.config import Component, RunConfig
+from latentreason.engine.pipeline import Pipeline
 from latentreason.errors import ConfigError, LatentReasonError
 from latentreason.evaluation.runner import evaluate, method_name
-from latentreason.engine.pipeline import Pipeline
+from latentreason.evaluation.tables import Cell, csv_table, markdown_table, read_cell
 from latentreason.hooks.registry import Registry
 from latentreason.hooks.resolve import Plan, resolve
-from latentreason.evaluation.tables import Cell, csv_table, markdown_table, read_cell
 from latentreason.models.runtime import Runtime
 
 
@@ -60,7 +60,9 @@ def methods_from_names(
         except LatentReasonError as exc:  # an unknown name: report it with the others
             problems.append(f"producer: {exc}")
     known = set().union(*accepted.values()) if accepted else set()
-    problems += [f"producer.options.{k}: no selected producer has this option" for k in base.producer.options if k not in known]
+    problems += [
+        f"producer.options.{k}: no selected producer has this option" for k in base.producer.options if k not in known
+    ]
     if problems:
         raise ConfigError(sorted(set(problems)))
     methods = []
@@ -84,7 +86,12 @@ def methods_from_names(
 
 def missing_checkpoints(methods: list[Method]) -> list[str]:
     """One problem per checkpoint file a method names that does not exist."""
-    return [f"{m.label}: checkpoint {path!r} does not exist" for m in methods for path in m.config.checkpoints() if not Path(path).is_file()]
+    return [
+        f"{m.label}: checkpoint {path!r} does not exist"
+        for m in methods
+        for path in m.config.checkpoints()
+        if not Path(path).is_file()
+    ]
 
 
 def plan_comparison(methods: list[Method], tasks: list[str], seeds: list[int], registry: Registry) -> list[Plan]:
@@ -102,7 +109,11 @@ def plan_comparison(methods: list[Method], tasks: list[str], seeds: list[int], r
         for method in methods:
             for seed in seeds:
                 config = method.config.model_copy(
-                    update={"label": method.label, "data": method.config.data.model_copy(update={"task": task}), "seed": seed},
+                    update={
+                        "label": method.label,
+                        "data": method.config.data.model_copy(update={"task": task}),
+                        "seed": seed,
+                    },
                     deep=True,
                 )
                 try:
@@ -148,11 +159,15 @@ def compare(
     Raises:
         ConfigError: every problem of every cell, before anything runs.
     """
-    registry = registry or (runtime.registry if runtime else Registry())
+    registry = registry or Registry()
     if reference is not None and reference not in [m.label for m in methods]:
-        raise ConfigError([f"reference: {reference!r} is not one of the methods ({', '.join(m.label for m in methods)})"])
+        raise ConfigError(
+            [f"reference: {reference!r} is not one of the methods ({', '.join(m.label for m in methods)})"]
+        )
     plans = plan_comparison(methods, tasks, seeds, registry)
-    distributed.setup(runtime.device if runtime else methods[0].config.models.device)  # each rank loads onto its own device
+    distributed.setup(
+        runtime.device if runtime else methods[0].config.models.device
+    )  # each rank loads onto its own device
     output = Path(output)
     done: dict[int, Cell] = {}
     loaded: Runtime | None = runtime
@@ -161,7 +176,7 @@ def compare(
         config = plan.config
         if runtime is None and (loaded is None or loaded.models != config.models):
             loaded = None  # release the previous method's models before loading the next ones
-            loaded = Runtime(config.models, registry)
+            loaded = Runtime(config.models, registry.load_model)
         torch.manual_seed(config.seed)
         pipeline = Pipeline(plan, loaded)
         examples = evaluation_examples(pipeline)

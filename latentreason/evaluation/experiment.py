@@ -29,9 +29,9 @@ from typing import Any
 
 from pydantic import Field, ValidationError
 
-from latentreason.evaluation.comparison import Method, missing_checkpoints
 from latentreason.config import Strict, format_validation_error, load_config, merge, read_yaml
 from latentreason.errors import ConfigError, LatentReasonError
+from latentreason.evaluation.comparison import Method, missing_checkpoints
 from latentreason.hooks.registry import Registry
 from latentreason.hooks.resolve import resolve
 
@@ -45,7 +45,9 @@ class ExperimentFile(Strict):
     tasks: list[str] | None = Field(None, min_length=1)
     seeds: list[int] | None = Field(None, min_length=1)
     output: str | None = None
-    reference: str | None = Field(None, description="the method paired differences are taken against (default: the first)")
+    reference: str | None = Field(
+        None, description="the method paired differences are taken against (default: the first)"
+    )
     methods: dict[str, dict[str, Any] | None] = Field(min_length=1)
 
 

@@ -75,8 +75,14 @@ def plot_accuracy_against(cells: list[Cell], path: Path, cost: str) -> None:
         acc = sum(s.flexible_acc for s in row.runs) / len(row.runs)
         x = sum(value(s) for s in row.runs) / len(row.runs)
         index = methods.index(row.producer)
-        ax.scatter(x, acc, marker=markers[tasks.index(row.task) % len(markers)], s=60, color=colors[index % len(colors)],
-                   label=row.producer if len(tasks) == 1 else f"{row.producer} ({row.task})")
+        ax.scatter(
+            x,
+            acc,
+            marker=markers[tasks.index(row.task) % len(markers)],
+            s=60,
+            color=colors[index % len(colors)],
+            label=row.producer if len(tasks) == 1 else f"{row.producer} ({row.task})",
+        )
     ax.set_xlabel(label)
     ax.set_ylabel("flexible accuracy")
     ax.set_title(f"accuracy against {label.split(' (')[0]}")
@@ -97,7 +103,10 @@ def plot_training(history: Path, path: Path) -> None:
     steps = [h["step"] for h in data["train"]]
     losses = [h["loss"] for h in data["train"]]
     window = max(1, len(losses) // 10)
-    smooth = [sum(losses[max(0, i - window + 1) : i + 1]) / len(losses[max(0, i - window + 1) : i + 1]) for i in range(len(losses))]
+    smooth = [
+        sum(losses[max(0, i - window + 1) : i + 1]) / len(losses[max(0, i - window + 1) : i + 1])
+        for i in range(len(losses))
+    ]
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(steps, losses, alpha=0.35, label="train loss (per step)")
     ax.plot(steps, smooth, label=f"train loss (mean of {window})")
@@ -129,16 +138,25 @@ def plot_paired(cells: list[Cell], reference: str | None, path: Path) -> bool:
     refs = {r.task: r for r in grouped if r.producer == reference} or {}
     for r in grouped:
         refs.setdefault(r.task, r)
-    points = [(f"{r.producer} ({r.task})" if len(refs) > 1 else r.producer, r.against(refs[r.task]))
-              for r in grouped if r is not refs[r.task]]
+    points = [
+        (f"{r.producer} ({r.task})" if len(refs) > 1 else r.producer, r.against(refs[r.task]))
+        for r in grouped
+        if r is not refs[r.task]
+    ]
     points = [(label, test) for label, test in points if test is not None]
     if not points:
         return False
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(points) + 1.4))
-    for y, (label, test) in enumerate(points):
+    for y, (_, test) in enumerate(points):
         color = "tab:green" if test.low > 0 else "tab:red" if test.high < 0 else "tab:gray"
-        ax.errorbar(test.difference, y, xerr=[[test.difference - test.low], [test.high - test.difference]], fmt="o",
-                    color=color, capsize=3)
+        ax.errorbar(
+            test.difference,
+            y,
+            xerr=[[test.difference - test.low], [test.high - test.difference]],
+            fmt="o",
+            color=color,
+            capsize=3,
+        )
         ax.annotate(f"p={test.p_value:.2g}", (test.high, y), xytext=(4, -3), textcoords="offset points", fontsize=7)
     ax.axvline(0, color="black", lw=0.8)
     ax.set_yticks(range(len(points)), [label for label, _ in points], fontsize=8)
@@ -172,7 +190,9 @@ def render_report(folder: str | Path) -> tuple[Path, Path]:
     text = markdown_table(cells, reference)
     table, _, notes = text.partition("\n\n")
     md = folder / "report.md"
-    md.write_text(f"# latentreason report: {folder.name}\n\n{text}\n\n" + "\n\n".join(f"![{i[:-4]}]({i})" for i in images) + "\n")
+    md.write_text(
+        f"# latentreason report: {folder.name}\n\n{text}\n\n" + "\n\n".join(f"![{i[:-4]}]({i})" for i in images) + "\n"
+    )
     lines = table.splitlines()
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     body = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]

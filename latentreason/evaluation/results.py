@@ -25,32 +25,36 @@ from typing import Any
 
 import yaml
 
-from latentreason.storage import atomic_write
 from latentreason.config import RunConfig, dump_config
-from latentreason.errors import LatentReasonError
 from latentreason.engine.pipeline import Prediction
+from latentreason.errors import LatentReasonError
 from latentreason.evaluation.stats import wilson_interval
+from latentreason.storage import atomic_write
 
 
 def prediction_record(pred: Prediction) -> dict[str, Any]:
     """The JSONL record of one prediction."""
     ex = pred.example
-    return {
-        "id": ex.id,
-        "question": ex.question,
-        "prompt": pred.prompt,
-        "generation": pred.generations[0],
-        "strict": pred.score.strict,
-        "flexible": pred.score.flexible,
-        "gold": ex.answer,
-        "strict_correct": pred.score.strict_correct,
-        "flexible_correct": pred.score.flexible_correct,
-        "new_tokens": pred.new_tokens,
-        "latency_s": round(pred.latency_s, 4),
-        "peak_kv": pred.peak_kv,
-        "dependency": pred.dependency,
-        "truncated": pred.truncated,
-    } | ({"options": len(ex.choices)} if ex.choices else {}) | ({"samples": pred.generations} if len(pred.generations) > 1 else {})
+    return (
+        {
+            "id": ex.id,
+            "question": ex.question,
+            "prompt": pred.prompt,
+            "generation": pred.generations[0],
+            "strict": pred.score.strict,
+            "flexible": pred.score.flexible,
+            "gold": ex.answer,
+            "strict_correct": pred.score.strict_correct,
+            "flexible_correct": pred.score.flexible_correct,
+            "new_tokens": pred.new_tokens,
+            "latency_s": round(pred.latency_s, 4),
+            "peak_kv": pred.peak_kv,
+            "dependency": pred.dependency,
+            "truncated": pred.truncated,
+        }
+        | ({"options": len(ex.choices)} if ex.choices else {})
+        | ({"samples": pred.generations} if len(pred.generations) > 1 else {})
+    )
 
 
 @dataclass
@@ -80,8 +84,10 @@ class Summary:
 
     def table(self) -> str:
         """A one-row Markdown table."""
-        head = ("| task | producer | n | acc strict (95% CI) | acc flexible (95% CI) | truncated | mean new tokens "
-                "| examples/s | tokens/s | peak mem GiB |")
+        head = (
+            "| task | producer | n | acc strict (95% CI) | acc flexible (95% CI) | truncated | mean new tokens "
+            "| examples/s | tokens/s | peak mem GiB |"
+        )
         sep = "|---|---|---|---|---|---|---|---|---|---|"
         row = (
             f"| {self.task} | {self.producer} | {self.n} "
@@ -92,7 +98,9 @@ class Summary:
         return "\n".join([head, sep, row])
 
 
-def summarize(task: str, producer: str, records: list[dict[str, Any]], seed: int = 0, peak_memory_gib: float = 0.0) -> Summary:
+def summarize(
+    task: str, producer: str, records: list[dict[str, Any]], seed: int = 0, peak_memory_gib: float = 0.0
+) -> Summary:
     """Summarize per-example records (speed from their per-example latencies)."""
     n = len(records)
     strict = sum(r["strict_correct"] for r in records)
@@ -142,7 +150,12 @@ def truncation_warning(summary: Summary, max_new_tokens: int | None = None) -> s
 SHARD_PATTERN = re.compile(r"samples\.rank(\d+)\.jsonl")
 
 RESUME_FREE_KEYS = {
-    ("data", "limit"), ("data", "offset"), ("generation", "batch_size"), ("generation", "continuous_batching"), ("output_dir",), ("label",)
+    ("data", "limit"),
+    ("data", "offset"),
+    ("generation", "batch_size"),
+    ("generation", "continuous_batching"),
+    ("output_dir",),
+    ("label",),
 }
 
 
@@ -316,5 +329,7 @@ class ResultsFolder:
 
     def write_summary(self, summary: Summary) -> None:
         """Write ``summary.json`` and ``summary.md``."""
-        atomic_write(self.path / "summary.json", lambda tmp: Path(tmp).write_text(json.dumps(asdict(summary), indent=2)))
+        atomic_write(
+            self.path / "summary.json", lambda tmp: Path(tmp).write_text(json.dumps(asdict(summary), indent=2))
+        )
         atomic_write(self.path / "summary.md", lambda tmp: Path(tmp).write_text(summary.table() + "\n"))

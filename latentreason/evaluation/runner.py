@@ -16,11 +16,11 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from latentreason import distributed
-from latentreason.config import RunConfig
-from latentreason.evaluation.memory import PeakMemory
-from latentreason.engine.pipeline import Pipeline
-from latentreason.evaluation.results import ResultsFolder, Summary, prediction_record, summarize
 from latentreason.components.example import Example
+from latentreason.config import RunConfig
+from latentreason.engine.pipeline import Pipeline
+from latentreason.evaluation.memory import PeakMemory
+from latentreason.evaluation.results import ResultsFolder, Summary, prediction_record, summarize
 
 
 def method_name(config: RunConfig) -> str:
@@ -77,9 +77,12 @@ def evaluate(
     shard = world.rank if world.size > 1 else None
     skipped = len(examples) - len(todo) if world.size == 1 else 0
     desc = f"{pipeline.task.name}/{config.producer.name}" + (f" (rank 0 of {world.size})" if world.size > 1 else "")
-    with PeakMemory(pipeline.runtime.device) as memory, tqdm(
-        total=skipped + len(mine), initial=skipped, desc=desc, unit="ex", disable=not (progress and world.is_main)
-    ) as bar:
+    with (
+        PeakMemory(pipeline.runtime.device) as memory,
+        tqdm(
+            total=skipped + len(mine), initial=skipped, desc=desc, unit="ex", disable=not (progress and world.is_main)
+        ) as bar,
+    ):
         for prediction in pipeline.stream(mine):
             folder.append([prediction_record(prediction)], shard)
             bar.update(1)

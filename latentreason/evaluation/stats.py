@@ -90,7 +90,9 @@ def paired(method: Sequence[bool], reference: Sequence[bool], samples: int = BOO
         ValueError: the two sequences differ in length or are empty.
     """
     if len(method) != len(reference) or not method:
-        raise ValueError(f"paired comparison needs two equally long, non-empty sequences ({len(method)} vs {len(reference)})")
+        raise ValueError(
+            f"paired comparison needs two equally long, non-empty sequences ({len(method)} vs {len(reference)})"
+        )
     diff = torch.tensor([float(m) - float(r) for m, r in zip(method, reference)], dtype=torch.float64)  # (n,)
     generator = torch.Generator().manual_seed(BOOTSTRAP_SEED)
     index = torch.randint(len(diff), (samples, len(diff)), generator=generator)  # (samples, n)
@@ -98,7 +100,15 @@ def paired(method: Sequence[bool], reference: Sequence[bool], samples: int = BOO
     low, high = torch.quantile(means, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
     only_method = sum(1 for m, r in zip(method, reference) if m and not r)
     only_reference = sum(1 for m, r in zip(method, reference) if r and not m)
-    return Paired(len(diff), float(diff.mean()), low, high, only_method, only_reference, mcnemar_exact(only_method, only_reference))
+    return Paired(
+        len(diff),
+        float(diff.mean()),
+        low,
+        high,
+        only_method,
+        only_reference,
+        mcnemar_exact(only_method, only_reference),
+    )
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,11 @@ def read_cell(folder: str | Path) -> Cell:
     """The cell a results folder holds (``summary.json`` and ``samples.jsonl``)."""
     folder = Path(folder)
     summary = Summary.from_dict(json.loads((folder / "summary.json").read_text()))
-    lines = (folder / "samples.jsonl").read_text(encoding="utf-8").split("\n") if (folder / "samples.jsonl").exists() else []
+    lines = (
+        (folder / "samples.jsonl").read_text(encoding="utf-8").split("\n")
+        if (folder / "samples.jsonl").exists()
+        else []
+    )
     return Cell(summary, [json.loads(line) for line in lines if line.strip()])
 
 
@@ -55,7 +59,9 @@ def load_cells(folder: str | Path) -> list[Cell]:
     folder = Path(folder)
     cells = [read_cell(path.parent) for path in sorted(folder.rglob("summary.json"))]
     if not cells:
-        raise LatentReasonError(f"No summary.json under {str(folder)!r}: run `latentreason run --output {folder}` first.")
+        raise LatentReasonError(
+            f"No summary.json under {str(folder)!r}: run `latentreason run --output {folder}` first."
+        )
     return sorted(cells, key=lambda c: (c.summary.task, c.summary.producer, c.summary.seed))
 
 
@@ -103,12 +109,16 @@ class Row:
                 out[f"acc {kind}"] = f"{mean:.3f} [{low:.2f}, {high:.2f}]"
         name = reference.producer if reference is not None else "reference"
         test = self.against(reference) if reference is not None and reference is not self else None
-        out[f"Δ flexible vs {name} [95% CI]"] = f"{test.difference:+.3f} [{test.low:+.3f}, {test.high:+.3f}]" if test else "-"
+        out[f"Δ flexible vs {name} [95% CI]"] = (
+            f"{test.difference:+.3f} [{test.low:+.3f}, {test.high:+.3f}]" if test else "-"
+        )
         out["McNemar p"] = f"{test.p_value:.3g} ({test.only_method}/{test.only_reference})" if test else "-"
         out["truncated"] = f"{self._stat('truncated_share')[0]:.1%}"
         out["mean new tokens"] = f"{self._stat('mean_new_tokens')[0]:.1f}"
         out["examples/s"] = f"{self._stat('examples_per_s')[0]:.3f}"
-        out["wall s"] = f"{statistics.fmean(r.n / r.examples_per_s if r.examples_per_s else 0.0 for r in self.runs):.0f}"
+        out["wall s"] = (
+            f"{statistics.fmean(r.n / r.examples_per_s if r.examples_per_s else 0.0 for r in self.runs):.0f}"
+        )
         out["peak mem GiB"] = f"{max(r.peak_memory_gib for r in self.runs):.2f}"
         out["peak KV tokens"] = f"{self._stat('mean_peak_kv')[0]:.0f}"
         out["dependency"] = f"{self._stat('mean_dependency')[0]:.0f}"
@@ -149,7 +159,7 @@ def markdown_table(cells: list[Cell], reference: str | None = None) -> str:
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     out += ["| " + " | ".join(line[h] for h in head) + " |" for line in lines]
     notes = baseline_lines(cells) + [w for r in grouped if (w := truncation_warning(r.pooled_truncation()))]
-    return "\n".join(out + ([""] + notes if notes else []))
+    return "\n".join(out + (["", *notes] if notes else []))
 
 
 def baseline_lines(cells: list[Cell]) -> list[str]:
@@ -164,17 +174,42 @@ def baseline_lines(cells: list[Cell]) -> list[str]:
         options = [r["options"] for r in records if "options" in r]
         b = baselines([str(r["gold"]) for r in records], options if len(options) == len(records) else None)
         uniform = f"; uniform guess {b.uniform:.3f}" if b.uniform is not None else ""
-        lines.append(f"trivial baselines on {row.task} (n={b.n}): always {b.majority_answer!r} {b.majority:.3f}{uniform}")
+        lines.append(
+            f"trivial baselines on {row.task} (n={b.n}): always {b.majority_answer!r} {b.majority:.3f}{uniform}"
+        )
     return lines
 
 
 def csv_table(cells: list[Cell], reference: str | None = None) -> str:
     """The comparison as CSV with raw numbers, one line per run (paired figures against the reference's run)."""
     buffer = io.StringIO()
-    fields = ["task", "producer", "seed", "n", "strict_acc", "strict_ci_low", "strict_ci_high", "flexible_acc",
-              "flexible_ci_low", "flexible_ci_high", "reference", "flexible_diff", "flexible_diff_low", "flexible_diff_high",
-              "mcnemar_p", "only_method", "only_reference", "strict_diff", "truncated_share", "mean_new_tokens",
-              "examples_per_s", "tokens_per_s", "peak_memory_gib", "mean_peak_kv", "mean_dependency"]
+    fields = [
+        "task",
+        "producer",
+        "seed",
+        "n",
+        "strict_acc",
+        "strict_ci_low",
+        "strict_ci_high",
+        "flexible_acc",
+        "flexible_ci_low",
+        "flexible_ci_high",
+        "reference",
+        "flexible_diff",
+        "flexible_diff_low",
+        "flexible_diff_high",
+        "mcnemar_p",
+        "only_method",
+        "only_reference",
+        "strict_diff",
+        "truncated_share",
+        "mean_new_tokens",
+        "examples_per_s",
+        "tokens_per_s",
+        "peak_memory_gib",
+        "mean_peak_kv",
+        "mean_dependency",
+    ]
     writer = csv.DictWriter(buffer, fieldnames=fields)
     writer.writeheader()
     refs = _reference_rows(rows(cells), reference)
@@ -184,17 +219,33 @@ def csv_table(cells: list[Cell], reference: str | None = None) -> str:
         own = Row(s.task, s.producer, [cell])
         flexible = own.against(ref) if ref.producer != s.producer else None
         strict = own.against(ref, "strict") if flexible else None
-        writer.writerow({
-            "task": s.task, "producer": s.producer, "seed": s.seed, "n": s.n,
-            "strict_acc": s.strict_acc, "strict_ci_low": s.strict_ci[0], "strict_ci_high": s.strict_ci[1],
-            "flexible_acc": s.flexible_acc, "flexible_ci_low": s.flexible_ci[0], "flexible_ci_high": s.flexible_ci[1],
-            "reference": ref.producer,
-            "flexible_diff": flexible.difference if flexible else "", "flexible_diff_low": flexible.low if flexible else "",
-            "flexible_diff_high": flexible.high if flexible else "", "mcnemar_p": flexible.p_value if flexible else "",
-            "only_method": flexible.only_method if flexible else "", "only_reference": flexible.only_reference if flexible else "",
-            "strict_diff": strict.difference if strict else "", "truncated_share": s.truncated_share,
-            "mean_new_tokens": s.mean_new_tokens, "examples_per_s": s.examples_per_s,
-            "tokens_per_s": s.tokens_per_s, "peak_memory_gib": s.peak_memory_gib,
-            "mean_peak_kv": s.mean_peak_kv, "mean_dependency": s.mean_dependency,
-        })
+        writer.writerow(
+            {
+                "task": s.task,
+                "producer": s.producer,
+                "seed": s.seed,
+                "n": s.n,
+                "strict_acc": s.strict_acc,
+                "strict_ci_low": s.strict_ci[0],
+                "strict_ci_high": s.strict_ci[1],
+                "flexible_acc": s.flexible_acc,
+                "flexible_ci_low": s.flexible_ci[0],
+                "flexible_ci_high": s.flexible_ci[1],
+                "reference": ref.producer,
+                "flexible_diff": flexible.difference if flexible else "",
+                "flexible_diff_low": flexible.low if flexible else "",
+                "flexible_diff_high": flexible.high if flexible else "",
+                "mcnemar_p": flexible.p_value if flexible else "",
+                "only_method": flexible.only_method if flexible else "",
+                "only_reference": flexible.only_reference if flexible else "",
+                "strict_diff": strict.difference if strict else "",
+                "truncated_share": s.truncated_share,
+                "mean_new_tokens": s.mean_new_tokens,
+                "examples_per_s": s.examples_per_s,
+                "tokens_per_s": s.tokens_per_s,
+                "peak_memory_gib": s.peak_memory_gib,
+                "mean_peak_kv": s.mean_peak_kv,
+                "mean_dependency": s.mean_dependency,
+            }
+        )
     return buffer.getvalue()

@@ -20,8 +20,8 @@ from typing import Any
 import pluggy
 
 from latentreason.builtins import plugin as builtin
-from latentreason.hooks import specs as hookspecs
 from latentreason.errors import LatentReasonError, unknown_name
+from latentreason.hooks import specs as hookspecs
 
 ENTRY_POINT_GROUP = "latentreason"
 ENV_ALLOW = "LATENTREASON_PLUGINS"
@@ -164,9 +164,7 @@ class Registry:
                 )
             )
             provides = {
-                kind: tuple(sorted(getattr(plugin, hook)() or {}))
-                for kind, hook in _KINDS.items()
-                if hook in hooks
+                kind: tuple(sorted(getattr(plugin, hook)() or {})) for kind, hook in _KINDS.items() if hook in hooks
             }
             infos.append(PluginInfo(name, self._dists.get(name, "?"), hooks, provides))
         return infos

@@ -13,8 +13,8 @@ from pydantic import ValidationError
 
 from latentreason.config import Component, PluginOptions, RunConfig, format_validation_error
 from latentreason.errors import ConfigError, LatentReasonError
-from latentreason.models.quantization import check_int8
 from latentreason.hooks.registry import Registry
+from latentreason.models.quantization import check_int8
 from latentreason.models.runtime import resolve_device, resolve_dtype
 
 if TYPE_CHECKING:
@@ -75,7 +75,9 @@ def vllm_problems(config: RunConfig) -> list[str]:
             "LLM writes); use the transformers engine"
         )
     if config.models.quantize != "none":
-        problems.append("models.quantize applies to the transformers engine; vLLM runs its own kernels (set quantize: none)")
+        problems.append(
+            "models.quantize applies to the transformers engine; vLLM runs its own kernels (set quantize: none)"
+        )
     try:
         vllm_python()
     except LatentReasonError as exc:
@@ -106,7 +108,9 @@ def resolve(config: RunConfig, registry: Registry) -> Plan:
         if cls is None:
             return None
         try:
-            options = cls.Options.model_validate(cls.Options.style_defaults.get(config.prompt_style, {}) | component.options)
+            options = cls.Options.model_validate(
+                cls.Options.style_defaults.get(config.prompt_style, {}) | component.options
+            )
         except ValidationError as exc:
             problems.extend(format_validation_error(exc, prefix=f"{where}.options"))
             return None

@@ -21,10 +21,10 @@ if TYPE_CHECKING:
     from latentreason.components.decoder import DecodingController
     from latentreason.components.evaluator import Evaluator
     from latentreason.components.injector import Injector
-    from latentreason.models.spec import LoadedModel, ModelSpec
     from latentreason.components.producer import ThoughtProducer
     from latentreason.components.projector import Projector
     from latentreason.components.task import TaskSpec
+    from latentreason.models.spec import LoadedModel, ModelSpec
 
 PROJECT = "latentreason"
 hookspec = pluggy.HookspecMarker(PROJECT)

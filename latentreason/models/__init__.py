@@ -2,9 +2,9 @@
 loading with ``transformers`` (:mod:`.loading`), a run's models (:mod:`.runtime`)
 and int8 decoding (:mod:`.quantization`)."""
 
-from latentreason.models.zoo import KNOWN_MODELS, ModelInfo, cache_root, fetch_model, is_cached, list_models, model_dir
-from latentreason.models.spec import DTYPES, LoadedModel, ModelSpec
 from latentreason.models.loading import ModelSource, load_hf, resolve_name
+from latentreason.models.spec import DTYPES, LoadedModel, ModelSpec
+from latentreason.models.zoo import KNOWN_MODELS, ModelInfo, cache_root, fetch_model, is_cached, list_models, model_dir
 
 __all__ = [
     "DTYPES",

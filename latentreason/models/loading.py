@@ -20,7 +20,14 @@ import torch
 
 from latentreason.errors import LatentReasonError
 from latentreason.models.spec import LoadedModel, ModelSpec
-from latentreason.models.zoo import KNOWN_MODELS, _drop_gguf_quantizer, _print_to_stderr, fetch_model, is_cached, model_dir
+from latentreason.models.zoo import (
+    KNOWN_MODELS,
+    _drop_gguf_quantizer,
+    _print_to_stderr,
+    fetch_model,
+    is_cached,
+    model_dir,
+)
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -153,7 +160,9 @@ def _load_pretrained(source: ModelSource, spec: ModelSpec) -> tuple[PreTrainedMo
 def _check_device_map(spec: ModelSpec, source: ModelSource) -> None:
     """Refuse a ``device_map`` that cannot work, before any weights are read."""
     if source.kind == "gguf":
-        raise LatentReasonError(f"models.device_map cannot shard a .gguf model ({spec.name!r}); convert it to a folder first.")
+        raise LatentReasonError(
+            f"models.device_map cannot shard a .gguf model ({spec.name!r}); convert it to a folder first."
+        )
     if importlib.util.find_spec("accelerate") is None:
         raise LatentReasonError(
             f"models.device_map={spec.device_map!r} needs the accelerate package: pip install 'latentreason[multi-gpu]'."

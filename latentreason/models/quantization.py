@@ -49,7 +49,9 @@ def check_int8(device: str, dtype: str) -> list[str]:
             "use quantize: none (with dtype bfloat16) or generation.engine: vllm on a GPU"
         )
     if dtype != "float32":
-        problems.append(f"models.quantize: int8 needs float32 activations; set models.dtype to float32 or auto, not {dtype!r}")
+        problems.append(
+            f"models.quantize: int8 needs float32 activations; set models.dtype to float32 or auto, not {dtype!r}"
+        )
     if int8_engine() is None:
         problems.append(
             "models.quantize: int8 needs a torch build with a quantized backend "
@@ -71,7 +73,9 @@ class Int8Linear(nn.Module):
         scale = weight.abs().amax(dim=1).clamp_min(1e-12) / 127  # (N,)
         q = torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8)  # (N, K)
         zero = torch.zeros_like(scale, dtype=torch.long)
-        with warnings.catch_warnings():  # torch 2.13 (pinned) warns that quantized tensor types will go; its kernels are what we use
+        with (
+            warnings.catch_warnings()
+        ):  # torch 2.13 (pinned) warns that quantized tensor types will go; its kernels are what we use
             warnings.simplefilter("ignore", UserWarning)
             qweight = torch._make_per_channel_quantized_tensor(q, scale.double(), zero, 0)
         bias = None if linear.bias is None else linear.bias.detach().float()
@@ -97,7 +101,9 @@ def int8_twin(model: nn.Module) -> nn.Module:
     """
     engine = int8_engine()
     if engine is None:
-        raise LatentReasonError("models.quantize: int8 needs a torch build with a quantized backend (x86, fbgemm or qnnpack).")
+        raise LatentReasonError(
+            "models.quantize: int8 needs a torch build with a quantized backend (x86, fbgemm or qnnpack)."
+        )
     torch.backends.quantized.engine = engine
     shared = {id(t): t for t in [*model.parameters(), *model.buffers()]}
     twin = None
@@ -109,5 +115,7 @@ def int8_twin(model: nn.Module) -> nn.Module:
                     setattr(parent, name, Int8Linear(child))
     except (RuntimeError, NotImplementedError) as exc:
         del twin
-        raise LatentReasonError(f"models.quantize: int8 could not quantize this model on the CPU ({exc}); use quantize: none.") from exc
+        raise LatentReasonError(
+            f"models.quantize: int8 could not quantize this model on the CPU ({exc}); use quantize: none."
+        ) from exc
     return twin.eval()

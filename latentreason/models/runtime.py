@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 
@@ -10,9 +11,9 @@ import torch
 
 from latentreason.config import ModelsConfig
 from latentreason.errors import LatentReasonError
-from latentreason.models.spec import LoadedModel, ModelSpec
+from latentreason.models.loading import load_hf
 from latentreason.models.quantization import int8_twin
-from latentreason.hooks.registry import Registry
+from latentreason.models.spec import LoadedModel, ModelSpec
 
 
 def resolve_device(device: str) -> str:
@@ -68,7 +69,9 @@ class Runtime:
 
     Args:
         models: which models to load and how.
-        registry: where the model-loader hook lives.
+        load: loads one model (the plugins' model-loader hook,
+            :meth:`latentreason.hooks.registry.Registry.load_model`); default:
+            the built-in ``transformers`` loader alone.
         llm: an already loaded LLM (skips loading; e.g. tests, notebooks).
         assistant: an already loaded assistant.
     """
@@ -76,13 +79,13 @@ class Runtime:
     def __init__(
         self,
         models: ModelsConfig | None = None,
-        registry: Registry | None = None,
+        load: Callable[[ModelSpec], LoadedModel] | None = None,
         *,
         llm: LoadedModel | None = None,
         assistant: LoadedModel | None = None,
     ) -> None:
         self.models = models or ModelsConfig()
-        self.registry = registry or Registry()
+        self.load = load or load_hf
         self.device = resolve_device(self.models.device)
         if llm is not None:
             self.__dict__["llm"] = llm
@@ -98,7 +101,7 @@ class Runtime:
             trust_remote_code=self.models.trust_remote_code,
             device_map=device_map,
         )
-        loaded = self.registry.load_model(spec)
+        loaded = self.load(spec)
         if self.models.quantize == "int8":
             loaded.int8 = int8_twin(loaded.model)
         return loaded

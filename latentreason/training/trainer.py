@@ -36,13 +36,13 @@ from tqdm.auto import tqdm
 
 from latentreason import distributed
 from latentreason.components.batching import position_ids
-from latentreason.storage import atomic_write, save_weights
-from latentreason.config import TrainConfig
-from latentreason.errors import LatentReasonError
-from latentreason.components.injector import IGNORE_INDEX, LLMInputs
-from latentreason.engine.pipeline import Pipeline
-from latentreason.components.prompting import end_of_turn_id
 from latentreason.components.example import Example
+from latentreason.components.injector import IGNORE_INDEX, LLMInputs
+from latentreason.components.prompting import end_of_turn_id
+from latentreason.config import TrainConfig
+from latentreason.engine.pipeline import Pipeline
+from latentreason.errors import LatentReasonError
+from latentreason.storage import atomic_write, save_weights
 
 STATE_FILE = "state.safetensors"
 WEIGHTS_FILE = "last.safetensors"
@@ -85,12 +85,17 @@ def gold_targets(pipeline: Pipeline, examples: list[Example], max_tokens: int) -
     tokenizer = pipeline.runtime.llm.tokenizer
     stop = end_of_turn_id(tokenizer)
     return {
-        ex.id: tokenizer(pipeline.task.target_text(ex), add_special_tokens=False)["input_ids"][: max_tokens - 1] + [stop]
+        ex.id: [
+            *tokenizer(pipeline.task.target_text(ex), add_special_tokens=False)["input_ids"][: max_tokens - 1],
+            stop,
+        ]
         for ex in examples
     }
 
 
-def teacher_forced(pipeline: Pipeline, examples: list[Example], targets: list[list[int]]) -> tuple[LLMInputs, torch.Tensor]:
+def teacher_forced(
+    pipeline: Pipeline, examples: list[Example], targets: list[list[int]]
+) -> tuple[LLMInputs, torch.Tensor]:
     """One forward pass of the frozen LLM over each example's prompt, thoughts and gold ``targets``.
 
     Returns:
@@ -210,7 +215,11 @@ class Trainer:
         """Write the full training state, then the usable weights, atomically (rank 0 only)."""
         if not self.world.is_main:
             return
-        tensors = {f"weights.{name}.{k}": v.detach().cpu().contiguous() for name, m in self.modules.items() for k, v in m.state_dict().items()}
+        tensors = {
+            f"weights.{name}.{k}": v.detach().cpu().contiguous()
+            for name, m in self.modules.items()
+            for k, v in m.state_dict().items()
+        }
         optimizer = self.optimizer.state_dict()
         for index, state in optimizer["state"].items():
             for key, value in state.items():
@@ -228,9 +237,16 @@ class Trainer:
             "seed": self.seed,
             "n_train": len(self.train_examples),
         }
-        atomic_write(self.out_dir / STATE_FILE, lambda tmp: save_file(tensors, tmp, metadata={"state": json.dumps(info)}))
+        atomic_write(
+            self.out_dir / STATE_FILE, lambda tmp: save_file(tensors, tmp, metadata={"state": json.dumps(info)})
+        )
         save_weights(self.out_dir / WEIGHTS_FILE, self.modules, self._meta())
-        atomic_write(self.out_dir / "history.json", lambda tmp: Path(tmp).write_text(json.dumps({"train": self.history, "validation": self.val_history}, indent=1)))
+        atomic_write(
+            self.out_dir / "history.json",
+            lambda tmp: Path(tmp).write_text(
+                json.dumps({"train": self.history, "validation": self.val_history}, indent=1)
+            ),
+        )
 
     def resume(self) -> bool:
         """Load ``state.safetensors`` if present. Returns whether it was found."""
@@ -253,7 +269,7 @@ class Trainer:
             )
         for name, module in self.modules.items():
             prefix = f"weights.{name}."
-            state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
             try:
                 module.load_state_dict(state)
             except RuntimeError as exc:
@@ -329,8 +345,13 @@ class Trainer:
         previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
         seen, start_time = 0, time.perf_counter()
         total_batches = self.batches_per_epoch * self.config.epochs
-        bar = tqdm(total=total_batches, initial=self.epoch * self.batches_per_epoch + self.batch,
-                   desc="train", unit="batch", disable=not self.progress)
+        bar = tqdm(
+            total=total_batches,
+            initial=self.epoch * self.batches_per_epoch + self.batch,
+            desc="train",
+            unit="batch",
+            disable=not self.progress,
+        )
         try:
             while self.epoch < self.config.epochs:
                 order = self._order(self.epoch)
@@ -356,7 +377,9 @@ class Trainer:
                 signal.signal(s, handler)
         distributed.barrier()  # rank 0's files are complete before any rank returns
         elapsed = time.perf_counter() - start_time
-        return TrainResult(self.out_dir / WEIGHTS_FILE, self.history, self.val_history, seen / elapsed if elapsed else 0.0)
+        return TrainResult(
+            self.out_dir / WEIGHTS_FILE, self.history, self.val_history, seen / elapsed if elapsed else 0.0
+        )
 
     def _accumulate(self, order: list[int], bar) -> int:
         """Run ``grad_accum`` global batches and one optimizer step. Returns examples seen (all ranks)."""

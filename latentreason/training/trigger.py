@@ -22,13 +22,13 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from latentreason.errors import LatentReasonError
-from latentreason.components.injector import IGNORE_INDEX
-from latentreason.engine.pipeline import Pipeline
-from latentreason.decoding.segments import SegmentOptions, boundary_labels
 from latentreason.components.example import Example
-from latentreason.training.trainer import gold_targets, teacher_forced
+from latentreason.components.injector import IGNORE_INDEX
+from latentreason.decoding.segments import SegmentOptions, boundary_labels
 from latentreason.decoding.trigger import BoundaryTrigger
+from latentreason.engine.pipeline import Pipeline
+from latentreason.errors import LatentReasonError
+from latentreason.training.trainer import gold_targets, teacher_forced
 
 WEIGHT_DECAY = 0.01
 
@@ -130,7 +130,9 @@ def extract_features(
     return torch.cat(features), torch.cat(labels)
 
 
-def fit(trigger: BoundaryTrigger, features: torch.Tensor, labels: torch.Tensor, *, epochs: int, lr: float) -> list[float]:
+def fit(
+    trigger: BoundaryTrigger, features: torch.Tensor, labels: torch.Tensor, *, epochs: int, lr: float
+) -> list[float]:
     """Fit the trigger by logistic regression (full batch: one AdamW step per epoch).
 
     Positives are weighted by the negative/positive ratio, so both classes count equally.
@@ -232,7 +234,9 @@ def train_trigger(
         LatentReasonError: no validation examples, or targets with no (or only) boundaries.
     """
     if not val_examples:
-        raise LatentReasonError("Training a trigger needs validation examples to choose its threshold (train.val_limit > 0).")
+        raise LatentReasonError(
+            "Training a trigger needs validation examples to choose its threshold (train.val_limit > 0)."
+        )
     if Path(out).suffix != ".safetensors":
         raise LatentReasonError(f"The trigger file must end in .safetensors, not {str(out)!r}.")
     common = dict(max_target_tokens=max_target_tokens, batch_size=batch_size, progress=progress)
@@ -259,7 +263,12 @@ def train_trigger(
         train_tokens=len(train_y),
         epochs=epochs,
         lr=lr,
-        validation={"examples": len(val_examples), "tokens": len(val_y), "chosen": asdict(chosen), "at_0.5": asdict(at_half)},
+        validation={
+            "examples": len(val_examples),
+            "tokens": len(val_y),
+            "chosen": asdict(chosen),
+            "at_0.5": asdict(at_half),
+        },
     )
     return TriggerReport(
         path=path,

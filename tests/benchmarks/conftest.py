@@ -21,12 +21,12 @@ import torch
 
 from latentreason.api import evaluation_examples
 from latentreason.bench import BenchSettings, bench_config
+from latentreason.components.example import Example
 from latentreason.config import ModelsConfig
-from latentreason.models.zoo import is_cached
 from latentreason.engine.pipeline import Pipeline
 from latentreason.hooks.registry import Registry
 from latentreason.models.runtime import Runtime
-from latentreason.components.example import Example
+from latentreason.models.zoo import is_cached
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -96,10 +96,10 @@ def bench_runtime(request: pytest.FixtureRequest, real_models: bool) -> Runtime:
         models = ModelsConfig()
         if not (is_cached(models.llm) and is_cached(models.assistant)):
             pytest.skip("--real-models: the default models are not cached; run `latentreason models fetch` first")
-        return Runtime(models, Registry())
+        return Runtime(models, Registry().load_model)
     llm, assistant = request.getfixturevalue("tiny_llm"), request.getfixturevalue("tiny_assistant")
     # Named after the tiny models, so no checkpoint made for other models is picked up.
-    return Runtime(ModelsConfig(llm=llm.name, assistant=assistant.name), Registry(), llm=llm, assistant=assistant)
+    return Runtime(ModelsConfig(llm=llm.name, assistant=assistant.name), llm=llm, assistant=assistant)
 
 
 @pytest.fixture(scope="session")

@@ -16,8 +16,20 @@ def test_bench_quick_prints_the_table_and_writes_json(tmp_path):
     out = tmp_path / "bench.json"
     result = CliRunner().invoke(
         main,
-        ["bench", "--quick", "--limit", "2", "--max-new-tokens", "3", "--batch-size", "2", "--train-steps", "1",
-         "--output", str(out)],
+        [
+            "bench",
+            "--quick",
+            "--limit",
+            "2",
+            "--max-new-tokens",
+            "3",
+            "--batch-size",
+            "2",
+            "--train-steps",
+            "1",
+            "--output",
+            str(out),
+        ],
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
@@ -35,7 +47,9 @@ def test_bench_quick_prints_the_table_and_writes_json(tmp_path):
 
 
 def test_bench_refuses_a_single_token(tmp_path):
-    result = CliRunner().invoke(main, ["bench", "--quick", "--max-new-tokens", "1", "--output", str(tmp_path / "b.json")])
+    result = CliRunner().invoke(
+        main, ["bench", "--quick", "--max-new-tokens", "1", "--output", str(tmp_path / "b.json")]
+    )
     assert result.exit_code == 2
     assert not (tmp_path / "b.json").exists()
 
@@ -57,9 +71,23 @@ def test_token_agreement_finds_the_first_difference():
         return {"profile": {"tokens": tokens}, "generations": generations, "answers": answers}
 
     same = token_agreement(result([1, 2, 3], ["a", "b"], ["1", None]), result([1, 2, 3], ["a", "c"], ["1", None]))
-    assert same == {"n": 2, "identical": 1, "same_answers": 2, "first_example_tokens": 3, "first_example_first_difference": None}
-    assert token_agreement(result([1, 2, 3], ["a"], ["1"]), result([1, 5, 3], ["x"], ["2"]))["first_example_first_difference"] == 1
-    assert token_agreement(result([1, 2, 3], ["a"], ["1"]), result([1, 2], ["x"], ["2"]))["first_example_first_difference"] == 2
+    assert same == {
+        "n": 2,
+        "identical": 1,
+        "same_answers": 2,
+        "first_example_tokens": 3,
+        "first_example_first_difference": None,
+    }
+    assert (
+        token_agreement(result([1, 2, 3], ["a"], ["1"]), result([1, 5, 3], ["x"], ["2"]))[
+            "first_example_first_difference"
+        ]
+        == 1
+    )
+    assert (
+        token_agreement(result([1, 2, 3], ["a"], ["1"]), result([1, 2], ["x"], ["2"]))["first_example_first_difference"]
+        == 2
+    )
 
 
 def test_cpu_share_reports_a_share_of_the_cores():

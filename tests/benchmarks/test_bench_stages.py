@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from latentreason.bench import Stages, decode_step, prefill
-from latentreason.decoding.generate import generate
 from latentreason.components.injector import LLMInputs
+from latentreason.decoding.generate import generate
 
 
 @pytest.fixture(scope="module")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from latentreason.components.evaluator import Evaluator
 from latentreason.builtins.evaluators.choice import ChoiceEvaluator
 from latentreason.builtins.evaluators.number import NumberEvaluator
 from latentreason.builtins.evaluators.yesno import YesNoEvaluator
+from latentreason.components.evaluator import Evaluator
 
 BUILTIN_EVALUATORS: dict[str, type[Evaluator]] = {
     "number": NumberEvaluator,

@@ -7,10 +7,18 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from latentreason.builtins.answers import NUMBER_BOXED_PATTERN, answers_equal, boxed_text, flexible_answer, last_number, parse_number, strict_answer
-from latentreason.config import PluginOptions
+from latentreason.builtins.answers import (
+    NUMBER_BOXED_PATTERN,
+    answers_equal,
+    boxed_text,
+    flexible_answer,
+    last_number,
+    parse_number,
+    strict_answer,
+)
 from latentreason.components.evaluator import Evaluator, Score
 from latentreason.components.example import Example
+from latentreason.config import PluginOptions
 
 
 class NumberEvaluator(Evaluator):

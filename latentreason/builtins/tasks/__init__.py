@@ -10,10 +10,10 @@ or the Hugging Face hub.
 
 from __future__ import annotations
 
-from latentreason.components.task import TaskSpec
 from latentreason.builtins.tasks.arithmetic import ASDIV, ASDIV_AUG, GSM8K, MULTIARITH, SVAMP
 from latentreason.builtins.tasks.choice import AQUA, DATE_UNDERSTANDING, MATHQA_BIGBENCH
 from latentreason.builtins.tasks.yesno import STRATEGYQA
+from latentreason.components.task import TaskSpec
 
 BUILTIN_TASKS: dict[str, TaskSpec] = {
     task.name: task

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from latentreason.builtins.tasks.common import DATA_ROOT, number_text, prompts
 from latentreason.components.example import Example
 from latentreason.components.task import HubSource, TaskSpec
-from latentreason.builtins.tasks.common import DATA_ROOT, prompts, number_text
 
 _WHAT = "the final number alone, without units"
 _UNIT = re.compile(r"\s*\([^)]*\)")

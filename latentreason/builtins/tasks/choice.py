@@ -6,9 +6,9 @@ import random
 import re
 from typing import Any
 
+from latentreason.builtins.tasks.common import DATA_ROOT, prompts
 from latentreason.components.example import Example
 from latentreason.components.task import HubSource, TaskSpec
-from latentreason.builtins.tasks.common import DATA_ROOT, prompts
 
 _WHAT = "the letter of the correct option"
 _OPTION = re.compile(r"\s*\(?([A-Z])\)\s*")

@@ -52,7 +52,10 @@ def prompts(goal: str, what: str) -> dict[str, Any]:
     Returns:
         ``{"instruction": default prompt, "instructions": {style: prompt}}``.
     """
-    return {"instruction": f"{goal} {final_answer_rule(what)}", "instructions": {"softcot": f"{goal} {concise_answer_rule(what)}"}}
+    return {
+        "instruction": f"{goal} {final_answer_rule(what)}",
+        "instructions": {"softcot": f"{goal} {concise_answer_rule(what)}"},
+    }
 
 
 def number_text(value: Any) -> str:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from latentreason.builtins.tasks.common import DATA_ROOT, prompts
 from latentreason.components.example import Example
 from latentreason.components.task import HubSource, TaskSpec
-from latentreason.builtins.tasks.common import DATA_ROOT, prompts
 
 
 def _strategyqa_row(row: dict[str, Any], fallback_id: str) -> Example:
@@ -29,7 +29,9 @@ STRATEGYQA = TaskSpec(
     description="StrategyQA yes/no questions that need implicit multi-step reasoning.",
     answer_type="yesno",
     evaluator="yesno",
-    **prompts("Answer the yes/no question; it needs several steps of reasoning with facts about the world.", "Yes or No"),
+    **prompts(
+        "Answer the yes/no question; it needs several steps of reasoning with facts about the world.", "Yes or No"
+    ),
     eval_split="test",
     train_split="train",
     data_dir=DATA_ROOT / "strategyqa",

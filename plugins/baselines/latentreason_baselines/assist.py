@@ -6,11 +6,11 @@ import torch
 from pydantic import Field
 
 from latentreason.components.batching import pad_batch
-from latentreason.config import GenerationConfig, PluginOptions
-from latentreason.decoding.generate import generate
 from latentreason.components.injector import LLMInputs
 from latentreason.components.producer import ThoughtProducer, Thoughts
 from latentreason.components.prompting import encode_chat
+from latentreason.config import GenerationConfig, PluginOptions
+from latentreason.decoding.generate import generate
 
 
 class AssistOptions(PluginOptions):

@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from latentreason.components.batching import pad_batch, position_ids
-from latentreason.config import PluginOptions
 from latentreason.components.producer import ThoughtProducer, Thoughts
 from latentreason.components.prompting import SLOT, encode_chat, marker_ids
+from latentreason.config import PluginOptions
 
 
 class CoconutOptions(PluginOptions):
@@ -63,8 +63,11 @@ class CoconutThoughts(ThoughtProducer):
         with torch.no_grad():
             for _ in range(self.options.n_thoughts):
                 out = llm.model.base_model(
-                    inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
-                    cache=cache, use_cache=True,
+                    inputs_embeds=embeds,
+                    attention_mask=mask,
+                    position_ids=positions,
+                    cache=cache,
+                    use_cache=True,
                 )
                 cache = out.cache
                 state = out.last_hidden_state[:, -1:, :]  # (B, 1, d_llm)

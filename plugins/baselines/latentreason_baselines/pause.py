@@ -12,9 +12,9 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from latentreason.config import PluginOptions
 from latentreason.components.producer import ThoughtProducer, Thoughts
 from latentreason.components.prompting import placeholder_id
+from latentreason.config import PluginOptions
 
 
 class PauseOptions(PluginOptions):

@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from latentreason.decoding.state import DecodeState
 from latentreason.components.decoder import DecodingController
 from latentreason.decoding.segments import Boundaries, SegmentOptions
+from latentreason.decoding.state import DecodeState
 from latentreason_lightthinker.attention_pool import AttentionPool
 from latentreason_lightthinker.pooling import pool_segment
 
@@ -94,7 +94,9 @@ class Compress(DecodingController):
                 hidden = state.feed_forced(segment)  # (S, d)
                 predictors = torch.cat([last, hidden[:-1]])  # (S, d): token i is predicted from position i-1
                 logits = llm.model.lm_head(predictors)  # (S, V)
-                total = total + F.cross_entropy(logits.float(), torch.tensor(segment, device=logits.device), reduction="sum")
+                total = total + F.cross_entropy(
+                    logits.float(), torch.tensor(segment, device=logits.device), reduction="sum"
+                )
                 count += len(segment)
                 state.insert(0, self.gists(hidden))
                 state.drop(0, state.segment[0])

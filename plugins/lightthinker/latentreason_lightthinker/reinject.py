@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from latentreason.decoding.state import DecodeState
 from latentreason.components.decoder import DecodingController
 from latentreason.decoding.segments import Boundaries, SegmentOptions
+from latentreason.decoding.state import DecodeState
 from latentreason_lightthinker.pooling import pool_segment
 
 

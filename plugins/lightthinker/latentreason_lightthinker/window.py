@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from latentreason.components.decoder import DecodingController
 from latentreason.config import PluginOptions
 from latentreason.decoding.state import DecodeState
-from latentreason.components.decoder import DecodingController
 
 
 class WindowOptions(PluginOptions):

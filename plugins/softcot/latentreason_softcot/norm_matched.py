@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from latentreason.config import PluginOptions
 from latentreason.components.projector import Projector
+from latentreason.config import PluginOptions
 
 
 class NormMatchedOptions(PluginOptions):

@@ -8,14 +8,15 @@ those N positions are the soft thoughts. No tokens are generated.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, ClassVar
 
 import torch
 from pydantic import Field
 
 from latentreason.components.batching import pad_batch, position_ids
-from latentreason.config import PluginOptions
 from latentreason.components.producer import ThoughtProducer, Thoughts
 from latentreason.components.prompting import encode_chat, placeholder_id
+from latentreason.config import PluginOptions
 
 WEIGHTS = Path(__file__).parent / "weights"
 
@@ -35,7 +36,7 @@ class SoftCoTOptions(PluginOptions):
             an existing special token).
     """
 
-    style_defaults = {
+    style_defaults: ClassVar[dict[str, dict[str, Any]]] = {
         "softcot": {
             "instruction": "You are a helpful assistant. A language model will solve the following problem after you; "
             "give it thoughts that help.",
@@ -90,7 +91,11 @@ class SoftCoTProducer(ThoughtProducer):
         assistant = self.runtime.assistant
         tokenizer = assistant.tokenizer
         system = self.options.instruction.format(n=n)
-        prefix = tokenizer(self.options.assistant_prefix.format(n=n) + " ", add_special_tokens=False)["input_ids"] if self.options.assistant_prefix else []
+        prefix = (
+            tokenizer(self.options.assistant_prefix.format(n=n) + " ", add_special_tokens=False)["input_ids"]
+            if self.options.assistant_prefix
+            else []
+        )
         rows = [encode_chat(tokenizer, system, q, [*prefix, *[self._placeholder] * n])[0] for q in questions]
         input_ids, attention_mask = pad_batch(rows, tokenizer.pad_token_id)  # (B, T), (B, T)
         device = assistant.model.device

@@ -152,7 +152,9 @@ class SoftCoTPPProducer(SoftCoTProducer):
             prompt = self.runtime.assistant.embed(input_ids[:, :-n])  # (B, T-N, d_assistant), frozen
             slots = initial.to(prompt.dtype).repeat(len(questions), 1, 1)  # (B*K, N, d_assistant): row b*K+k is set k
             embeds = torch.cat([prompt.repeat_interleave(sets, dim=0), slots], dim=1)  # (B*K, T, d_assistant)
-            hidden = self._last_hidden(attention_mask.repeat_interleave(sets, dim=0), inputs_embeds=embeds)  # (B*K, T, d_assistant)
+            hidden = self._last_hidden(
+                attention_mask.repeat_interleave(sets, dim=0), inputs_embeds=embeds
+            )  # (B*K, T, d_assistant)
             vectors = hidden[:, -n:, :].float()  # (B*K, N, d_assistant)
             loss = None
             if training and self.options.contrastive_weight > 0:
