@@ -9,6 +9,7 @@ The public API::
     Registry, hookimpl           plugins
 """
 
+from latentreason import legacy
 from latentreason.api import build_pipeline, checkpoint_dir, run, train, train_trigger
 from latentreason.config import RunConfig, load_config
 from latentreason.engine.pipeline import Pipeline
@@ -34,4 +35,6 @@ __all__ = [
     "train",
     "train_trigger",
 ]
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+
+legacy.install()

@@ -24,6 +24,7 @@ from latentreason.errors import LatentReasonError
 from latentreason.evaluation.results import Summary
 from latentreason.evaluation.runner import evaluate
 from latentreason.hooks.registry import Registry
+from latentreason.hooks.resolve import Plan, resolve
 from latentreason.models.runtime import Runtime
 from latentreason.training.trainer import Trainer, TrainResult
 from latentreason.training.trigger import TriggerReport, label_rule
@@ -50,6 +51,9 @@ def run(
 ) -> Summary:
     """Evaluate the configured method on the configured task.
 
+    The components, the data and the checkpoint files are checked (every
+    problem at once) before any model loads.
+
     Args:
         config: the run config.
         output: results folder (default ``<output_dir>/<task>-<producer>-<split>``).
@@ -60,15 +64,22 @@ def run(
     Returns:
         The summary; per-example results are in the results folder.
     """
+    registry = registry or Registry()
+    plan = resolve(config, registry)
+    examples = plan.check()
     torch.manual_seed(config.seed)
-    pipeline = build_pipeline(config, registry, runtime)
-    return evaluate(pipeline, evaluation_examples(pipeline), output, progress=progress)
+    return evaluate(pipeline_for(plan, registry, runtime), examples, output, progress=progress)
+
+
+def pipeline_for(plan: Plan, registry: Registry, runtime: Runtime | None = None) -> Pipeline:
+    """The pipeline of a resolved plan, with its models (joining torchrun's process group first)."""
+    distributed.setup(runtime.device if runtime else plan.config.models.device)
+    return Pipeline(plan, runtime or Runtime(plan.config.models, registry.load_model))
 
 
 def evaluation_examples(pipeline: Pipeline) -> list[Example]:
     """The examples ``pipeline.config.data`` selects."""
-    data = pipeline.config.data
-    return pipeline.task.load(data.split, data.source, data.limit, data.offset)
+    return pipeline.plan.examples()
 
 
 def checkpoint_dir(config: RunConfig) -> Path:

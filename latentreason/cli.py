@@ -50,7 +50,10 @@ def _config_options(func):
             help="Task, e.g. gsm8k, aqua, strategyqa (see `latentreason tasks`); run: comma-separated to compare.",
         ),
         click.option(
-            "--projector", "checkpoint", help="Trained weights (.safetensors) to load; run: also PRODUCER=PATH,..."
+            "--checkpoint",
+            "--projector",
+            "checkpoint",
+            help="Trained weights (.safetensors) to load (--projector is the 0.1 name); run: also PRODUCER=PATH,...",
         ),
         click.option("--limit", type=int, help="Use only the first N examples."),
         click.option("--split", help="Dataset split (default: the task's evaluation split)."),
@@ -92,7 +95,9 @@ def _config_options(func):
 
 
 def _build_config(config_path: str | None, sets: tuple[str, ...], **flags: Any):
-    from latentreason.config import load_config, merge, parse_overrides
+    from latentreason.config import merge, parse_overrides
+    from latentreason.hooks.registry import Registry
+    from latentreason.hooks.resolve import load_checked
 
     paths = {
         "producer": ("producer", "name"),
@@ -127,7 +132,7 @@ def _build_config(config_path: str | None, sets: tuple[str, ...], **flags: Any):
             node = node.setdefault(part, {})
         node[leaf] = value
     overrides = merge(overrides, parse_overrides(sets))
-    config = load_config(config_path, overrides)
+    config = load_checked(config_path, overrides, Registry())
     if flags.get("producer") and config_path is None and "projector" not in overrides:
         config.projector = None  # the new producer's own default
     return config
@@ -142,7 +147,7 @@ def main() -> None:
     Quick start (default models: SmolLM2-135M assistant, Qwen2.5-Coder-0.5B LLM):
       latentreason run --producer cot --task gsm8k --limit 5
       latentreason train --producer softcot --task gsm8k --train-limit 64
-      latentreason run --producer softcot --task gsm8k --limit 5 --projector checkpoints/softcot-gsm8k/last.safetensors
+      latentreason run --producer softcot --task gsm8k --limit 5 --checkpoint checkpoints/softcot-gsm8k/last.safetensors
     """
 
 
@@ -163,7 +168,7 @@ def run(config_path, sets, quiet, output, seeds, **flags):
       latentreason run --producer cot --task gsm8k --limit 5
     A comparison (comma-separated producers and/or tasks, optional seeds):
       latentreason run --producer cot,pause,assist-cot,coconut,softcot --task gsm8k,strategyqa \\
-          --limit 50 --projector softcot=checkpoints/softcot-gsm8k/last.safetensors
+          --limit 50 --checkpoint softcot=checkpoints/softcot-gsm8k/last.safetensors
 
     Prints accuracy (strict: the \\boxed{} answer the prompt asks for; flexible:
     the last number / option / yes-no) with 95% intervals and the share of
@@ -175,9 +180,12 @@ def run(config_path, sets, quiet, output, seeds, **flags):
     """
     import torch
 
-    from latentreason.api import build_pipeline, evaluation_examples
+    from latentreason.api import pipeline_for
     from latentreason.evaluation.results import truncation_warning
     from latentreason.evaluation.runner import default_output, evaluate
+    from latentreason.hooks.registry import Registry
+    from latentreason.hooks.resolve import resolve
+    from latentreason.models.runtime import resolve_device, resolve_dtype
 
     producers = _split(flags.pop("producer"))
     tasks = _split(flags.pop("task"))
@@ -195,22 +203,26 @@ def run(config_path, sets, quiet, output, seeds, **flags):
     seed_list = [int(s) for s in _split(seeds)] if seeds else [config.seed]
     if len(producers) > 1 or len(tasks) > 1 or len(seed_list) > 1:
         from latentreason.evaluation.comparison import methods_from_names
-        from latentreason.hooks.registry import Registry
 
         registry = Registry()
         methods = methods_from_names(config, producers or [config.producer.name], checkpoints, registry)
         _compare(methods, tasks or [config.data.task], seed_list, output or config.output_dir, quiet, registry)
         return
+    registry = Registry()
+    plan = resolve(config, registry)
+    examples = plan.check()  # data and checkpoints, before any model loads
+    dtype, why = resolve_dtype(config.models.dtype, resolve_device(config.models.device))
+    _echo(f"models: {dtype} ({why})" + (", int8 decoding" if config.models.quantize == "int8" else ""), err=True)
     torch.manual_seed(config.seed)
-    pipeline = build_pipeline(config)
+    pipeline = pipeline_for(plan, registry)
     if pipeline.untrained:
         _echo(
             f"warning: {config.producer.name} runs with untrained (randomly initialised) {', '.join(pipeline.untrained)}; "
-            "pass --projector PATH from `latentreason train` for meaningful results.",
+            "pass --checkpoint PATH from `latentreason train` for meaningful results.",
             err=True,
         )
     output = output or default_output(pipeline)
-    summary = evaluate(pipeline, evaluation_examples(pipeline), output, progress=not quiet)
+    summary = evaluate(pipeline, examples, output, progress=not quiet)
     _echo(summary.table())
     warning = truncation_warning(summary, pipeline.config.generation.max_new_tokens)
     if warning:
@@ -265,7 +277,7 @@ def train(config_path, sets, quiet, **flags):
 
     The assistant and the LLM stay frozen. Checkpoints (safetensors) are written
     every epoch; an interrupted run resumes when the same command is run again.
-    The weights to pass to `run --projector` are <out>/last.safetensors.
+    The weights to pass to `run --checkpoint` are <out>/last.safetensors.
     """
     from latentreason.api import checkpoint_dir
     from latentreason.api import train as train_api
@@ -328,12 +340,12 @@ def compare(experiment, only, output, sets, quiet):
 @_friendly
 def validate(config_path, sets):
     """Check a YAML config (every problem at once) without running it."""
-    from latentreason.config import load_config, parse_overrides
+    from latentreason.config import parse_overrides
     from latentreason.hooks.registry import Registry
-    from latentreason.hooks.resolve import resolve
+    from latentreason.hooks.resolve import load_checked, resolve
 
-    config = load_config(config_path, parse_overrides(sets))
-    plan = resolve(config, Registry())
+    registry = Registry()
+    plan = resolve(load_checked(config_path, parse_overrides(sets), registry), registry)
     click.echo(
         f"ok: task {plan.task.name}, producer {plan.producer.name}, projector {plan.projector.name}, "
         f"injector {plan.injector.name}, evaluator {plan.evaluator.name}"
@@ -495,7 +507,8 @@ def bench(llm, assistant, limit, max_new_tokens, batch_size, train_steps, repeat
 
     from transformers.utils import logging as hf_logging
 
-    from latentreason.bench import BenchSettings, format_report, quick_models, run_bench
+    from latentreason.bench.run import format_report, run_bench
+    from latentreason.bench.settings import BenchSettings, quick_models
 
     hf_logging.disable_progress_bar()
     settings = BenchSettings(

@@ -1,6 +1,16 @@
-"""Shared fixtures: tiny random models (real architectures, no downloads)."""
+"""Shared fixtures: tiny random models (real architectures, no downloads); the ``plugins`` marker.
+
+Tests live in ``unit/`` (the core), ``plugins/`` (the shipped plugin
+packages) and ``system/`` (whole commands, processes, installs, the real
+models). Tests that need the shipped plugins (everything under ``plugins/``
+and ``system/``, and unit tests marked ``plugins``) are skipped, with the
+reason, when those packages are not installed.
+"""
 
 from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
 
 import pytest
 
@@ -34,3 +44,20 @@ def tiny_dirs(tmp_path_factory):
         str(save_tiny_model(root / "llm", "qwen2", hidden=64, seed=1)),
         str(save_tiny_model(root / "assistant", "llama", hidden=48, seed=2)),
     )
+
+
+SHIPPED_PLUGINS = ("latentreason_softcot", "latentreason_baselines", "latentreason_lightthinker")
+_HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark tests under plugins/ and system/ ``plugins``; skip every such test when a shipped plugin is missing."""
+    missing = [name for name in SHIPPED_PLUGINS if importlib.util.find_spec(name) is None]
+    skip = pytest.mark.skip(
+        reason=f"needs the shipped plugins ({', '.join(missing)} missing): pip install -r requirements.txt"
+    )
+    for item in items:
+        if Path(item.fspath).parent in (_HERE / "plugins", _HERE / "system"):
+            item.add_marker(pytest.mark.plugins)
+        if missing and item.get_closest_marker("plugins"):
+            item.add_marker(skip)

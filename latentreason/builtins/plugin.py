@@ -28,7 +28,7 @@ def latentreason_evaluators():
 @hookimpl
 def latentreason_projectors():
     """Register the identity projector."""
-    from latentreason.components.projector import IdentityProjector
+    from latentreason.builtins.identity import IdentityProjector
 
     return {"identity": IdentityProjector}
 

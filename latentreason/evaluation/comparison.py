@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from latentreason import distributed
-from latentreason.api import evaluation_examples
+from latentreason.components.example import Example
 from latentreason.config import Component, RunConfig
 from latentreason.engine.pipeline import Pipeline
 from latentreason.errors import ConfigError, LatentReasonError
@@ -165,6 +165,7 @@ def compare(
             [f"reference: {reference!r} is not one of the methods ({', '.join(m.label for m in methods)})"]
         )
     plans = plan_comparison(methods, tasks, seeds, registry)
+    examples = _checked_examples(plans)
     distributed.setup(
         runtime.device if runtime else methods[0].config.models.device
     )  # each rank loads onto its own device
@@ -179,13 +180,25 @@ def compare(
             loaded = Runtime(config.models, registry.load_model)
         torch.manual_seed(config.seed)
         pipeline = Pipeline(plan, loaded)
-        examples = evaluation_examples(pipeline)
         folder = output / f"{plan.task.name}-{method_name(config)}-seed{config.seed}"
-        evaluate(pipeline, examples, folder, progress=progress)
+        evaluate(pipeline, examples[index], folder, progress=progress)
         done[index] = read_cell(folder)
         if distributed.current().is_main:
             write_comparison(output, [done[i] for i in sorted(done)], reference or methods[0].label)
     return [done[i] for i in range(len(plans))]
+
+
+def _checked_examples(plans: list[Plan]) -> list[list[Example]]:
+    """Every cell's examples, with every cell's data and checkpoint problems in one report, before any model loads."""
+    problems, examples = [], []
+    for plan in plans:
+        try:
+            examples.append(plan.check())
+        except ConfigError as exc:
+            problems += [f"{plan.task.name}/{method_name(plan.config)}: {p}" for p in exc.problems]
+    if problems:
+        raise ConfigError(list(dict.fromkeys(problems)))
+    return examples
 
 
 def _by_models(plans: list[Plan]) -> list[int]:

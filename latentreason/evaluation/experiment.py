@@ -29,11 +29,11 @@ from typing import Any
 
 from pydantic import Field, ValidationError
 
-from latentreason.config import Strict, format_validation_error, load_config, merge, read_yaml
+from latentreason.config import Strict, format_validation_error, merge, read_yaml
 from latentreason.errors import ConfigError, LatentReasonError
 from latentreason.evaluation.comparison import Method, missing_checkpoints
 from latentreason.hooks.registry import Registry
-from latentreason.hooks.resolve import resolve
+from latentreason.hooks.resolve import load_checked, resolve
 
 COMPONENTS = ("producer", "projector", "injector", "evaluator", "decoder")
 
@@ -113,7 +113,7 @@ def load_experiment(
             problems.append(f"methods.{label}: a label names a results folder; use letters, digits, '-', '+' or '_'")
             continue
         try:
-            config = load_config(None, merge(base, _named(fields or {})))
+            config = load_checked(None, merge(base, _named(fields or {})), registry)
             resolve(config, registry)
             methods.append(Method(label, config))
         except ConfigError as exc:

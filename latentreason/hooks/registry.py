@@ -27,6 +27,14 @@ ENTRY_POINT_GROUP = "latentreason"
 ENV_ALLOW = "LATENTREASON_PLUGINS"
 ENV_DENY = "LATENTREASON_DISABLE_PLUGINS"
 
+SHIPPED = {
+    **{("producer", n): "latentreason-softcot" for n in ("softcot", "softcotpp")},
+    **{("projector", n): "latentreason-softcot" for n in ("linear", "mlp")},
+    **{("producer", n): "latentreason-baselines" for n in ("cot", "pause", "pause-trained", "assist-cot", "coconut")},
+    **{("decoder", n): "latentreason-lightthinker" for n in ("compress", "window", "reinject")},
+}
+"""Components of the plugin packages shipped with the project, so that a core-only install names what to add."""
+
 _KINDS = {
     "producer": "latentreason_producers",
     "projector": "latentreason_projectors",
@@ -145,7 +153,16 @@ class Registry:
         """
         found = self._collect(kind)
         if name not in found:
-            raise unknown_name(kind, name, found)
+            error = unknown_name(kind, name, found)
+            package = SHIPPED.get((kind, name))
+            if package is None:
+                raise error
+            raise LatentReasonError(
+                f"{kind.capitalize()} {name!r} comes with the plugin package {package}, which is not installed "
+                f"(or is disabled by ${ENV_ALLOW} / ${ENV_DENY}). Install the core with its shipped plugins from a "
+                f"checkout with `pip install -r requirements.txt`, or this one with `pip install -e plugins/{package.split('-')[-1]}`. "
+                f"{error}"
+            )
         return found[name]
 
     def load_model(self, spec: Any) -> Any:

@@ -7,17 +7,28 @@ reported in one :class:`ConfigError`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from latentreason.config import Component, PluginOptions, RunConfig, format_validation_error
+from latentreason.config import (
+    Component,
+    PluginOptions,
+    RunConfig,
+    format_validation_error,
+    load_config,
+    merge,
+    read_yaml,
+)
 from latentreason.errors import ConfigError, LatentReasonError
 from latentreason.hooks.registry import Registry
 from latentreason.models.quantization import check_int8
 from latentreason.models.runtime import resolve_device, resolve_dtype
+from latentreason.storage import read_meta
 
 if TYPE_CHECKING:
+    from latentreason.components.example import Example
     from latentreason.components.task import TaskSpec
 
 
@@ -48,6 +59,34 @@ class Plan:
     injector: Choice
     evaluator: Choice
     decoder: Choice | None = None
+
+    def examples(self) -> list[Example]:
+        """The examples ``config.data`` selects (read and checked now; no model is needed)."""
+        data = self.config.data
+        return self.task.load(data.split, data.source, data.limit, data.offset)
+
+    def check(self) -> list[Example]:
+        """Everything a run needs that needs no model: its examples and its checkpoint files.
+
+        Returns:
+            The examples.
+
+        Raises:
+            ConfigError: a data problem and every unreadable checkpoint, at once.
+        """
+        problems, examples = [], []
+        try:
+            examples = self.examples()
+        except LatentReasonError as exc:
+            problems.append(str(exc))
+        for path in self.config.checkpoints():
+            try:
+                read_meta(path)
+            except LatentReasonError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise ConfigError(problems, source=f"the run on {self.task.name}")
+        return examples
 
 
 def concrete_models(config: RunConfig, problems: list[str]) -> RunConfig:
@@ -85,16 +124,8 @@ def vllm_problems(config: RunConfig) -> list[str]:
     return problems
 
 
-def resolve(config: RunConfig, registry: Registry) -> Plan:
-    """Look up and validate every component of ``config``.
-
-    ``models.dtype: auto`` becomes the dtype this machine runs (see
-    :func:`latentreason.models.runtime.resolve_dtype`).
-
-    Raises:
-        ConfigError: listing every unknown name and every invalid option.
-    """
-    problems: list[str] = []
+def _chooser(registry: Registry, style: str, problems: list[str]):
+    """Functions that look a component up and validate its options, appending problems instead of raising."""
 
     def lookup(kind: str, where: str, name: str) -> Any:
         try:
@@ -108,14 +139,26 @@ def resolve(config: RunConfig, registry: Registry) -> Plan:
         if cls is None:
             return None
         try:
-            options = cls.Options.model_validate(
-                cls.Options.style_defaults.get(config.prompt_style, {}) | component.options
-            )
+            options = cls.Options.model_validate(cls.Options.style_defaults.get(style, {}) | component.options)
         except ValidationError as exc:
             problems.extend(format_validation_error(exc, prefix=f"{where}.options"))
             return None
         return Choice(component.name, cls, options)
 
+    return lookup, choose
+
+
+def resolve(config: RunConfig, registry: Registry) -> Plan:
+    """Look up and validate every component of ``config``.
+
+    ``models.dtype: auto`` becomes the dtype this machine runs (see
+    :func:`latentreason.models.runtime.resolve_dtype`).
+
+    Raises:
+        ConfigError: listing every unknown name and every invalid option.
+    """
+    problems: list[str] = []
+    lookup, choose = _chooser(registry, config.prompt_style, problems)
     config = concrete_models(config, problems)
     task = lookup("task", "data.task", config.data.task)
     producer = choose("producer", "producer", config.producer)
@@ -135,3 +178,43 @@ def resolve(config: RunConfig, registry: Registry) -> Plan:
     if problems:
         raise ConfigError(problems)
     return Plan(config, task, producer, projector, injector, evaluator, decoder)
+
+
+def load_checked(path: str | Path | None, overrides: dict[str, Any] | None, registry: Registry) -> RunConfig:
+    """:func:`~latentreason.config.load_config`, whose error also lists the components' problems.
+
+    ``load_config`` checks the core fields; when those are wrong, the plugin
+    components (names and options) are checked too, from the raw sections,
+    so one report holds both. A config whose core is right is returned
+    as it is (:func:`resolve` checks its components).
+
+    Raises:
+        ConfigError: every problem of the core fields and of every component.
+    """
+    try:
+        return load_config(path, overrides)
+    except ConfigError as exc:
+        raw = merge(read_yaml(path) if path is not None else {}, overrides or {})
+        extra = component_problems(raw, registry)
+        raise ConfigError(
+            exc.problems + [p for p in extra if p not in exc.problems], source=str(path or "config")
+        ) from None
+
+
+def component_problems(raw: dict[str, Any], registry: Registry) -> list[str]:
+    """Problems of the component sections of a raw config dict (those that parse as components)."""
+    problems: list[str] = []
+    style = raw.get("prompt_style", "default")
+    _, choose = _chooser(registry, style if isinstance(style, str) else "default", problems)
+    for kind in ("producer", "projector", "injector", "evaluator", "decoder"):
+        section = raw.get(kind)
+        if isinstance(section, str):
+            section = {"name": section}
+        if not isinstance(section, dict) or "name" not in section:
+            continue
+        try:
+            component = Component.model_validate(section)
+        except ValidationError:
+            continue  # the core check has reported it
+        choose(kind, kind, component)
+    return problems

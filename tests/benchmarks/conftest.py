@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from latentreason.api import evaluation_examples
-from latentreason.bench import BenchSettings, bench_config
+from latentreason.bench.settings import BenchSettings, bench_config
 from latentreason.components.example import Example
 from latentreason.config import ModelsConfig
 from latentreason.engine.pipeline import Pipeline

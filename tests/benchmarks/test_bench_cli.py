@@ -8,7 +8,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from latentreason.bench import CpuShare, decode_bytes, token_agreement
+from latentreason.bench.hardware import CpuShare, decode_bytes
+from latentreason.bench.measure import token_agreement
 from latentreason.cli import main
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from latentreason.bench import answer_forced
+from latentreason.bench.measure import answer_forced
 
 PRODUCERS = ["cot", "softcot", "pause", "coconut", "assist-cot"]
 

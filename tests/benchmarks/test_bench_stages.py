@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from latentreason.bench import Stages, decode_step, prefill
+from latentreason.bench.stages import Stages, decode_step, prefill
 from latentreason.components.injector import LLMInputs
 from latentreason.decoding.generate import generate
 

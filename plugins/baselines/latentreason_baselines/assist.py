@@ -5,12 +5,16 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from latentreason.components.batching import pad_batch
-from latentreason.components.injector import LLMInputs
-from latentreason.components.producer import ThoughtProducer, Thoughts
-from latentreason.components.prompting import encode_chat
-from latentreason.config import GenerationConfig, PluginOptions
-from latentreason.decoding.generate import generate
+from latentreason.plugin import (
+    GenerationConfig,
+    LLMInputs,
+    PluginOptions,
+    ThoughtProducer,
+    Thoughts,
+    decode,
+    encode_chat,
+    pad_batch,
+)
 
 
 class AssistOptions(PluginOptions):
@@ -49,4 +53,4 @@ class AssistCoT(ThoughtProducer):
                 prompts=[],
             )
         config = GenerationConfig(max_new_tokens=self.options.max_hint_tokens, stop_at_answer=False)
-        return Thoughts(hints=[g.text.strip() for g in generate(assistant, inputs, config)])
+        return Thoughts(hints=[g.text.strip() for g in decode(assistant, inputs, config)])

@@ -16,10 +16,16 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from latentreason.components.batching import pad_batch, position_ids
-from latentreason.components.producer import ThoughtProducer, Thoughts
-from latentreason.components.prompting import SLOT, encode_chat, marker_ids
-from latentreason.config import PluginOptions
+from latentreason.plugin import (
+    SLOT,
+    PluginOptions,
+    ThoughtProducer,
+    Thoughts,
+    encode_chat,
+    marker_ids,
+    pad_batch,
+    position_ids,
+)
 
 
 class CoconutOptions(PluginOptions):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from latentreason.components.producer import ThoughtProducer, Thoughts
+from latentreason.plugin import ThoughtProducer, Thoughts
 
 
 class ZeroShotCoT(ThoughtProducer):

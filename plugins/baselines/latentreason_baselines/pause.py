@@ -12,9 +12,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from latentreason.components.producer import ThoughtProducer, Thoughts
-from latentreason.components.prompting import placeholder_id
-from latentreason.config import PluginOptions
+from latentreason.plugin import PluginOptions, ThoughtProducer, Thoughts, placeholder_id
 
 
 class PauseOptions(PluginOptions):

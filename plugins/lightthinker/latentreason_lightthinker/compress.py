@@ -20,9 +20,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from latentreason.components.decoder import DecodingController
-from latentreason.decoding.segments import Boundaries, SegmentOptions
-from latentreason.decoding.state import DecodeState
+from latentreason.plugin import Boundaries, DecodeState, DecodingController, SegmentOptions
 from latentreason_lightthinker.attention_pool import AttentionPool
 from latentreason_lightthinker.pooling import pool_segment
 

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from latentreason.components.decoder import DecodingController
-from latentreason.decoding.segments import Boundaries, SegmentOptions
-from latentreason.decoding.state import DecodeState
+from latentreason.plugin import Boundaries, DecodeState, DecodingController, SegmentOptions
 from latentreason_lightthinker.pooling import pool_segment
 
 

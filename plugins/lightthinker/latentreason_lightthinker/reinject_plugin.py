@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from latentreason.hooks.specs import hookimpl
+from latentreason.plugin import hookimpl
 
 
 @hookimpl

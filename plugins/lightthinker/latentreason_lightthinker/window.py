@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from latentreason.components.decoder import DecodingController
-from latentreason.config import PluginOptions
-from latentreason.decoding.state import DecodeState
+from latentreason.plugin import DecodeState, DecodingController, PluginOptions
 
 
 class WindowOptions(PluginOptions):

@@ -8,8 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from latentreason.components.projector import Projector
-from latentreason.config import PluginOptions
+from latentreason.plugin import PluginOptions, Projector
 
 
 class NormMatchedOptions(PluginOptions):

@@ -13,10 +13,15 @@ from typing import Any, ClassVar
 import torch
 from pydantic import Field
 
-from latentreason.components.batching import pad_batch, position_ids
-from latentreason.components.producer import ThoughtProducer, Thoughts
-from latentreason.components.prompting import encode_chat, placeholder_id
-from latentreason.config import PluginOptions
+from latentreason.plugin import (
+    PluginOptions,
+    ThoughtProducer,
+    Thoughts,
+    encode_chat,
+    pad_batch,
+    placeholder_id,
+    position_ids,
+)
 
 WEIGHTS = Path(__file__).parent / "weights"
 

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import nn
 
-from latentreason.components.producer import Thoughts
+from latentreason.plugin import Thoughts
 from latentreason_softcot.producer import SoftCoTOptions, SoftCoTProducer
 
 INIT_NOISE = 0.1

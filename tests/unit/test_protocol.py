@@ -11,6 +11,8 @@ from latentreason.errors import ConfigError, LatentReasonError
 from latentreason.hooks.registry import Registry
 from latentreason.hooks.resolve import resolve
 
+pytestmark = pytest.mark.plugins  # these tests run the shipped producers
+
 
 def _pipeline(runtime, **overrides):
     config = load_config(overrides={"producer": {"name": "softcot"}, "data": {"task": "gsm8k"}, **overrides})

@@ -16,6 +16,8 @@ from latentreason.models.quantization import Int8Linear, check_int8, int8_twin
 from latentreason.models.runtime import Runtime, resolve_dtype
 from latentreason.testing import tiny_model
 
+pytestmark = pytest.mark.plugins  # these tests run the shipped producers
+
 QUESTIONS = [
     "Natalia sold 48 clips in April and half as many in May. How many in total?",
     "What is 2 + 3?",

@@ -192,6 +192,7 @@ experiment_files = (
 )
 
 
+@pytest.mark.plugins
 @FUZZ
 @given(experiment_files)
 def test_random_experiment_files_load_or_fail_with_a_clear_error(tree):

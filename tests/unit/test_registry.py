@@ -9,6 +9,8 @@ from latentreason.components.producer import ThoughtProducer, Thoughts
 from latentreason.errors import LatentReasonError
 from latentreason.hooks.registry import Registry
 
+pytestmark = pytest.mark.plugins  # these tests run the shipped producers
+
 
 class _Nothing(ThoughtProducer):
     def produce(self, questions, *, instruction, training=False):
@@ -80,3 +82,16 @@ def test_plugins_describe_their_hooks():
     assert "latentreason_producers" in infos["softcot"].hooks
     assert infos["softcot"].provides["producer"] == ("softcot", "softcotpp")
     assert "latentreason_load_model" in infos["builtin"].hooks
+
+
+def test_a_core_only_install_names_the_plugin_package_to_add(monkeypatch):
+    from latentreason.config import load_config
+    from latentreason.errors import ConfigError
+    from latentreason.hooks.resolve import resolve
+
+    monkeypatch.setenv("LATENTREASON_DISABLE_PLUGINS", "softcot,baselines,lightthinker")
+    with pytest.raises(ConfigError) as caught:
+        resolve(load_config(), Registry())  # the default producer is softcot
+    message = str(caught.value)
+    assert "Producer 'softcot' comes with the plugin package latentreason-softcot, which is not installed" in message
+    assert "pip install -r requirements.txt" in message and "Traceback" not in message

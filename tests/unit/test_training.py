@@ -15,6 +15,8 @@ from latentreason.storage import load_weights, read_meta, save_weights
 from latentreason.training import trainer as training
 from latentreason.training.trainer import Trainer
 
+pytestmark = pytest.mark.plugins  # these tests run the shipped producers
+
 
 def _pipeline(runtime, **projector):
     config = load_config(

@@ -9,6 +9,8 @@ from latentreason.errors import ConfigError, LatentReasonError
 from latentreason.hooks.registry import Registry
 from latentreason.hooks.resolve import resolve
 
+pytestmark = pytest.mark.plugins  # these tests run the shipped producers
+
 
 def test_defaults_describe_the_reference_run():
     config = RunConfig()

@@ -188,7 +188,7 @@ def test_a_run_warns_about_untrained_components(tiny_dirs, tmp_path):
 def test_the_shipped_experiment_files_are_valid(name):
     from pathlib import Path
 
-    path = Path(__file__).parent.parent / "experiments" / name
+    path = Path(__file__).parents[2] / "experiments" / name
     try:
         experiment = load_experiment(path)
     except ConfigError as exc:  # in a fresh clone the trained parts of runs/ do not exist yet
