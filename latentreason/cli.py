@@ -489,16 +489,55 @@ def report(results_dir):
     help="Tiny random models instead of the default pair: checks the harness in seconds; the numbers mean nothing.",
 )
 @_friendly
-def bench(llm, assistant, limit, max_new_tokens, batch_size, train_steps, repeats, threads, output, quick):
-    """Measure speed: SoftCoT vs CoT, batching, decoding vs memory bandwidth, training.
+@click.option(
+    "--sections",
+    default="micro",
+    show_default=True,
+    help="Comma-separated: micro (fixed-length chains per dtype, a few minutes) and/or end-to-end (whole evaluations "
+    "of cot and softcot, 0.1 defaults vs the fast settings; about half an hour on a 2-core CPU).",
+)
+@click.option(
+    "--e2e-limit",
+    type=click.IntRange(min=1),
+    default=48,
+    show_default=True,
+    help="GSM8K test problems of the end-to-end section.",
+)
+@click.option(
+    "--e2e-max-new-tokens",
+    type=click.IntRange(min=2),
+    default=320,
+    show_default=True,
+    help="Token cap of the end-to-end section.",
+)
+def bench(
+    llm,
+    assistant,
+    limit,
+    max_new_tokens,
+    batch_size,
+    train_steps,
+    repeats,
+    threads,
+    output,
+    quick,
+    sections,
+    e2e_limit,
+    e2e_max_new_tokens,
+):
+    """Measure speed: SoftCoT vs CoT, batching, decoding vs memory bandwidth, training, whole evaluations.
 
     \b
-    In one run on the default models (a few minutes on a 2-core CPU):
+    --sections micro (the default; a few minutes on a 2-core CPU):
       - SoftCoT vs zero-shot CoT time per example (same LLM, examples, decode length)
-      - SoftCoT examples/s at --batch-size vs batch 1, float32 and bfloat16
+      - SoftCoT examples/s at --batch-size vs batch 1, in float32, bfloat16 and int8 decoding
       - decode tokens/s at batch 1 vs the memory-bandwidth bound of this machine
       - projector training examples/s, and where one example's time goes
-    Prints a table and writes every number to --output. See docs/performance.md.
+    --sections end-to-end (about half an hour):
+      - cot and softcot on --e2e-limit GSM8K problems: the 0.1 defaults (float32, static
+        batches of 8) vs the fast settings (dtype auto, continuous batching, int8 on the
+        CPU) and vLLM if set up; examples/s, start-up apart, accuracy and its paired difference
+    Prints tables and writes every number to --output. See docs/performance.md.
     """
     import json
     import tempfile
@@ -518,7 +557,15 @@ def bench(llm, assistant, limit, max_new_tokens, batch_size, train_steps, repeat
         train_steps=train_steps,
         repeats=repeats,
         threads=threads,
+        sections=tuple(_split(sections)),
+        e2e_limit=e2e_limit,
+        e2e_max_new_tokens=e2e_max_new_tokens,
     )
+    unknown = set(settings.sections) - {"micro", "end-to-end"}
+    if unknown:
+        raise click.BadParameter(
+            f"unknown section(s) {', '.join(sorted(unknown))}; use micro and/or end-to-end", param_hint="--sections"
+        )
     with tempfile.TemporaryDirectory(prefix="latentreason-bench-") as tmp:
         if quick:
             tiny_llm, tiny_assistant = quick_models(tmp)

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import torch
 
+from latentreason.models.quantization import Int8Linear
 from latentreason.models.spec import LoadedModel
 
 T = TypeVar("T")
@@ -107,7 +108,9 @@ def memory_bandwidth(mib: int = 512, repeats: int = 5, device: str = "cpu") -> d
 def decode_bytes(llm: LoadedModel, context: int) -> dict[str, Any]:
     """Bytes one batch-1 decoding step has to read from memory.
 
-    Every parameter is read once per step, except the input-embedding matrix,
+    Every parameter of the model that runs decoding steps (the int8 twin with
+    ``models.quantize: int8``: its int8 weights and their scales) is read
+    once per step, except the input-embedding matrix,
     of which only the new token's row is read (when the LM head is tied to it,
     the head reads the whole matrix and it counts once). The KV cache of
     ``context`` positions is read too.
@@ -120,13 +123,13 @@ def decode_bytes(llm: LoadedModel, context: int) -> dict[str, Any]:
         ``weight_bytes``, ``kv_bytes``, ``bytes`` (their sum), ``tied`` and
         ``embedding_bytes`` (the input-embedding matrix, read one row at a time).
     """
-    model = llm.model
+    model = llm.stepper
     unique = {p.data_ptr(): p.numel() * p.element_size() for p in model.parameters()}
     embedding = model.get_input_embeddings().weight  # (V, d)
     head = model.get_output_embeddings()
-    tied = head is not None and head.weight.data_ptr() == embedding.data_ptr()
+    tied = isinstance(head, torch.nn.Linear) and head.weight.data_ptr() == embedding.data_ptr()
     embedding_bytes = embedding.numel() * embedding.element_size()
-    weights = sum(unique.values())
+    weights = sum(unique.values()) + sum(m.weight_bytes for m in model.modules() if isinstance(m, Int8Linear))
     if not tied:
         weights += embedding.shape[1] * embedding.element_size() - embedding_bytes  # one row instead of the matrix
     config = model.config.get_text_config()

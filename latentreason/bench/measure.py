@@ -15,7 +15,7 @@ from latentreason.api import evaluation_examples
 from latentreason.api import train as train_api
 from latentreason.bench.hardware import best_time, decode_bytes, timed
 from latentreason.bench.settings import DEFAULT_MAX_NEW_TOKENS, BenchSettings, bench_config
-from latentreason.bench.stages import Cursor, ForwardTimer, Stages, decode_step, prefill
+from latentreason.bench.stages import Cursor, ForwardTimer, Stages, decode_step, llm_bodies, prefill
 from latentreason.components.example import Example
 from latentreason.decoding.generate import AnswerComplete
 from latentreason.decoding.loop import decode
@@ -50,7 +50,7 @@ def answer_batches(
     for start in range(0, len(examples), size):
         runs = []
         for _ in range(repeats):
-            with ForwardTimer(pipeline.runtime.llm.model.base_model) as forward:
+            with ForwardTimer(*llm_bodies(pipeline.runtime.llm)) as forward:
                 batch, elapsed = answer_forced(pipeline, examples[start : start + size])
             runs.append((elapsed, sum(forward.calls[1:n]) / (n - 1), batch))
         elapsed, step, batch = min(runs, key=lambda run: run[0])
@@ -112,7 +112,7 @@ def profile_example(pipeline: Pipeline, example: Example, bandwidth_gb_s: float,
     projected, project_s = timed(lambda: stages.project(produced))
     inputs, inject_s = timed(lambda: stages.inject(*projected))
     config = pipeline.config.generation
-    with ForwardTimer(llm.model.base_model) as forward:
+    with ForwardTimer(*llm_bodies(llm)) as forward:
         generated, generate_s = timed(lambda: decode(llm, inputs, config))
     prefill_s, decode_forward_s = forward.calls[0], sum(forward.calls[1:])
     outside_s = generate_s - prefill_s - decode_forward_s

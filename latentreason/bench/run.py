@@ -42,11 +42,19 @@ from typing import Any
 
 import torch
 
+from latentreason.bench.end_to_end import end_to_end, format_end_to_end
 from latentreason.bench.hardware import CpuShare, cpu_name, memory_bandwidth
 from latentreason.bench.measure import measure_dtype, token_agreement
-from latentreason.bench.settings import BATCH_TARGET, DEFAULT_MAX_NEW_TOKENS, RATIO_TARGET, BenchSettings
+from latentreason.bench.settings import (
+    BATCH_TARGET,
+    BOUND_TARGET,
+    DEFAULT_MAX_NEW_TOKENS,
+    E2E_TARGET,
+    RATIO_TARGET,
+    BenchSettings,
+)
 from latentreason.config import ModelsConfig
-from latentreason.models.runtime import Runtime
+from latentreason.models.runtime import NATIVE_BF16_FLAGS, Runtime, cpu_flags
 
 
 def run_bench(settings: BenchSettings, log: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
@@ -73,17 +81,21 @@ def run_bench(settings: BenchSettings, log: Callable[[str], None] = lambda messa
             log("measuring memory bandwidth ...")
             bandwidth = memory_bandwidth(settings.bandwidth_mib, device=device)
             gc.collect()
-            for i, dtype in enumerate(settings.dtypes):
-                report[dtype] = measure_dtype(settings, dtype, bandwidth["read_gb_s"], full=i == 0, log=log)
-                gc.collect()  # the models of this dtype are gone before the next ones load
+            if "micro" in settings.sections:
+                for i, dtype in enumerate(settings.dtypes):
+                    report[dtype] = measure_dtype(settings, dtype, bandwidth["read_gb_s"], full=i == 0, log=log)
+                    gc.collect()  # the models of this dtype are gone before the next ones load
+            if "end-to-end" in settings.sections:
+                report["end_to_end"] = end_to_end(settings, log)
         threads = torch.get_num_threads()
     finally:
         torch.set_num_threads(default_threads)
-    if len(settings.dtypes) > 1:
+    if "micro" in settings.sections and len(settings.dtypes) > 1:
         base, other = settings.dtypes[:2]
         report["dtype_agreement"] = {"dtypes": [base, other], **token_agreement(report[base], report[other])}
     report["machine"] = {
         "cpu": cpu_name(),
+        "bf16_flags": sorted(set(NATIVE_BF16_FLAGS) & cpu_flags()),
         "cores": os.cpu_count(),
         "torch_threads": threads,
         "torch": torch.__version__,
@@ -100,6 +112,29 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     """The issue's targets with the measured values and whether they are met."""
     settings = report["settings"]
     out = []
+    for name, rows in report.get("end_to_end", {}).get("variants", {}).items():
+        for producer, row in rows.items():
+            if "speedup" in row:
+                out.append(
+                    {
+                        "name": f"end-to-end examples/s, {name} / 0.1 defaults, {producer}",
+                        "value": row["speedup"],
+                        "target": f">= {E2E_TARGET:g}",
+                        "met": row["speedup"] >= E2E_TARGET,
+                    }
+                )
+    if "micro" not in settings["sections"]:
+        return out
+    if "int8" in settings["dtypes"]:
+        fraction = report["int8"]["profile"]["fraction_of_bound"]
+        out.append(
+            {
+                "name": "decode tokens/s at batch 1 / bandwidth bound, int8",
+                "value": fraction,
+                "target": f">= {BOUND_TARGET:.0%}",
+                "met": fraction >= BOUND_TARGET,
+            }
+        )
     first = report[settings["dtypes"][0]]
     if "softcot_vs_cot" in first:
         ratio = first["softcot_vs_cot"]["median_ratio"]
@@ -133,7 +168,34 @@ def _yes(met: bool) -> str:
 
 
 def format_report(report: dict[str, Any]) -> str:
-    """The report as two short Markdown tables and notes."""
+    """The report as short Markdown tables and notes."""
+    lines = _micro_lines(report) if "micro" in report["settings"]["sections"] else []
+    if "end_to_end" in report:
+        lines += format_end_to_end(report["end_to_end"])
+        lines += ["", "| target | value | goal | met |", "|---|---|---|---|"]
+        lines += [
+            f"| {t['name']} | {t['value']:.2f} | {t['target']} | {_yes(t['met'])} |"
+            for t in report["targets"]
+            if "end-to-end" in t["name"]
+        ]
+    machine = report["machine"]
+    bandwidth = machine["bandwidth"]["read_gb_s"]
+    others = machine["other_processes_cores"]
+    flags = ", ".join(machine.get("bf16_flags", [])) or "no native bf16 (no amx_bf16 or avx512_bf16)"
+    lines.append(
+        f"machine: {machine['cpu']} ({flags}), {machine['cores']} cores, torch {machine['torch']} with "
+        f"{machine['torch_threads']} threads; memory read {bandwidth:.1f} GB/s, copy {machine['bandwidth']['copy_gb_s']:.1f} GB/s"
+    )
+    if others is not None and others > 0.25:
+        lines.append(
+            f"warning: other processes kept {others:.1f} of {machine['cores']} cores busy during the benchmark "
+            f"(load {machine['load_at_start']:.1f} at start): the times are slower and noisier than on an idle machine."
+        )
+    return "\n".join(lines)
+
+
+def _micro_lines(report: dict[str, Any]) -> list[str]:
+    """The micro-benchmark tables (fixed-length chains, per dtype)."""
     settings = report["settings"]
     dtypes = settings["dtypes"]
     first = report[dtypes[0]]
@@ -197,7 +259,7 @@ def format_report(report: dict[str, Any]) -> str:
         "inject": "injection (prompt + splice)",
         "prefill": f"LLM prefill ({p['prompt_tokens']} tokens)",
         "decode_forward": f"LLM decode forward, {tokens - 1} steps",
-        "generate_outside_forward": "generate() outside the model forward",
+        "generate_outside_forward": "decoding loop outside the model body (LM head, sampling, bookkeeping)",
         "score": "answer extraction",
     }
     lines += [
@@ -211,7 +273,7 @@ def format_report(report: dict[str, Any]) -> str:
     ]
     step = p["step_s"]
     notes = (
-        f"decode step ({dtypes[0]}, batch 1): generate() {step['generate'] * 1e3:.1f} ms = model forward "
+        f"decode step ({dtypes[0]}, batch 1): decoding loop {step['generate'] * 1e3:.1f} ms = model body "
         f"{step['forward'] * 1e3:.1f} ms + {step['outside_forward'] * 1e3:.2f} ms outside it; raw forward loop "
         f"{step['forward_loop'] * 1e3:.1f} ms; lm_head alone {step['lm_head'] * 1e3:.1f} ms "
         f"({step['lm_head'] / step['forward']:.0%} of the forward)"
@@ -221,15 +283,4 @@ def format_report(report: dict[str, Any]) -> str:
             f"{s * 1e3:.2f} ms per step at batch {b}" for b, s in p["answer_check_s"].items()
         )
     lines.append(notes)
-    machine = report["machine"]
-    others = machine["other_processes_cores"]
-    lines.append(
-        f"machine: {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']} with {machine['torch_threads']} threads; "
-        f"memory read {bandwidth:.1f} GB/s, copy {machine['bandwidth']['copy_gb_s']:.1f} GB/s"
-    )
-    if others is not None and others > 0.25:
-        lines.append(
-            f"warning: other processes kept {others:.1f} of {machine['cores']} cores busy during the benchmark "
-            f"(load {machine['load_at_start']:.1f} at start): the times are slower and noisier than on an idle machine."
-        )
-    return "\n".join(lines)
+    return lines

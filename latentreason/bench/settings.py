@@ -15,6 +15,8 @@ RATIO_TARGET = 1.05  # SoftCoT time per example at most 5% above CoT's
 BATCH_TARGET = 3.0  # batch-B throughput at least 3x batch 1
 
 
+E2E_TARGET = 5.0  # end-to-end examples/s of the fast settings at least 5x the 0.1 defaults
+BOUND_TARGET = 0.6  # int8 decode at batch 1 at least 60% of the memory-bandwidth bound
 DEFAULT_MAX_NEW_TOKENS = 320  # GenerationConfig's default, for the projected ratio
 
 
@@ -31,13 +33,18 @@ class BenchSettings:
         batch_size: the large batch compared with batch 1.
         train_steps: optimizer steps of the training measurement.
         train_batch_size: examples per training step.
-        dtypes: weight dtypes to measure; the first also gets the SoftCoT/CoT
-            ratio and the training measurement.
+        dtypes: weight dtypes to measure (``"int8"``: float32 weights, int8
+            decoding steps); the first also gets the SoftCoT/CoT ratio and the
+            training measurement.
         device: model device (``"auto"``, ``"cpu"``, ...).
         bandwidth_mib: size of the buffer the bandwidth probe reads.
         repeats: every batch-1 and batched run is repeated this often and its
             fastest time counts (use 2-3 on a machine shared with other jobs).
         threads: torch intra-op threads during the run (None: torch's default).
+        sections: ``"micro"`` (everything above) and/or ``"end-to-end"``
+            (whole evaluations, see :mod:`latentreason.bench.end_to_end`).
+        e2e_limit: test problems of the end-to-end section.
+        e2e_max_new_tokens: token cap of the end-to-end section (answers stop earlier).
     """
 
     llm: str = field(default_factory=lambda: ModelsConfig().llm)
@@ -48,11 +55,14 @@ class BenchSettings:
     batch_size: int = 8
     train_steps: int = 2
     train_batch_size: int = 4
-    dtypes: tuple[str, ...] = ("float32", "bfloat16")
+    dtypes: tuple[str, ...] = ("float32", "bfloat16", "int8")
     device: str = "auto"
     bandwidth_mib: int = 512
     repeats: int = 1
     threads: int | None = None
+    sections: tuple[str, ...] = ("micro",)
+    e2e_limit: int = 48
+    e2e_max_new_tokens: int = 320
 
 
 def quick_models(folder: str | Path) -> tuple[str, str]:
@@ -83,12 +93,13 @@ def bench_config(
     Args:
         settings: models, task and lengths.
         producer: thought producer name.
-        dtype: weight dtype.
+        dtype: weight dtype, or ``"int8"``: float32 weights with int8 decoding steps.
         max_new_tokens: decode length (default ``settings.max_new_tokens``).
         overrides: further nested config values, applied last.
     """
+    models = {"dtype": "float32", "quantize": "int8"} if dtype == "int8" else {"dtype": dtype}
     base = {
-        "models": {"llm": settings.llm, "assistant": settings.assistant, "dtype": dtype, "device": settings.device},
+        "models": {"llm": settings.llm, "assistant": settings.assistant, "device": settings.device, **models},
         "data": {"task": settings.task, "limit": settings.limit},
         "producer": {"name": producer},
         "generation": {

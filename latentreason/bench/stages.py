@@ -112,17 +112,18 @@ def decode_step(llm: LoadedModel, cursor: Cursor) -> Cursor:
 
 
 class ForwardTimer:
-    """Context manager: the wall time of every forward call of ``module`` while open.
+    """Context manager: the wall time of every forward call of some modules while open.
 
     Args:
-        module: e.g. the LLM; its forward pre- and post-hooks take the times.
+        modules: e.g. the LLM's body and its int8 twin's (the same module
+            given twice counts once); their forward pre- and post-hooks take the times.
 
     Attributes:
         calls: seconds per forward call, in call order.
     """
 
-    def __init__(self, module: torch.nn.Module) -> None:
-        self.module = module
+    def __init__(self, *modules: torch.nn.Module) -> None:
+        self.modules = list({id(m): m for m in modules}.values())
         self.calls: list[float] = []
         self._started = 0.0
 
@@ -134,11 +135,17 @@ class ForwardTimer:
 
     def __enter__(self) -> ForwardTimer:
         self._hooks = [
-            self.module.register_forward_pre_hook(self._start),
-            self.module.register_forward_hook(self._stop),
+            hook
+            for m in self.modules
+            for hook in (m.register_forward_pre_hook(self._start), m.register_forward_hook(self._stop))
         ]
         return self
 
     def __exit__(self, *exc) -> None:
         for hook in self._hooks:
             hook.remove()
+
+
+def llm_bodies(llm: LoadedModel) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The LLM's transformer body that reads prompts and the one that runs decoding steps (its int8 twin's, if any)."""
+    return llm.model.base_model, llm.stepper.base_model

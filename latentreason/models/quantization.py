@@ -81,6 +81,9 @@ class Int8Linear(nn.Module):
         bias = None if linear.bias is None else linear.bias.detach().float()
         self.packed = torch.ops.quantized.linear_prepack(qweight, bias)
         self.out_features = linear.out_features
+        self.weight_bytes = (
+            q.numel() + 4 * scale.numel() + (4 * bias.numel() if bias is not None else 0)
+        )  # read per call
         # x86 kernels add pairs of uint8 x int8 products in int16, which 8-bit activations can overflow;
         # 7-bit activations cannot (torch's own dynamic quantization does the same).
         self.reduce_range = torch.backends.quantized.engine in ("x86", "fbgemm")
