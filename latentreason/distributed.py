@@ -179,7 +179,8 @@ def on_main(func: Callable[[], T]) -> T:
     world = current()
     if world.size == 1:
         return func()
-    outcome, error = None, None
+    outcome: Any = None
+    error: LatentReasonError | None = None
     if world.is_main:
         try:
             outcome = {"value": func()}

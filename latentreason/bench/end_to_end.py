@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from latentreason.bench.hardware import timed
@@ -87,15 +88,13 @@ def end_to_end(settings: BenchSettings, log: Callable[[str], None] = lambda mess
                 }
             )
             log(f"[end to end] {name}: {producer} on {settings.e2e_limit} problems ...")
-            pipeline, load_s = timed(
-                lambda c=config, r=runtime: Pipeline.from_config(c, registry, r)
-            )  # loads the models
+            pipeline, load_s = timed(partial(Pipeline.from_config, config, registry, runtime))  # loads the models
             runtime = pipeline.runtime
             examples = pipeline.plan.examples()
             if config.generation.engine == "vllm":  # start the worker apart from answering
-                _, start_s = timed(lambda p=pipeline, e=examples: p.answer(e[:1]))
+                _, start_s = timed(partial(pipeline.answer, examples[:1]))
                 load_s += start_s
-            predictions, seconds = timed(lambda p=pipeline, e=examples: p.answer(e))
+            predictions, seconds = timed(partial(pipeline.answer, examples))
             tokens = sum(p.new_tokens for p in predictions)
             correct[(name, producer)] = [p.score.flexible_correct for p in predictions]
             rows[producer] = {

@@ -258,7 +258,7 @@ def measure_dtype(
         "batched_step_s": batched_step,
         "projected_ratio_at_default_length": many_long / one_long,
     }
-    if full:
+    if cot is not None:
         mean_cot, mean_softcot = sum(cot_s) / len(cot_s), sum(softcot_s) / len(softcot_s)
         longer = mean_cot + extra * single_step
         stages = softcot_overhead(softcot, cot, examples[0], max(2, settings.repeats))

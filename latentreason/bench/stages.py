@@ -41,7 +41,7 @@ class Stages:
 
     def project(self, thoughts: Thoughts) -> tuple[Thoughts, torch.Tensor | None]:
         """The projected thoughts ``(B, N, d_llm)``, or None without vectors."""
-        if thoughts.vectors is None:
+        if thoughts.vectors is None or self.pipeline.projector is None:
             return thoughts, None
         with torch.no_grad():
             return thoughts, self.pipeline.projector(thoughts.vectors.to(self.llm.model.device))  # (B, N, d_llm)

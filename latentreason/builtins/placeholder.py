@@ -101,7 +101,7 @@ class PlaceholderInjector(Injector):
         device = self.llm.model.device
         with torch.no_grad():
             embeds = self.llm.embed(input_ids.to(device))  # (B, T, d_llm)
-        if n:
+        if thoughts is not None and n:
             slot_mask = torch.zeros(input_ids.shape, dtype=torch.bool)  # (B, T)
             for b, positions in enumerate(slots):
                 offset = width - len(rows[b])

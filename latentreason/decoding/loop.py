@@ -28,8 +28,8 @@ Qwen2, ...) can be rewritten; sliding-window layers (Gemma 3) are refused.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Hashable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from typing import TYPE_CHECKING, TypeVar, cast
 
 import torch
 
@@ -56,7 +56,10 @@ def _select(logits: torch.Tensor, config: GenerationConfig) -> torch.Tensor:
     return torch.multinomial(probs, 1)[:, 0]
 
 
-Source = Callable[[int], "tuple[LLMInputs, list[Hashable]] | None"]
+K = TypeVar("K", bound=Hashable)
+"""The caller's label of a row (an example and chain index, a row number)."""
+
+Source = Callable[[int], "tuple[LLMInputs, Sequence[K]] | None"]
 """Gives prompts to admit: called with the number of free rows, returns
 left-padded inputs and one key per row, or None when nothing (more) fits. An
 empty batch asks with ``free == capacity``; the source must then give
@@ -65,13 +68,13 @@ something if anything is left (it may overfill), since None ends decoding."""
 
 def decode_stream(
     llm: LoadedModel,
-    source: Source,
+    source: Source[K],
     config: GenerationConfig,
     controller: DecodingController | None = None,
     answer_complete: re.Pattern[str] | None = None,
     *,
     capacity: int,
-) -> Iterator[tuple[Hashable, Generated]]:
+) -> Iterator[tuple[K, Generated]]:
     """Generate with continuous batching; yield each row's result as soon as it finishes.
 
     Args:
@@ -94,7 +97,7 @@ def decode_stream(
     state.keep_hidden = controller is not None
     lm_head = llm.stepper.lm_head
     cap = getattr(llm.model.config, "final_logit_softcapping", None)
-    last = None  # (B, d): each row's latest hidden state
+    last: torch.Tensor | None = None  # (B, d): each row's latest hidden state
     with torch.no_grad():
         while True:
             while state.batch < capacity and (admitted := source(capacity - state.batch)):
@@ -112,19 +115,17 @@ def decode_stream(
             tokens = _select(logits, config).tolist()  # (B,)
             for b, token in enumerate(tokens):
                 state.tokens[b].append(token)
-            last = state.feed_tokens(torch.tensor(tokens, device=last.device))  # (B, d)
+            last = state.feed_tokens(torch.tensor(tokens, device=logits.device))  # (B, d)
             capped = [len(state.tokens[b]) >= config.max_new_tokens for b in range(state.batch)]
+            answered = checker.finished(state.tokens) if checker is not None else [False] * state.batch
             for b in range(state.batch):
-                state.done[b] = tokens[b] in stops or capped[b]
-            if checker is not None:
-                for b, finished in enumerate(checker.finished(state.tokens)):
-                    state.done[b] = state.done[b] or finished
+                state.done[b] = tokens[b] in stops or answered[b] or capped[b]
             finished = [b for b in range(state.batch) if state.done[b]]
             for b in finished:
                 ids = state.tokens[b]
-                truncated = capped[b] and ids[-1] not in stops and not (checker and checker.finished([ids])[0])
+                truncated = capped[b] and tokens[b] not in stops and not answered[b]
                 text = llm.tokenizer.decode(ids, skip_special_tokens=True)
-                yield state.keys[b], Generated(text, ids, state.peak_kv[b], state.dependency[b], truncated)
+                yield cast(K, state.keys[b]), Generated(text, ids, state.peak_kv[b], state.dependency[b], truncated)
             if controller is not None and len(finished) < state.batch:
                 controller.after_token(state, [b for b in range(state.batch) if not state.done[b]])
                 last = state.apply(last)

@@ -121,10 +121,10 @@ class Boundaries:
     def __init__(self, options: SegmentOptions, llm: LoadedModel) -> None:
         self.options = options
         self.trigger: BoundaryTrigger | None = None
-        self.threshold: float | None = None
+        self.threshold = 0.5
         self.text_rule = options
         if options.segment == "classifier":
-            trigger, meta = BoundaryTrigger.load(options.trigger, llm.hidden_size)
+            trigger, meta = BoundaryTrigger.load(str(options.trigger), llm.hidden_size)
             self.trigger = trigger.to(llm.model.device)
             self.threshold = options.threshold if options.threshold is not None else float(meta["threshold"])
             # Gold text has no decoding-time hidden states: cut it by the rule the trigger learned.

@@ -11,7 +11,8 @@ caches (Llama, Qwen2, ...) can be rewritten (:func:`supports_rewriting`).
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
+from typing import Any
 
 import torch
 
@@ -44,7 +45,7 @@ class DecodeState:
         self.keys: list[Hashable] = list(range(batch))
         self.tokens: list[list[int]] = [[] for _ in range(batch)]
         self.done = [False] * batch
-        self.cache = None
+        self.cache: Any = None  # a transformers cache: one layer of keys and values per LLM layer
         empty = torch.zeros(batch, 0, dtype=torch.bool, device=device)
         self.live = empty
         self.generated = empty
@@ -193,7 +194,7 @@ class DecodeState:
         self._compact()
         return hidden
 
-    def admit(self, embeds: torch.Tensor, mask: torch.Tensor, keys: list[Hashable]) -> torch.Tensor:
+    def admit(self, embeds: torch.Tensor, mask: torch.Tensor, keys: Sequence[Hashable]) -> torch.Tensor:
         """Read new prompts and append them to the batch as rows.
 
         The prompts are prefilled in a batch of their own (by the

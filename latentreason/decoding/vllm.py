@@ -109,6 +109,7 @@ class VLLMWorker:
         self.startup_s = reply["seconds"]
 
     def _send(self, payload: bytes) -> None:
+        assert self.process.stdin is not None  # opened with PIPE
         self.process.stdin.write(struct.pack(">Q", len(payload)) + payload)
         self.process.stdin.flush()
 
@@ -117,6 +118,7 @@ class VLLMWorker:
             self._send(json.dumps(message).encode("utf-8"))
             if blob is not None:
                 self._send(blob)
+            assert self.process.stdout is not None  # opened with PIPE
             head = self.process.stdout.read(8)
             if len(head) < 8:
                 raise BrokenPipeError("the worker ended")
@@ -181,9 +183,9 @@ def vllm_stream(pipeline: Pipeline, examples: list[Example]) -> Iterator[Predict
     Raises:
         LatentReasonError: the run has a decoding controller, or vLLM is not set up.
     """
-    if pipeline.decoder is not None:
+    if pipeline.plan.decoder is not None:
         raise LatentReasonError(
-            f"generation.engine: vllm cannot run decoder {pipeline.config.decoder.name!r}: a decoding controller "
+            f"generation.engine: vllm cannot run decoder {pipeline.plan.decoder.name!r}: a decoding controller "
             "rewrites the KV cache while the LLM writes, which only the transformers engine allows."
         )
     worker = worker_for(pipeline)

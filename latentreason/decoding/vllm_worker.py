@@ -26,6 +26,7 @@ import os
 import struct
 import sys
 import time
+from typing import Any
 
 
 def _read(stream) -> bytes:
@@ -50,7 +51,7 @@ def main() -> None:
     protocol = os.fdopen(os.dup(1), "wb")  # keep the real stdout for replies ...
     os.dup2(2, 1)  # ... and send everything printed (vLLM's logs) to stderr
     requests = sys.stdin.buffer
-    engine = None
+    engine: Any = None
     while True:
         try:
             message = json.loads(_read(requests))

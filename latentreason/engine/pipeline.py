@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -128,7 +129,7 @@ class Pipeline:
         if path is None:
             return None
         made_for = read_meta(path).get("components", {})
-        mine = self.components()
+        mine: dict[str, Any] = self.components()
         same = all(made_for.get(k) == mine[k] for k in ("projector", "llm", "assistant"))
         return path if same and made_for.get("producer", {}).get("name") == mine["producer"]["name"] else None
 
@@ -156,7 +157,7 @@ class Pipeline:
             loaded.append(path)
         default = self._fitting_default()
         names = stored_components(default) if default is not None else set()
-        if names and names <= set(modules):
+        if default is not None and names and names <= set(modules):
             load_weights(default, {name: modules.pop(name) for name in names})
             loaded.append(str(default))
         return loaded, sorted(modules)
@@ -199,7 +200,7 @@ class Pipeline:
         if targets is not None:
             targets = [t for t in targets for _ in range(k)]
         vectors = None
-        if thoughts.vectors is not None:
+        if thoughts.vectors is not None and self.projector is not None:
             vectors = self.projector(thoughts.vectors.to(self.runtime.llm.model.device))  # (B*K, N, d_llm)
         inputs = self.injector.build(self.instruction, questions, vectors, thoughts.hints, targets)
         inputs.group, inputs.loss = k, thoughts.loss

@@ -175,7 +175,7 @@ def compare(
     for index in _by_models(plans):
         plan = plans[index]
         config = plan.config
-        if runtime is None and (loaded is None or loaded.models != config.models):
+        if loaded is None or (runtime is None and loaded.models != config.models):
             loaded = None  # release the previous method's models before loading the next ones
             loaded = Runtime(config.models, registry.load_model)
         torch.manual_seed(config.seed)

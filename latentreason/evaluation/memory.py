@@ -52,6 +52,7 @@ class PeakMemory:
             self._peak = torch.cuda.max_memory_allocated()
         else:
             self._stop.set()
-            self._thread.join()
+            if self._thread is not None:
+                self._thread.join()
             self._peak = max(self._peak, _rss_bytes())
         self.peak_gib = self._peak / 2**30

@@ -143,11 +143,11 @@ def plot_paired(cells: list[Cell], reference: str | None, path: Path) -> bool:
         for r in grouped
         if r is not refs[r.task]
     ]
-    points = [(label, test) for label, test in points if test is not None]
-    if not points:
+    shown = [(label, test) for label, test in points if test is not None]
+    if not shown:
         return False
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(points) + 1.4))
-    for y, (_, test) in enumerate(points):
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(shown) + 1.4))
+    for y, (_, test) in enumerate(shown):
         color = "tab:green" if test.low > 0 else "tab:red" if test.high < 0 else "tab:gray"
         ax.errorbar(
             test.difference,
@@ -159,7 +159,7 @@ def plot_paired(cells: list[Cell], reference: str | None, path: Path) -> bool:
         )
         ax.annotate(f"p={test.p_value:.2g}", (test.high, y), xytext=(4, -3), textcoords="offset points", fontsize=7)
     ax.axvline(0, color="black", lw=0.8)
-    ax.set_yticks(range(len(points)), [label for label, _ in points], fontsize=8)
+    ax.set_yticks(range(len(shown)), [label for label, _ in shown], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel(f"flexible accuracy minus {next(iter(refs.values())).producer}'s (paired, 95% bootstrap CI)")
     fig.tight_layout()

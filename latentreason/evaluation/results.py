@@ -162,10 +162,11 @@ RESUME_FREE_KEYS = {
 def _flatten(tree: dict[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
     flat = {}
     for key, value in tree.items():
+        path = (*prefix, key)
         if isinstance(value, dict) and value:
-            flat.update(_flatten(value, (*prefix, key)))
+            flat.update(_flatten(value, path))
         else:
-            flat[(*prefix, key)] = value
+            flat[path] = value
     return flat
 
 

@@ -164,7 +164,7 @@ def markdown_table(cells: list[Cell], reference: str | None = None) -> str:
 
 def baseline_lines(cells: list[Cell]) -> list[str]:
     """One line per task: the trivial baselines of the examples its first method answered."""
-    lines = []
+    lines: list[str] = []
     for row in rows(cells):
         if any(line.startswith(f"trivial baselines on {row.task} ") for line in lines):
             continue

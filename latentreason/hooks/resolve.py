@@ -177,6 +177,7 @@ def resolve(config: RunConfig, registry: Registry) -> Plan:
         problems.extend(vllm_problems(config))
     if problems:
         raise ConfigError(problems)
+    assert task and producer and projector and injector and evaluator  # each failure appended a problem
     return Plan(config, task, producer, projector, injector, evaluator, decoder)
 
 

@@ -126,6 +126,7 @@ def supervised_loss(pipeline: Pipeline, examples: list[Example], targets: list[l
     """
     llm = pipeline.runtime.llm
     inputs, hidden = teacher_forced(pipeline, examples, targets)  # hidden: (B, T, d_llm)
+    assert inputs.labels is not None  # built with targets
     labels = inputs.labels[:, 1:].to(hidden.device)  # (B, T-1): token t is predicted at position t-1
     supervised = labels != IGNORE_INDEX  # (a sharded LLM returns hidden states on its last device)
     logits = llm.model.lm_head(hidden[:, :-1][supervised])  # (M, V), supervised positions only

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -124,7 +124,7 @@ def extract_features(
         sets = hidden.shape[0] // len(batch)
         for row in range(hidden.shape[0]):
             target = rows[row // sets]
-            at_target = (inputs.labels[row] != IGNORE_INDEX).to(hidden.device)  # (T,): the target's tokens, in order
+            at_target = inputs.labels[row] != IGNORE_INDEX  # type: ignore[index]  # built with targets.to(hidden.device)  # (T,): the target's tokens, in order
             features.append(hidden[row][at_target].float().cpu())  # (S, d_llm)
             labels.append(torch.tensor(boundary_labels(target, llm.tokenizer, label), dtype=torch.float))  # (S,)
     return torch.cat(features), torch.cat(labels)
@@ -239,7 +239,7 @@ def train_trigger(
         )
     if Path(out).suffix != ".safetensors":
         raise LatentReasonError(f"The trigger file must end in .safetensors, not {str(out)!r}.")
-    common = dict(max_target_tokens=max_target_tokens, batch_size=batch_size, progress=progress)
+    common: dict[str, Any] = {"max_target_tokens": max_target_tokens, "batch_size": batch_size, "progress": progress}
     train_x, train_y = extract_features(pipeline, train_examples, label, desc="train features", **common)
     val_x, val_y = extract_features(pipeline, val_examples, label, desc="validation features", **common)
     _check_both_classes(train_y, "training", label)

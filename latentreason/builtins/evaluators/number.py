@@ -35,6 +35,7 @@ class NumberEvaluator(Evaluator):
 
         rel_tol: float = Field(1e-6, ge=0, description="relative tolerance when comparing numbers")
 
+    options: Options
     answer_complete: ClassVar[re.Pattern[str] | None] = re.compile(NUMBER_BOXED_PATTERN)
 
     def score(self, generation: str, example: Example) -> Score:
