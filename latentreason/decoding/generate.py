@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
+from latentreason.components.example import Example
 from latentreason.components.injector import LLMInputs
 from latentreason.config import GenerationConfig
 from latentreason.models.spec import LoadedModel
@@ -36,6 +37,23 @@ class Generated:
     peak_kv: int = 0
     dependency: int = 0
     truncated: bool = False
+
+
+@dataclass
+class Written:
+    """An example's chains, before scoring.
+
+    Attributes:
+        example: the example.
+        prompt: its (first chain's) LLM prompt as text.
+        chains: the chains, K thought sets x samples of them.
+        seconds: wall time attributed to it.
+    """
+
+    example: Example
+    prompt: str
+    chains: list[Generated]
+    seconds: float
 
 
 class AnswerComplete(StoppingCriteria):

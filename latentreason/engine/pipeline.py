@@ -10,6 +10,7 @@ which lets the controller rewrite the KV cache as the LLM writes.
 
 from __future__ import annotations
 
+import re
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ from latentreason.components.evaluator import Score
 from latentreason.components.example import Example
 from latentreason.components.injector import LLMInputs
 from latentreason.config import RunConfig
-from latentreason.decoding.generate import Generated, generate
+from latentreason.decoding.generate import Generated, Written, generate
 from latentreason.decoding.loop import decode, decode_stream
 from latentreason.decoding.state import supports_rewriting
 from latentreason.engine.voting import majority_vote
@@ -176,7 +177,9 @@ class Pipeline:
         fallback = next(iter(self._next_question.values()))
         return [self._next_question.get(ex.id, fallback) for ex in examples]
 
-    def inputs(self, examples: list[Example], targets: list[list[int]] | None = None) -> LLMInputs:
+    def inputs(
+        self, examples: list[Example], targets: list[list[int]] | None = None, *, training: bool | None = None
+    ) -> LLMInputs:
         """The LLM input for a batch: produce, project, inject.
 
         A producer with K thought sets per question gets K consecutive rows
@@ -186,14 +189,14 @@ class Pipeline:
 
         Args:
             examples: the batch.
-            targets: gold token ids to append and supervise (training only).
+            targets: gold token ids to append and supervise, or None.
+            training: the producer works as in training (default: when there are targets).
         """
+        training = targets is not None if training is None else training
         questions = [self.task.format_question(ex) for ex in examples]
-        read = (
-            questions if self.config.thoughts_from == "own" or targets is not None else self._next_questions(examples)
-        )
+        read = questions if self.config.thoughts_from == "own" or training else self._next_questions(examples)
         thoughts = self.producer.produce(
-            read, instruction=self.instruction, training=targets is not None
+            read, instruction=self.instruction, training=training
         )  # (B*K, N, d_src) or hints
         k = thoughts.sets  # rows per question, consecutive
         questions = [q for q in questions for _ in range(k)]
@@ -238,30 +241,41 @@ class Pipeline:
         )
 
     def stream(self, examples: list[Example]) -> Iterator[Prediction]:
-        """Answer and score examples; yield each prediction as soon as its chains are done.
+        """Answer and score examples; yield each prediction as soon as its chains are done (see :meth:`chains`)."""
+        for written in self.chains(examples):
+            yield self.predict(written.example, written.prompt, written.chains, written.seconds)
+
+    def chains(self, examples: list[Example], stop: re.Pattern[str] | None = None) -> Iterator[Written]:
+        """Write each example's chains; yield them as soon as an example's are done.
 
         Examples are read longest prompt first, so prompts read together
         need little padding. With ``generation.engine: transformers`` rows
         are decoded with continuous batching (``generation.batch_size`` chains
         at once; see :func:`latentreason.decoding.loop.decode_stream`); with
         ``vllm`` by the vLLM engine. A producer with K thought sets and
-        ``generation.samples = s`` gives K*s chains per example, majority-voted.
-        Each prediction's ``latency_s`` is the wall time since the previous
-        one was yielded, so they add up to the run's time.
+        ``generation.samples = s`` gives K*s chains per example. Each result's
+        ``seconds`` is the wall time since the previous one was yielded, so they
+        add up to the run's time.
+
+        Args:
+            examples: what to answer.
+            stop: a chain stops once this matches its recent text (default:
+                the evaluator's complete answer); ``generation.stop_at_answer`` turns it off.
         """
+        stop = stop if stop is not None else self.evaluator.answer_complete
         tokenizer = self.runtime.llm.tokenizer
         order = sorted(examples, key=lambda ex: -len(tokenizer(self.task.format_question(ex))["input_ids"]))
         if self.config.generation.engine == "vllm":
-            from latentreason.decoding.vllm import vllm_stream
+            from latentreason.decoding.vllm import vllm_chains
 
-            yield from vllm_stream(self, order)
+            yield from vllm_chains(self, order, stop)
         elif not (self.config.generation.continuous_batching and supports_rewriting(self.runtime.llm)):
-            yield from self._static_batches(order)
+            yield from self._static_batches(order, stop)
         else:
-            yield from self._continuous(order)
+            yield from self._continuous(order, stop)
 
-    def _continuous(self, examples: list[Example]) -> Iterator[Prediction]:
-        """:meth:`stream` on the project's decoding loop, with continuous batching."""
+    def _continuous(self, examples: list[Example], stop: re.Pattern[str] | None) -> Iterator[Written]:
+        """:meth:`chains` on the project's decoding loop, with continuous batching."""
         queue = deque(enumerate(examples))
         chains_per_example = self.config.generation.samples  # until the producer's thought sets are known
         prompts: dict[int, str] = {}
@@ -283,24 +297,25 @@ class Pipeline:
         llm, generation = self.runtime.llm, self.config.generation
         clock = time.perf_counter()
         for (i, chain), out in decode_stream(
-            llm, source, generation, self.decoder, self.evaluator.answer_complete, capacity=generation.batch_size
+            llm, source, generation, self.decoder, stop, capacity=generation.batch_size
         ):
             done.setdefault(i, {})[chain] = out
             if len(done[i]) == chains_per_example:
                 now = time.perf_counter()
                 finished = done.pop(i)
-                chains = [finished[c] for c in range(chains_per_example)]
-                yield self.predict(examples[i], prompts.pop(i), chains, now - clock)
+                yield Written(
+                    examples[i], prompts.pop(i), [finished[c] for c in range(chains_per_example)], now - clock
+                )
                 clock = now
 
-    def _static_batches(self, examples: list[Example]) -> Iterator[Prediction]:
-        """:meth:`stream` in static batches with ``generate()``: for LLMs the decoding loop cannot rewrite, or on request."""
+    def _static_batches(self, examples: list[Example], stop: re.Pattern[str] | None) -> Iterator[Written]:
+        """:meth:`chains` in static batches with ``generate()``: for LLMs the decoding loop cannot rewrite, or on request."""
         size = self.config.generation.batch_size
+        llm, generation = self.runtime.llm, self.config.generation
         for start in range(0, len(examples), size):
             batch = examples[start : start + size]
             clock = time.perf_counter()
             inputs = self.prompts(batch)
-            llm, generation, stop = self.runtime.llm, self.config.generation, self.evaluator.answer_complete
             if self.decoder is None:
                 outputs = generate(llm, inputs, generation, stop)
             else:
@@ -308,7 +323,7 @@ class Pipeline:
             seconds = (time.perf_counter() - clock) / len(batch)
             k = inputs.group
             for n, ex in enumerate(batch):
-                yield self.predict(ex, inputs.prompts[n * k], outputs[n * k : (n + 1) * k], seconds)
+                yield Written(ex, inputs.prompts[n * k], outputs[n * k : (n + 1) * k], seconds)
 
     def answer(self, examples: list[Example]) -> list[Prediction]:
         """Answer and score examples (see :meth:`stream`); predictions in the order of ``examples``."""
