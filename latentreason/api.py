@@ -74,7 +74,7 @@ def run(
 def pipeline_for(plan: Plan, registry: Registry, runtime: Runtime | None = None) -> Pipeline:
     """The pipeline of a resolved plan, with its models (joining torchrun's process group first)."""
     distributed.setup(runtime.device if runtime else plan.config.models.device)
-    return Pipeline(plan, runtime or Runtime(plan.config.models, registry.load_model))
+    return Pipeline(plan, runtime or Runtime(plan.config.models, registry.load_model, plan.config.adapter))
 
 
 def evaluation_examples(pipeline: Pipeline) -> list[Example]:

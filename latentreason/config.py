@@ -60,6 +60,20 @@ class ModelsConfig(Strict):
     trust_remote_code: bool = False
 
 
+class AdapterConfig(Strict):
+    """A trainable LoRA adapter on the reasoning LLM (needs ``pip install 'latentreason[lora]'``)."""
+
+    rank: int = Field(8, gt=0, description="LoRA rank r")
+    alpha: int = Field(16, gt=0, description="LoRA scaling alpha (the update is scaled by alpha / r)")
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the LoRA input, in training")
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        min_length=1,
+        description="short names of the LLM's linear layers to adapt",
+    )
+    merge: bool = Field(False, description="fold the trained adapter into the LLM's weights at evaluation (faster)")
+
+
 class GenerationConfig(Strict):
     """How the LLM writes its chain of thought."""
 
@@ -136,6 +150,9 @@ class RunConfig(Strict):
     projector: Component | None = Field(None, description="default: the producer's preferred projector")
     injector: Component = Field(default_factory=lambda: Component(name="placeholder"))
     evaluator: Component | None = Field(None, description="default: the task's evaluator")
+    adapter: AdapterConfig | None = Field(
+        None, description="a trainable LoRA adapter on the LLM; default none (frozen LLM)"
+    )
     decoder: Component | None = Field(
         None, description="decoding-time controller (compression, re-injection); default none"
     )

@@ -117,9 +117,10 @@ def load_weights(path: str | Path, modules: dict[str, nn.Module]) -> dict[str, A
     problems += [f"unexpected tensor {k}" for k in sorted(set(stored) - known)]
     if problems:
         made_by = f" It was made for {meta.get('components')}." if meta.get("components") else ""
+        shown = problems[:5] + ([f"... and {len(problems) - 5} more"] if len(problems) > 5 else [])
         raise LatentReasonError(
-            f"Checkpoint {str(path)!r} does not fit this run: " + "; ".join(problems) + f".{made_by} "
-            "Check the models, the producer and the projector options."
+            f"Checkpoint {str(path)!r} does not fit this run: " + "; ".join(shown) + f".{made_by} "
+            "Check the models, the producer, the projector and the adapter options."
         )
     for name, module in modules.items():
         with torch.no_grad():

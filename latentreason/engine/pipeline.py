@@ -103,10 +103,10 @@ class Pipeline:
         """
         registry = registry or Registry()
         plan = resolve(config, registry)
-        return cls(plan, runtime or Runtime(config.models, registry.load_model))
+        return cls(plan, runtime or Runtime(plan.config.models, registry.load_model, plan.config.adapter))
 
     def trainable(self) -> dict[str, nn.Module]:
-        """The components with trainable parameters, by checkpoint prefix."""
+        """The components with trainable parameters, by checkpoint prefix (the LLM's adapter under ``adapter``)."""
         modules: dict[str, nn.Module] = {}
         if self.projector is not None and any(True for _ in self.projector.parameters()):
             modules["projector"] = self.projector
@@ -114,15 +114,22 @@ class Pipeline:
             module = component.trainable() if component is not None else None
             if module is not None:
                 modules[name] = module
+        if self.runtime.adapter is not None:
+            modules["adapter"] = self.runtime.adapter
         return modules
 
     def components(self) -> dict[str, object]:
         """Names and options of the components, as stored in checkpoints."""
         plan = self.plan
+        adapter = self.config.adapter.model_dump(mode="json", exclude={"merge"}) if self.config.adapter else None
         return {
             kind: {"name": choice.name, "options": choice.options.model_dump(mode="json")}
             for kind, choice in (("producer", plan.producer), ("projector", plan.projector))
-        } | {"llm": self.runtime.model_name("llm"), "assistant": self.runtime.model_name("assistant")}
+        } | {
+            "llm": self.runtime.model_name("llm"),
+            "assistant": self.runtime.model_name("assistant"),
+            "adapter": adapter,
+        }
 
     def _fitting_default(self) -> Path | None:
         """The producer's default checkpoint, if it was made for this very setup."""
@@ -144,6 +151,9 @@ class Pipeline:
             The files loaded, and the trainable components left untrained.
         """
         modules = self.trainable()
+        adapter = self.runtime.adapter
+        if adapter is not None:
+            adapter.reset()  # a runtime shared with an earlier method must not keep that method's adapter
         if not modules:
             return [], []
         loaded = []
@@ -161,6 +171,8 @@ class Pipeline:
         if default is not None and names and names <= set(modules):
             load_weights(default, {name: modules.pop(name) for name in names})
             loaded.append(str(default))
+        if adapter is not None and self.config.adapter and self.config.adapter.merge and "adapter" not in modules:
+            adapter.merge()  # a trained adapter, folded into the LLM's weights for evaluation
         return loaded, sorted(modules)
 
     def _next_questions(self, examples: list[Example]) -> list[str]:

@@ -175,9 +175,11 @@ def compare(
     for index in _by_models(plans):
         plan = plans[index]
         config = plan.config
-        if loaded is None or (runtime is None and loaded.models != config.models):
+        if loaded is None or (
+            runtime is None and (loaded.models, loaded.adapter_config) != (config.models, config.adapter)
+        ):
             loaded = None  # release the previous method's models before loading the next ones
-            loaded = Runtime(config.models, registry.load_model)
+            loaded = Runtime(config.models, registry.load_model, config.adapter)
         torch.manual_seed(config.seed)
         pipeline = Pipeline(plan, loaded)
         folder = output / f"{plan.task.name}-{method_name(config)}-seed{config.seed}"
@@ -204,7 +206,7 @@ def _checked_examples(plans: list[Plan]) -> list[list[Example]]:
 def _by_models(plans: list[Plan]) -> list[int]:
     """Cell indices, grouped so that cells with the same ``models`` run one after another (table order within)."""
     first: dict[str, int] = {}
-    key = [first.setdefault(p.config.models.model_dump_json(), len(first)) for p in plans]
+    key = [first.setdefault(p.config.models.model_dump_json() + str(p.config.adapter), len(first)) for p in plans]
     return sorted(range(len(plans)), key=lambda i: key[i])
 
 

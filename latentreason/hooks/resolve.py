@@ -100,6 +100,11 @@ def concrete_models(config: RunConfig, problems: list[str]) -> RunConfig:
     if models.quantize == "int8":
         problems.extend(check_int8(device, "float32" if models.dtype == "auto" else dtype))
         dtype = "float32"
+        if config.adapter is not None and config.adapter.merge:
+            problems.append(
+                "adapter.merge folds the adapter into the float weights, but models.quantize: int8 decodes with int8 "
+                "copies made at load; set adapter.merge: false (the adapter then runs beside the int8 layers, in float32)"
+            )
     return config.model_copy(update={"models": models.model_copy(update={"dtype": dtype})})
 
 

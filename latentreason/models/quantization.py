@@ -95,8 +95,16 @@ class Int8Linear(nn.Module):
         return out.reshape(*x.shape[:-1], self.out_features)
 
 
+def _adapter_branch(name: str) -> bool:
+    """Whether a linear layer is a LoRA branch (kept in float32 and shared, so a loaded adapter updates the twin too)."""
+    return ".lora_A." in f"{name}." or ".lora_B." in f"{name}."
+
+
 def int8_twin(model: nn.Module) -> nn.Module:
     """A copy of ``model`` whose ``nn.Linear`` layers are :class:`Int8Linear`; all else is shared.
+
+    A LoRA adapter's branches stay float32 and shared with ``model``, so the
+    adapter weights a checkpoint loads later reach the twin as well.
 
     Raises:
         LatentReasonError: the CPU backend cannot quantize this model (the
@@ -112,9 +120,9 @@ def int8_twin(model: nn.Module) -> nn.Module:
     twin = None
     try:
         twin = copy.deepcopy(model, memo=shared)  # new modules, the same tensors
-        for parent in list(twin.modules()):
+        for parent_name, parent in list(twin.named_modules()):
             for name, child in list(parent.named_children()):
-                if isinstance(child, nn.Linear):
+                if isinstance(child, nn.Linear) and not _adapter_branch(f"{parent_name}.{name}"):
                     setattr(parent, name, Int8Linear(child))
     except (RuntimeError, NotImplementedError) as exc:
         del twin

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import torch
 
-from latentreason.config import ModelsConfig
+from latentreason.config import AdapterConfig, ModelsConfig
 from latentreason.errors import LatentReasonError
+from latentreason.models.adapter import Adapter
 from latentreason.models.loading import load_hf
 from latentreason.models.quantization import int8_twin
 from latentreason.models.spec import LoadedModel, ModelSpec
@@ -72,27 +73,38 @@ class Runtime:
         load: loads one model (the plugins' model-loader hook,
             :meth:`latentreason.hooks.registry.Registry.load_model`); default:
             the built-in ``transformers`` loader alone.
+        adapter: a LoRA adapter to inject into the LLM when it loads (see
+            :mod:`latentreason.models.adapter`), or None.
         llm: an already loaded LLM (skips loading; e.g. tests, notebooks).
         assistant: an already loaded assistant.
+
+    Attributes:
+        adapter: the LLM's :class:`~latentreason.models.adapter.Adapter`, once
+            the LLM is loaded (None without one).
     """
 
     def __init__(
         self,
         models: ModelsConfig | None = None,
         load: Callable[[ModelSpec], LoadedModel] | None = None,
+        adapter: AdapterConfig | None = None,
         *,
         llm: LoadedModel | None = None,
         assistant: LoadedModel | None = None,
     ) -> None:
         self.models = models or ModelsConfig()
         self.load = load or load_hf
+        self.adapter_config = adapter
+        self.adapter: Adapter | None = None
+        if llm is not None and adapter is not None:
+            self.adapter = Adapter(llm.model, adapter)
         self.device = resolve_device(self.models.device)
         if llm is not None:
             self.__dict__["llm"] = llm
         if assistant is not None:
             self.__dict__["assistant"] = assistant
 
-    def _load(self, name: str, device_map: str | None = None) -> LoadedModel:
+    def _load(self, name: str, device_map: str | None = None, adapter: AdapterConfig | None = None) -> LoadedModel:
         dtype, _ = resolve_dtype(self.models.dtype, self.device)
         spec = ModelSpec(
             name=name,
@@ -102,6 +114,8 @@ class Runtime:
             device_map=device_map,
         )
         loaded = self.load(spec)
+        if adapter is not None:  # before the int8 twin, which then shares the adapter's (float) branches
+            self.adapter = Adapter(loaded.model, adapter)
         if self.models.quantize == "int8":
             loaded.int8 = int8_twin(loaded.model)
         return loaded
@@ -119,7 +133,7 @@ class Runtime:
                 "models.device_map shards one LLM over the GPUs of a single process, but torchrun started several "
                 "processes, each with a full copy on its own GPU; use one or the other (see docs/distributed.md)."
             )
-        return self._load(self.models.llm, self.models.device_map)
+        return self._load(self.models.llm, self.models.device_map, self.adapter_config)
 
     @cached_property
     def assistant(self) -> LoadedModel:

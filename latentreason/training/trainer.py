@@ -322,11 +322,18 @@ class Trainer:
             return None
         size = self.config.batch_size
         local = 0.0
+        self._train_mode(False)
         with torch.no_grad():
             for start in range(0, len(self.validation), size):
                 part = self._share_loss(self.validation[start : start + size], len(self.validation))
                 local += 0.0 if part is None else part.item()
+        self._train_mode(True)
         return distributed.sum_over_ranks(local)
+
+    def _train_mode(self, mode: bool) -> None:
+        """Switch the trained modules' dropout (e.g. an adapter's) on or off; the frozen models stay in eval mode."""
+        for module in self.modules.values():
+            module.train(mode)
 
     def run(self) -> TrainResult:
         """Train to the configured number of epochs, resuming if a state exists."""
@@ -344,6 +351,7 @@ class Trainer:
             raise _Stop
 
         previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        self._train_mode(True)
         seen, start_time = 0, time.perf_counter()
         total_batches = self.batches_per_epoch * self.config.epochs
         bar = tqdm(
@@ -373,6 +381,7 @@ class Trainer:
                 bar.write(f"interrupted: progress saved at step {self.step}; run the same command again to resume")
             raise KeyboardInterrupt from None
         finally:
+            self._train_mode(False)
             bar.close()
             for s, handler in previous.items():
                 signal.signal(s, handler)

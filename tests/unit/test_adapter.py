@@ -1,0 +1,108 @@
+"""The LoRA adapter on the LLM: injected, trained, saved, loaded, merged; its bad input; on tiny models."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from latentreason.config import AdapterConfig, load_config
+from latentreason.engine.pipeline import Pipeline
+from latentreason.errors import ConfigError, LatentReasonError
+from latentreason.hooks.registry import Registry
+from latentreason.hooks.resolve import resolve
+from latentreason.models.adapter import Adapter
+from latentreason.models.quantization import int8_twin
+from latentreason.models.runtime import Runtime
+from latentreason.testing import tiny_model
+
+pytest.importorskip("peft")
+pytestmark = pytest.mark.plugins  # the pipelines below run the shipped cot producer
+
+ADAPTER = {"rank": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj", "down_proj"]}
+
+
+def _runtime(adapter=ADAPTER, seed=1):
+    llm = tiny_model("qwen2", hidden=64, seed=seed)
+    return Runtime(llm=llm, adapter=AdapterConfig(**adapter))
+
+
+def _pipeline(runtime, **overrides):
+    config = load_config(overrides={"producer": {"name": "cot"}, "adapter": ADAPTER, **overrides})
+    return Pipeline(resolve(config, Registry()), runtime)
+
+
+def test_an_untrained_adapter_changes_nothing_and_only_it_trains():
+    plain = tiny_model("qwen2", hidden=64, seed=1)
+    runtime = _runtime()
+    ids = torch.tensor([[5, 6, 7, 8, 9]])
+    with torch.no_grad():
+        assert torch.allclose(runtime.llm.model(input_ids=ids).logits, plain.model(input_ids=ids).logits, atol=1e-6)
+    trainable = {n for n, p in runtime.llm.model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+    assert len(trainable) == 2 * 3 * 2  # A and B, 3 targets, 2 layers
+    assert set(_pipeline(runtime).trainable()) == {"adapter"}
+
+
+def test_the_adapter_trains_saves_loads_and_merges(tmp_path):
+    from latentreason.training.trainer import Trainer
+
+    runtime = _runtime()
+    pipeline = _pipeline(runtime)
+    examples = pipeline.task.load(pipeline.task.train_split, limit=4)
+    config = pipeline.config.train.model_copy(update={"batch_size": 2, "lr": 0.05, "warmup_steps": 0, "epochs": 2})
+    result = Trainer(pipeline, examples, [], config, tmp_path, progress=False).run()
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+    ids = torch.tensor([[5, 6, 7, 8, 9]])
+    with torch.no_grad():
+        trained = runtime.llm.model(input_ids=ids).logits
+    fresh = _runtime()
+    loaded = _pipeline(fresh, checkpoint=str(result.weights))
+    assert loaded.untrained == []
+    with torch.no_grad():
+        assert torch.allclose(fresh.llm.model(input_ids=ids).logits, trained, atol=1e-5)
+    merged = _pipeline(_runtime(), checkpoint=str(result.weights), adapter={**ADAPTER, "merge": True})
+    with torch.no_grad():
+        assert torch.allclose(merged.runtime.llm.model(input_ids=ids).logits, trained, atol=1e-4)
+    assert all(layer.merged for layer in merged.runtime.adapter.layers())
+
+
+def test_a_runtime_shared_by_two_methods_does_not_leak_the_first_adapter(tmp_path):
+    runtime = _runtime()
+    for p in runtime.adapter.parameters():
+        torch.nn.init.normal_(p)  # as if an earlier method had loaded trained weights
+    _pipeline(runtime)  # a method without a checkpoint: the adapter starts untrained again
+    plain = tiny_model("qwen2", hidden=64, seed=1)
+    ids = torch.tensor([[5, 6, 7]])
+    with torch.no_grad():
+        assert torch.allclose(runtime.llm.model(input_ids=ids).logits, plain.model(input_ids=ids).logits, atol=1e-6)
+
+
+def test_int8_decoding_keeps_the_adapter_branches_in_float_and_shared():
+    runtime = _runtime()
+    twin = int8_twin(runtime.llm.model)
+    q = twin.model.layers[0].self_attn.q_proj
+    assert isinstance(q.lora_A["default"], torch.nn.Linear)
+    assert q.lora_A["default"].weight is runtime.llm.model.model.layers[0].self_attn.q_proj.lora_A["default"].weight
+
+
+def test_bad_adapters_are_refused_each_with_one_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="adapter.rank: Input should be greater than 0"):
+        load_config(overrides={"adapter": {"rank": 0}})
+    with pytest.raises(
+        LatentReasonError, match="'query' name no linear layer of this LLM; its linear layers are: .*q_proj"
+    ):
+        Adapter(tiny_model("qwen2", hidden=64, seed=1).model, AdapterConfig(target_modules=["query"]))
+    trained = tmp_path / "rank4.safetensors"
+    from latentreason.storage import save_weights
+
+    save_weights(trained, {"adapter": _runtime().adapter}, {"components": {"adapter": ADAPTER}})
+    other = _runtime({**ADAPTER, "rank": 2})
+    with pytest.raises(
+        LatentReasonError, match="does not fit this run: adapter.*has shape .*4.* but this run needs .*2"
+    ):
+        _pipeline(other, checkpoint=str(trained), adapter={**ADAPTER, "rank": 2})
+    config = load_config(
+        overrides={"producer": {"name": "cot"}, "models": {"quantize": "int8"}, "adapter": {**ADAPTER, "merge": True}}
+    )
+    with pytest.raises(ConfigError, match="adapter.merge folds the adapter into the float weights"):
+        resolve(config, Registry())
