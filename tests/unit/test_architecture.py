@@ -16,7 +16,7 @@ LAYERS = [
     ["hooks.registry", "hooks.resolve"],
     ["engine"],
     ["training", "evaluation"],
-    ["api", "bench", "plugin", "testing"],
+    ["api", "bench", "interop", "plugin", "testing"],
     ["cli", "__init__"],
 ]
 
