@@ -1,0 +1,49 @@
+"""``generation.engine: vllm`` against the transformers engine (slow: vLLM starts in minutes; run with ``-m slow``).
+
+Skipped unless vLLM's environment is set up (``latentreason vllm-setup``,
+or ``$LATENTREASON_VLLM_PYTHON``).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from latentreason import Pipeline, load_config
+from latentreason.api import evaluation_examples
+from latentreason.decoding.vllm import vllm_python
+from latentreason.errors import LatentReasonError
+from latentreason.hooks.registry import Registry
+from latentreason.models.runtime import Runtime
+from latentreason.models.zoo import is_cached
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _vllm_set_up():
+    try:
+        vllm_python()
+    except LatentReasonError as exc:
+        pytest.skip(str(exc))
+
+
+def _texts(config, runtime) -> dict[str, str]:
+    pipeline = Pipeline.from_config(config, runtime=runtime)
+    return {w.example.id: w.chains[0].text for w in pipeline.chains(evaluation_examples(pipeline))}
+
+
+@pytest.mark.parametrize("producer", ["cot", "softcot"])
+def test_vllm_writes_the_transformers_engines_greedy_text_on_the_real_pair(producer):
+    config = load_config(
+        overrides={
+            "producer": {"name": producer},
+            "models": {"dtype": "float32"},
+            "data": {"task": "gsm8k", "limit": 4},
+            "generation": {"max_new_tokens": 96},
+        }
+    )
+    if not (is_cached(config.models.llm) and is_cached(config.models.assistant)):
+        pytest.skip("default models not cached: run `latentreason models fetch` first")
+    runtime = Runtime(config.models, Registry().load_model)
+    vllm = config.model_copy(update={"generation": config.generation.model_copy(update={"engine": "vllm"})})
+    assert _texts(vllm, runtime) == _texts(config, runtime)
