@@ -42,6 +42,15 @@ TRAIN = {
         "max_target_tokens": 16,
     },
 }
+# SoftCoT + LightThinker as published: the projector, learned gists and a LoRA adapter, trained under the gist mask
+LIGHTTHINKER_TRAIN = TRAIN | {
+    "producer": {"name": "softcot", "options": {"n_thoughts": 2}},
+    "adapter": {"rank": 2, "alpha": 4, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]},
+    "decoder": {
+        "name": "compress",
+        "options": {"pooling": "learned", "gist_tokens": 2, "segment": "tokens", "tokens": 3},
+    },
+}
 EVALUATE = {
     "producer": {"name": "softcot", "options": {"n_thoughts": 2}},
     "data": {"task": "gsm8k", "limit": 5},
@@ -81,6 +90,14 @@ def two_ranks(tiny_dirs, tmp_path_factory):
             _write_config(root / "train.yaml", _models(tiny_dirs) | TRAIN),
             "--out",
             str(root / "two-train"),
+            "--quiet",
+        ],
+        [
+            "train",
+            "--config",
+            _write_config(root / "lightthinker.yaml", _models(tiny_dirs) | LIGHTTHINKER_TRAIN),
+            "--out",
+            str(root / "two-lightthinker"),
             "--quiet",
         ],
         [
@@ -134,24 +151,27 @@ def two_ranks(tiny_dirs, tmp_path_factory):
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.count("steps: 2") == 1 and done.stdout.count("| gsm8k | softcot | 5 |") == 1  # rank 0 prints
+    assert done.stdout.count("steps: 2") == 2 and done.stdout.count("| gsm8k | softcot | 5 |") == 1  # rank 0 prints
     assert done.stdout.count("| gsm8k | cot | 5 |") == 1 and done.stdout.count("| gsm8k | pause-2 | 5 |") == 1
     return root
 
 
-def test_two_ranks_train_the_same_weights_as_one(two_ranks, tiny_dirs, tmp_path):
+@pytest.mark.parametrize(("recipe", "folder"), [(TRAIN, "two-train"), (LIGHTTHINKER_TRAIN, "two-lightthinker")])
+def test_two_ranks_train_the_same_weights_as_one(two_ranks, tiny_dirs, tmp_path, recipe, folder):
     single = load_config(
-        overrides=_models(tiny_dirs) | TRAIN | {"train": {**TRAIN["train"], "checkpoint_dir": str(tmp_path)}}
+        overrides=_models(tiny_dirs) | recipe | {"train": {**recipe["train"], "checkpoint_dir": str(tmp_path)}}
     )
     result = train(single, progress=False)
 
-    one, two = load_file(result.weights), load_file(two_ranks / "two-train" / "last.safetensors")
+    one, two = load_file(result.weights), load_file(two_ranks / folder / "last.safetensors")
     assert one.keys() == two.keys()
     for key in one:
         # Adam's first steps are nearly sign(gradient), which amplifies rounding in near-zero components;
         # one step moves a weight by about lr = 1e-2, and the losses below pin the gradient's scale.
         torch.testing.assert_close(two[key], one[key], rtol=0, atol=1e-4, msg=key)
-    history = json.loads((two_ranks / "two-train" / "history.json").read_text())
+    if recipe is LIGHTTHINKER_TRAIN:
+        assert any(key.startswith("adapter.") for key in one) and any(key.startswith("decoder.") for key in one)
+    history = json.loads((two_ranks / folder / "history.json").read_text())
     assert [h["loss"] for h in history["train"]] == pytest.approx([h["loss"] for h in result.history], rel=1e-5)
     assert history["validation"][0]["loss"] == pytest.approx(result.validation[0]["loss"], rel=1e-5)
 
