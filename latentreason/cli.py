@@ -238,13 +238,18 @@ def _echo(message: str, *, err: bool = False) -> None:
         click.echo(message, err=err)
 
 
-def _compare(methods, tasks: list[str], seeds: list[int], output: str, quiet: bool, registry, reference=None) -> None:
-    """Run a comparison, then print its table and where it is."""
-    from latentreason.evaluation.comparison import compare
+def _compare(
+    methods, tasks: list[str], seeds: list[int], output: str, quiet: bool, registry, reference=None, table=None
+) -> None:
+    """Run a comparison, then print its table (every finished cell of ``table``'s methods) and where it is."""
+    from pathlib import Path
+
+    from latentreason.evaluation.comparison import compare, finished_cells
     from latentreason.evaluation.tables import markdown_table
 
-    cells = compare(methods, tasks, seeds, output, reference=reference, progress=not quiet, registry=registry)
-    _echo(markdown_table(cells, reference or methods[0].label))
+    labels = list(table or [m.label for m in methods])
+    compare(methods, tasks, seeds, output, reference=reference, table=labels, progress=not quiet, registry=registry)
+    _echo(markdown_table(finished_cells(Path(output), tasks, labels, seeds), reference or labels[:1]))
     _echo(f"results: {output}  (comparison.md, comparison.csv; `latentreason report {output}` adds plots)")
 
 
@@ -331,7 +336,7 @@ def compare(experiment, only, output, sets, quiet):
 
     registry = Registry()
     spec = load_experiment(experiment, parse_overrides(sets), _split(only) or None, registry)
-    _compare(spec.methods, spec.tasks, spec.seeds, output or spec.output, quiet, registry, spec.reference)
+    _compare(spec.methods, spec.tasks, spec.seeds, output or spec.output, quiet, registry, spec.reference, spec.labels)
 
 
 @main.command()

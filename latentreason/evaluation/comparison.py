@@ -14,6 +14,7 @@ differences against a reference method (see :mod:`latentreason.evaluation.tables
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from latentreason.config import Component, RunConfig
 from latentreason.engine.pipeline import Pipeline
 from latentreason.errors import ConfigError, LatentReasonError
 from latentreason.evaluation.runner import evaluate, method_name
-from latentreason.evaluation.tables import Cell, csv_table, markdown_table, read_cell
+from latentreason.evaluation.tables import Cell, csv_table, markdown_table, read_cell, reference_names
 from latentreason.hooks.registry import Registry
 from latentreason.hooks.resolve import Plan, resolve
 from latentreason.models.runtime import Runtime
@@ -131,7 +132,8 @@ def compare(
     seeds: list[int],
     output: str | Path,
     *,
-    reference: str | None = None,
+    reference: str | Sequence[str] | None = None,
+    table: Sequence[str] | None = None,
     progress: bool = True,
     registry: Registry | None = None,
     runtime: Runtime | None = None,
@@ -139,6 +141,9 @@ def compare(
     """Run every (task, method, seed) cell and write the comparison tables.
 
     Under torchrun every cell is sharded over the ranks like a single run.
+    The tables cover the methods named in ``table``: those run here, and the
+    finished cells of the others found in ``output`` (an experiment run a few
+    methods at a time keeps one table of all of them).
 
     Args:
         methods: the methods (see :func:`methods_from_names` and
@@ -146,7 +151,9 @@ def compare(
         tasks: task names.
         seeds: seeds (each cell runs once per seed).
         output: folder for the cells' results and the comparison.
-        reference: the method the paired differences are taken against (default: the first).
+        reference: the method the paired differences are taken against, or several
+            (default: the first of ``table``).
+        table: the labels of the methods the tables cover, in order (default: ``methods``).
         progress: show progress bars.
         registry: plugins (default: installed ones).
         runtime: preloaded models for every cell (default: each method's
@@ -160,10 +167,16 @@ def compare(
         ConfigError: every problem of every cell, before anything runs.
     """
     registry = registry or Registry()
-    if reference is not None and reference not in [m.label for m in methods]:
-        raise ConfigError(
-            [f"reference: {reference!r} is not one of the methods ({', '.join(m.label for m in methods)})"]
-        )
+    labels = list(table or [m.label for m in methods])
+    problems = [f"table: method {m.label!r} is run but not in the table" for m in methods if m.label not in labels]
+    problems += [
+        f"reference: {name!r} is not one of the methods ({', '.join(labels)})"
+        for name in reference_names(reference)
+        if name not in labels
+    ]
+    if problems:
+        raise ConfigError(problems)
+    references = reference_names(reference) or labels[:1]
     plans = plan_comparison(methods, tasks, seeds, registry)
     examples = _checked_examples(plans)
     distributed.setup(
@@ -186,8 +199,14 @@ def compare(
         evaluate(pipeline, examples[index], folder, progress=progress)
         done[index] = read_cell(folder)
         if distributed.current().is_main:
-            write_comparison(output, [done[i] for i in sorted(done)], reference or methods[0].label)
+            write_comparison(output, finished_cells(output, tasks, labels, seeds), references)
     return [done[i] for i in range(len(plans))]
+
+
+def finished_cells(output: Path, tasks: list[str], labels: list[str], seeds: list[int]) -> list[Cell]:
+    """The cells under ``output`` whose runs finished (a ``summary.json``), in (task, method, seed) order."""
+    folders = (output / f"{task}-{label}-seed{seed}" for task in tasks for label in labels for seed in seeds)
+    return [read_cell(folder) for folder in folders if (folder / "summary.json").is_file()]
 
 
 def _checked_examples(plans: list[Plan]) -> list[list[Example]]:
@@ -210,9 +229,9 @@ def _by_models(plans: list[Plan]) -> list[int]:
     return sorted(range(len(plans)), key=lambda i: key[i])
 
 
-def write_comparison(output: Path, cells: list[Cell], reference: str | None = None) -> None:
-    """Write ``comparison.md``, ``comparison.csv`` and ``comparison.json`` (which names the reference)."""
+def write_comparison(output: Path, cells: list[Cell], reference: str | Sequence[str] | None = None) -> None:
+    """Write ``comparison.md``, ``comparison.csv`` and ``comparison.json`` (which names the references)."""
     output.mkdir(parents=True, exist_ok=True)
     (output / "comparison.md").write_text(markdown_table(cells, reference) + "\n")
     (output / "comparison.csv").write_text(csv_table(cells, reference))
-    (output / "comparison.json").write_text(json.dumps({"reference": reference}, indent=1) + "\n")
+    (output / "comparison.json").write_text(json.dumps({"reference": reference_names(reference)}, indent=1) + "\n")

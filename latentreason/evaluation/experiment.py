@@ -8,7 +8,7 @@ An experiment is a YAML file::
     tasks: [gsm8k]        # optional (default: base data.task)
     seeds: [0]            # optional (default: base seed)
     output: runs/compression   # optional results folder
-    reference: cot        # optional: paired differences against this method (default: the first)
+    reference: cot        # optional: paired differences against this method, or a list (default: the first)
     methods:              # label: RunConfig fields on top of base
       cot: {producer: cot}
       compress-trained:
@@ -23,7 +23,7 @@ method, seed) cell through :func:`latentreason.evaluation.comparison.compare`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from pydantic import Field, ValidationError
 from latentreason.config import Strict, format_validation_error, merge, read_yaml
 from latentreason.errors import ConfigError, LatentReasonError
 from latentreason.evaluation.comparison import Method, missing_checkpoints
+from latentreason.evaluation.tables import reference_names
 from latentreason.hooks.registry import Registry
 from latentreason.hooks.resolve import load_checked, resolve
 
@@ -45,8 +46,8 @@ class ExperimentFile(Strict):
     tasks: list[str] | None = Field(None, min_length=1)
     seeds: list[int] | None = Field(None, min_length=1)
     output: str | None = None
-    reference: str | None = Field(
-        None, description="the method paired differences are taken against (default: the first)"
+    reference: str | list[str] | None = Field(
+        None, description="the method paired differences are taken against, or several (default: the first)"
     )
     methods: dict[str, dict[str, Any] | None] = Field(min_length=1)
 
@@ -60,14 +61,17 @@ class Experiment:
         tasks: task names.
         seeds: seeds.
         output: results folder.
-        reference: the method paired differences are taken against (default: the first).
+        reference: the methods paired differences are taken against (empty: the first).
+        labels: every method of the file, in order: the table's rows (with ``only``, the
+            methods not run this time appear with their finished cells).
     """
 
     methods: list[Method]
     tasks: list[str]
     seeds: list[int]
     output: str
-    reference: str | None = None
+    reference: list[str] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
 
 
 def _named(tree: dict[str, Any]) -> dict[str, Any]:
@@ -119,13 +123,14 @@ def load_experiment(
         except ConfigError as exc:
             problems += [f"methods.{label}: {p}" for p in exc.problems]
     problems += [f"methods.{problem}" for problem in missing_checkpoints(methods)]
-    reference = spec.reference
-    if reference is not None and reference not in spec.methods:
-        problems.append(f"reference: {reference!r} is not one of the methods ({', '.join(spec.methods)})")
-    if reference is not None and only and reference not in only:
-        reference = None  # not run this time: the first method run is the reference
+    reference = reference_names(spec.reference)
+    problems += [
+        f"reference: {name!r} is not one of the methods ({', '.join(spec.methods)})"
+        for name in reference
+        if name not in spec.methods
+    ]
     if problems:
         raise ConfigError(problems, source=str(path))
     first = methods[0].config
     tasks, seeds = spec.tasks or [first.data.task], spec.seeds or [first.seed]
-    return Experiment(methods, tasks, seeds, spec.output or first.output_dir, reference)
+    return Experiment(methods, tasks, seeds, spec.output or first.output_dir, reference, list(spec.methods))

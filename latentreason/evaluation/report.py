@@ -6,7 +6,7 @@ import html
 import json
 from pathlib import Path
 
-from latentreason.evaluation.tables import Cell, load_cells, markdown_table, rows
+from latentreason.evaluation.tables import Cell, load_cells, markdown_table, reference_names, rows
 
 
 def plot_accuracy(cells: list[Cell], path: Path) -> None:
@@ -124,7 +124,7 @@ def plot_training(history: Path, path: Path) -> None:
 
 
 def plot_paired(cells: list[Cell], reference: str | None, path: Path) -> bool:
-    """Each method's paired difference in flexible accuracy against the reference, with its 95% interval.
+    """Each method's paired difference in flexible accuracy against the (first) reference, with its 95% interval.
 
     Returns:
         Whether there was anything to plot (a second method).
@@ -180,12 +180,12 @@ def render_report(folder: str | Path) -> tuple[Path, Path]:
     folder = Path(folder)
     cells = load_cells(folder)
     meta = folder / "comparison.json"
-    reference = json.loads(meta.read_text()).get("reference") if meta.exists() else None
+    reference = reference_names(json.loads(meta.read_text()).get("reference")) if meta.exists() else []
     plot_accuracy(cells, folder / "accuracy.png")
     plot_accuracy_against(cells, folder / "accuracy_vs_latency.png", "latency")
     plot_accuracy_against(cells, folder / "accuracy_vs_peak_kv.png", "peak_kv")
     images = ["accuracy.png", "accuracy_vs_latency.png", "accuracy_vs_peak_kv.png"]
-    if plot_paired(cells, reference, folder / "paired.png"):
+    if plot_paired(cells, reference[0] if reference else None, folder / "paired.png"):
         images.insert(1, "paired.png")
     text = markdown_table(cells, reference)
     table, _, notes = text.partition("\n\n")

@@ -5,7 +5,9 @@ task with a seed). Rows group a method's seeds. Every row but the
 reference's gets the paired difference of flexible accuracy against the
 reference method on the same examples (same task, same seed where the
 reference has it, else the reference's first seed), with a 95% paired
-bootstrap interval and McNemar's exact p-value (:mod:`latentreason.evaluation.stats`).
+bootstrap interval and McNemar's exact p-value (:mod:`latentreason.evaluation.stats`);
+with several references (``reference: [cot, pause-trained]``), a pair of
+such columns for each.
 Below the table: the trivial baselines of each task's examples and a
 warning for every run with more than 5% of its chains cut by the token cap.
 """
@@ -16,6 +18,7 @@ import csv
 import io
 import json
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -97,8 +100,12 @@ class Row:
             theirs += other.correct(ids, kind)
         return paired(mine, theirs) if mine else None
 
-    def columns(self, reference: Row | None) -> dict[str, str]:
-        """Formatted columns: accuracies (mean ± std over seeds, or a 95% CI for one seed), the paired test, costs."""
+    def columns(self, references: list[Row]) -> dict[str, str]:
+        """Formatted columns: accuracies (mean ± std over seeds, or a 95% CI for one seed), the paired tests, costs.
+
+        Args:
+            references: the rows to compare against, one pair of paired columns each (none: no such columns).
+        """
         out = {"task": self.task, "method": self.producer, "n": str(self.runs[0].n), "seeds": str(len(self.runs))}
         for kind in ("strict", "flexible"):
             mean, std = self._stat(f"{kind}_acc")
@@ -107,12 +114,14 @@ class Row:
             else:
                 low, high = getattr(self.runs[0], f"{kind}_ci")
                 out[f"acc {kind}"] = f"{mean:.3f} [{low:.2f}, {high:.2f}]"
-        name = reference.producer if reference is not None else "reference"
-        test = self.against(reference) if reference is not None and reference is not self else None
-        out[f"Δ flexible vs {name} [95% CI]"] = (
-            f"{test.difference:+.3f} [{test.low:+.3f}, {test.high:+.3f}]" if test else "-"
-        )
-        out["McNemar p"] = f"{test.p_value:.3g} ({test.only_method}/{test.only_reference})" if test else "-"
+        for reference in references:
+            test = self.against(reference) if reference is not self else None
+            out[f"Δ flexible vs {reference.producer} [95% CI]"] = (
+                f"{test.difference:+.3f} [{test.low:+.3f}, {test.high:+.3f}]" if test else "-"
+            )
+            out[f"McNemar p vs {reference.producer} (b/c)"] = (
+                f"{test.p_value:.3g} ({test.only_method}/{test.only_reference})" if test else "-"
+            )
         out["truncated"] = f"{self._stat('truncated_share')[0]:.1%}"
         out["mean new tokens"] = f"{self._stat('mean_new_tokens')[0]:.1f}"
         out["examples/s"] = f"{self._stat('examples_per_s')[0]:.3f}"
@@ -134,28 +143,38 @@ def rows(cells: list[Cell]) -> list[Row]:
     return list(grouped.values())
 
 
-def _reference_rows(grouped: list[Row], reference: str | None) -> dict[str, Row]:
-    """Each task's reference row: the method named ``reference``, else the task's first row."""
-    out: dict[str, Row] = {}
-    for row in grouped:
-        if row.producer == reference or (row.task not in out and reference is None):
-            out[row.task] = row
-    for row in grouped:  # a task without the named reference falls back to its first method
-        out.setdefault(row.task, row)
+def reference_names(reference: str | Sequence[str] | None) -> list[str]:
+    """``reference`` as a list of method names (empty: each task's first method)."""
+    return [reference] if isinstance(reference, str) else list(reference or [])
+
+
+def reference_rows(grouped: list[Row], reference: str | Sequence[str] | None) -> dict[str, list[Row]]:
+    """Each task's reference rows, in the order named; a task with none of them gets its first row."""
+    names = reference_names(reference)
+    out: dict[str, list[Row]] = {}
+    for name in names:
+        for row in grouped:
+            if row.producer == name:
+                out.setdefault(row.task, []).append(row)
+    for row in grouped:  # a task without any named reference falls back to its first method
+        out.setdefault(row.task, [row])
     return out
 
 
-def markdown_table(cells: list[Cell], reference: str | None = None) -> str:
+def markdown_table(cells: list[Cell], reference: str | Sequence[str] | None = None) -> str:
     """The comparison as a Markdown table, then its trivial baselines and truncation warnings.
 
     Args:
         cells: the runs.
-        reference: the method the paired columns compare against (default: each task's first).
+        reference: the method the paired columns compare against, or several (a pair of
+            columns each); default: each task's first.
     """
     grouped = rows(cells)
-    refs = _reference_rows(grouped, reference)
+    refs = reference_rows(grouped, reference)
+    # tasks that lack a later reference still get its columns (as "-"), so every line has the same columns
     lines = [r.columns(refs[r.task]) for r in grouped]
-    head = list(lines[0])
+    head = list(dict.fromkeys(h for line in lines for h in line))
+    lines = [{h: line.get(h, "-") for h in head} for line in lines]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     out += ["| " + " | ".join(line[h] for h in head) + " |" for line in lines]
     notes = baseline_lines(cells) + [w for r in grouped if (w := truncation_warning(r.pooled_truncation()))]
@@ -180,8 +199,8 @@ def baseline_lines(cells: list[Cell]) -> list[str]:
     return lines
 
 
-def csv_table(cells: list[Cell], reference: str | None = None) -> str:
-    """The comparison as CSV with raw numbers, one line per run (paired figures against the reference's run)."""
+def csv_table(cells: list[Cell], reference: str | Sequence[str] | None = None) -> str:
+    """The comparison as CSV with raw numbers: one line per run and reference (paired figures against its run)."""
     buffer = io.StringIO()
     fields = [
         "task",
@@ -212,40 +231,40 @@ def csv_table(cells: list[Cell], reference: str | None = None) -> str:
     ]
     writer = csv.DictWriter(buffer, fieldnames=fields)
     writer.writeheader()
-    refs = _reference_rows(rows(cells), reference)
+    refs = reference_rows(rows(cells), reference)
     for cell in cells:
         s = cell.summary
-        ref = refs[s.task]
         own = Row(s.task, s.producer, [cell])
-        flexible = own.against(ref) if ref.producer != s.producer else None
-        strict = own.against(ref, "strict") if flexible else None
-        writer.writerow(
-            {
-                "task": s.task,
-                "producer": s.producer,
-                "seed": s.seed,
-                "n": s.n,
-                "strict_acc": s.strict_acc,
-                "strict_ci_low": s.strict_ci[0],
-                "strict_ci_high": s.strict_ci[1],
-                "flexible_acc": s.flexible_acc,
-                "flexible_ci_low": s.flexible_ci[0],
-                "flexible_ci_high": s.flexible_ci[1],
-                "reference": ref.producer,
-                "flexible_diff": flexible.difference if flexible else "",
-                "flexible_diff_low": flexible.low if flexible else "",
-                "flexible_diff_high": flexible.high if flexible else "",
-                "mcnemar_p": flexible.p_value if flexible else "",
-                "only_method": flexible.only_method if flexible else "",
-                "only_reference": flexible.only_reference if flexible else "",
-                "strict_diff": strict.difference if strict else "",
-                "truncated_share": s.truncated_share,
-                "mean_new_tokens": s.mean_new_tokens,
-                "examples_per_s": s.examples_per_s,
-                "tokens_per_s": s.tokens_per_s,
-                "peak_memory_gib": s.peak_memory_gib,
-                "mean_peak_kv": s.mean_peak_kv,
-                "mean_dependency": s.mean_dependency,
-            }
-        )
+        for ref in refs[s.task]:
+            flexible = own.against(ref) if ref.producer != s.producer else None
+            strict = own.against(ref, "strict") if flexible else None
+            writer.writerow(
+                {
+                    "task": s.task,
+                    "producer": s.producer,
+                    "seed": s.seed,
+                    "n": s.n,
+                    "strict_acc": s.strict_acc,
+                    "strict_ci_low": s.strict_ci[0],
+                    "strict_ci_high": s.strict_ci[1],
+                    "flexible_acc": s.flexible_acc,
+                    "flexible_ci_low": s.flexible_ci[0],
+                    "flexible_ci_high": s.flexible_ci[1],
+                    "reference": ref.producer,
+                    "flexible_diff": flexible.difference if flexible else "",
+                    "flexible_diff_low": flexible.low if flexible else "",
+                    "flexible_diff_high": flexible.high if flexible else "",
+                    "mcnemar_p": flexible.p_value if flexible else "",
+                    "only_method": flexible.only_method if flexible else "",
+                    "only_reference": flexible.only_reference if flexible else "",
+                    "strict_diff": strict.difference if strict else "",
+                    "truncated_share": s.truncated_share,
+                    "mean_new_tokens": s.mean_new_tokens,
+                    "examples_per_s": s.examples_per_s,
+                    "tokens_per_s": s.tokens_per_s,
+                    "peak_memory_gib": s.peak_memory_gib,
+                    "mean_peak_kv": s.mean_peak_kv,
+                    "mean_dependency": s.mean_dependency,
+                }
+            )
     return buffer.getvalue()

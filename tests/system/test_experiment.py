@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -69,11 +70,25 @@ def test_compare_runs_every_named_method_and_prints_one_table(tiny_dirs, runtime
     stored = yaml.safe_load((tmp_path / "out" / "gsm8k-compress-trained-seed0" / "config.yaml").read_text())
     assert stored["label"] == "compress-trained" and stored["checkpoint"] == str(weights)
 
+    # one method again, with two references: the table still holds every finished cell of the file
+    spec = yaml.safe_load(Path(path).read_text()) | {"reference": ["cot", "window-8"]}
+    path = _write(tmp_path / "exp.yaml", spec)
     only = CliRunner().invoke(
         main, ["compare", path, "--only", "cot", "--set", "data.limit=2", "--quiet"], catch_exceptions=False
     )
     assert only.exit_code == 0, only.output
-    assert "| gsm8k | cot | 2 |" in only.output and "window-8" not in only.output
+    assert "| gsm8k | cot | 2 |" in only.output and "| gsm8k | window-8 | 3 |" in only.output
+    head = next(line for line in only.output.splitlines() if "| task |" in line)
+    assert "Δ flexible vs cot [95% CI]" in head and "McNemar p vs window-8 (b/c)" in head
+    lines = list(csv.DictReader((tmp_path / "out" / "comparison.csv").open()))
+    assert [(line["producer"], line["reference"]) for line in lines[:4]] == [
+        ("cot", "cot"),
+        ("cot", "window-8"),
+        ("window-8", "cot"),
+        ("window-8", "window-8"),
+    ]
+    assert lines[2]["flexible_diff"] != "" and lines[3]["flexible_diff"] == ""
+    assert json.loads((tmp_path / "out" / "comparison.json").read_text()) == {"reference": ["cot", "window-8"]}
 
 
 def test_every_problem_of_an_experiment_is_reported_at_once(tiny_dirs, tmp_path):
