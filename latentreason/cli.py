@@ -247,9 +247,9 @@ def _compare(
     from latentreason.evaluation.comparison import compare, finished_cells
     from latentreason.evaluation.tables import markdown_table
 
-    labels = list(table or [m.label for m in methods])
-    compare(methods, tasks, seeds, output, reference=reference, table=labels, progress=not quiet, registry=registry)
-    _echo(markdown_table(finished_cells(Path(output), tasks, labels, seeds), reference or labels[:1]))
+    table = table or {m.label: m.seeds_in(seeds) for m in methods}
+    compare(methods, tasks, seeds, output, reference=reference, table=table, progress=not quiet, registry=registry)
+    _echo(markdown_table(finished_cells(Path(output), tasks, table), reference or list(table)[:1]))
     _echo(f"results: {output}  (comparison.md, comparison.csv; `latentreason report {output}` adds plots)")
 
 
@@ -336,7 +336,7 @@ def compare(experiment, only, output, sets, quiet):
 
     registry = Registry()
     spec = load_experiment(experiment, parse_overrides(sets), _split(only) or None, registry)
-    _compare(spec.methods, spec.tasks, spec.seeds, output or spec.output, quiet, registry, spec.reference, spec.labels)
+    _compare(spec.methods, spec.tasks, spec.seeds, output or spec.output, quiet, registry, spec.reference, spec.table)
 
 
 @main.command()

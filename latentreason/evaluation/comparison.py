@@ -34,10 +34,38 @@ from latentreason.models.runtime import Runtime
 
 @dataclass(frozen=True)
 class Method:
-    """One method of a comparison: its label and its config (task and seed are set per cell)."""
+    """One method of a comparison: its label and its config (task and seed are set per cell).
+
+    Attributes:
+        label: its name in tables and results folders.
+        config: its run config.
+        seeds: its own seeds (e.g. the training seeds of a trained method), or None for the comparison's.
+    """
 
     label: str
     config: RunConfig
+    seeds: tuple[int, ...] | None = None
+
+    def seeds_in(self, seeds: Sequence[int]) -> list[int]:
+        """The seeds this method runs with in a comparison over ``seeds``."""
+        return list(self.seeds) if self.seeds is not None else list(seeds)
+
+    def checkpoints_for(self, seed: int) -> list[str]:
+        """Its checkpoint files for a seed (``{seed}`` in a path is the seed: one trained model per seed)."""
+        return [path.replace("{seed}", str(seed)) for path in self.config.checkpoints()]
+
+    def cell_config(self, task: str, seed: int) -> RunConfig:
+        """The config of its cell (task, seed): label, task and seed set, ``{seed}`` in checkpoint paths filled in."""
+        checkpoints = self.checkpoints_for(seed)
+        return self.config.model_copy(
+            update={
+                "label": self.label,
+                "data": self.config.data.model_copy(update={"task": task}),
+                "seed": seed,
+                "checkpoint": checkpoints[0] if isinstance(self.config.checkpoint, str) else checkpoints or None,
+            },
+            deep=True,
+        )
 
 
 def methods_from_names(
@@ -85,14 +113,16 @@ def methods_from_names(
     return methods
 
 
-def missing_checkpoints(methods: list[Method]) -> list[str]:
-    """One problem per checkpoint file a method names that does not exist."""
-    return [
-        f"{m.label}: checkpoint {path!r} does not exist"
+def missing_checkpoints(methods: list[Method], seeds: Sequence[int]) -> list[str]:
+    """One problem per checkpoint file a method names (for any of its seeds) that does not exist."""
+    missing = {
+        (m.label, path): None
         for m in methods
-        for path in m.config.checkpoints()
+        for seed in m.seeds_in(seeds)
+        for path in m.checkpoints_for(seed)
         if not Path(path).is_file()
-    ]
+    }
+    return [f"{label}: checkpoint {path!r} does not exist" for label, path in missing]
 
 
 def plan_comparison(methods: list[Method], tasks: list[str], seeds: list[int], registry: Registry) -> list[Plan]:
@@ -104,21 +134,13 @@ def plan_comparison(methods: list[Method], tasks: list[str], seeds: list[int], r
     problems: list[str] = []
     labels = [m.label for m in methods]
     problems += [f"method {label!r} is listed twice" for label in sorted({x for x in labels if labels.count(x) > 1})]
-    problems += missing_checkpoints(methods)
+    problems += missing_checkpoints(methods, seeds)
     plans = []
     for task in tasks:
         for method in methods:
-            for seed in seeds:
-                config = method.config.model_copy(
-                    update={
-                        "label": method.label,
-                        "data": method.config.data.model_copy(update={"task": task}),
-                        "seed": seed,
-                    },
-                    deep=True,
-                )
+            for seed in method.seeds_in(seeds):
                 try:
-                    plans.append(resolve(config, registry))
+                    plans.append(resolve(method.cell_config(task, seed), registry))
                 except ConfigError as exc:
                     problems += [f"{task}/{method.label}: {p}" for p in exc.problems]
     if problems:
@@ -133,7 +155,7 @@ def compare(
     output: str | Path,
     *,
     reference: str | Sequence[str] | None = None,
-    table: Sequence[str] | None = None,
+    table: dict[str, list[int]] | None = None,
     progress: bool = True,
     registry: Registry | None = None,
     runtime: Runtime | None = None,
@@ -149,11 +171,11 @@ def compare(
         methods: the methods (see :func:`methods_from_names` and
             :func:`latentreason.evaluation.experiment.load_experiment`).
         tasks: task names.
-        seeds: seeds (each cell runs once per seed).
+        seeds: seeds (each cell runs once per seed; a method with its own ``seeds`` runs those).
         output: folder for the cells' results and the comparison.
         reference: the method the paired differences are taken against, or several
             (default: the first of ``table``).
-        table: the labels of the methods the tables cover, in order (default: ``methods``).
+        table: the methods the tables cover, in order: label -> seeds (default: ``methods``).
         progress: show progress bars.
         registry: plugins (default: installed ones).
         runtime: preloaded models for every cell (default: each method's
@@ -167,7 +189,8 @@ def compare(
         ConfigError: every problem of every cell, before anything runs.
     """
     registry = registry or Registry()
-    labels = list(table or [m.label for m in methods])
+    table = table or {m.label: m.seeds_in(seeds) for m in methods}
+    labels = list(table)
     problems = [f"table: method {m.label!r} is run but not in the table" for m in methods if m.label not in labels]
     problems += [
         f"reference: {name!r} is not one of the methods ({', '.join(labels)})"
@@ -199,13 +222,19 @@ def compare(
         evaluate(pipeline, examples[index], folder, progress=progress)
         done[index] = read_cell(folder)
         if distributed.current().is_main:
-            write_comparison(output, finished_cells(output, tasks, labels, seeds), references)
+            write_comparison(output, finished_cells(output, tasks, table), references)
     return [done[i] for i in range(len(plans))]
 
 
-def finished_cells(output: Path, tasks: list[str], labels: list[str], seeds: list[int]) -> list[Cell]:
-    """The cells under ``output`` whose runs finished (a ``summary.json``), in (task, method, seed) order."""
-    folders = (output / f"{task}-{label}-seed{seed}" for task in tasks for label in labels for seed in seeds)
+def finished_cells(output: Path, tasks: list[str], table: dict[str, list[int]]) -> list[Cell]:
+    """The cells under ``output`` whose runs finished (a ``summary.json``), in (task, method, seed) order.
+
+    Args:
+        output: the comparison's folder.
+        tasks: its tasks.
+        table: its methods: label -> seeds.
+    """
+    folders = (output / f"{t}-{label}-seed{seed}" for t in tasks for label, seeds in table.items() for seed in seeds)
     return [read_cell(folder) for folder in folders if (folder / "summary.json").is_file()]
 
 

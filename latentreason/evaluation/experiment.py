@@ -15,6 +15,10 @@ An experiment is a YAML file::
         producer: cot
         decoder: {name: compress, options: {pooling: attention}}
         checkpoint: runs/compress-attn/last.safetensors
+      softcot:            # one trained projector per seed: {seed} in a checkpoint path
+        producer: softcot
+        seeds: [0, 1]     # optional: this method's own seeds (default: the file's)
+        checkpoint: runs/softcot-s{seed}/last.safetensors
 
 ``producer``, ``decoder``, ``projector``, ``injector`` and ``evaluator`` may
 be given as a bare name. ``latentreason compare FILE`` runs every (task,
@@ -62,8 +66,8 @@ class Experiment:
         seeds: seeds.
         output: results folder.
         reference: the methods paired differences are taken against (empty: the first).
-        labels: every method of the file, in order: the table's rows (with ``only``, the
-            methods not run this time appear with their finished cells).
+        table: every method of the file, in order, with its seeds: the table's rows (with
+            ``only``, the methods not run this time appear with their finished cells).
     """
 
     methods: list[Method]
@@ -71,7 +75,7 @@ class Experiment:
     seeds: list[int]
     output: str
     reference: list[str] = field(default_factory=list)
-    labels: list[str] = field(default_factory=list)
+    table: dict[str, list[int]] = field(default_factory=dict)
 
 
 def _named(tree: dict[str, Any]) -> dict[str, Any]:
@@ -110,19 +114,29 @@ def load_experiment(
     registry = registry or Registry()
     problems: list[str] = []
     methods = []
+    seeds = spec.seeds or [merge(base, {}).get("seed", 0)]
+    table: dict[str, list[int]] = {}
     for label, fields in spec.methods.items():
+        fields = dict(fields or {})
+        own = fields.pop("seeds", None)
+        valid = own is None or (
+            isinstance(own, list) and own and all(isinstance(x, int) and not isinstance(x, bool) for x in own)
+        )
+        if not valid:
+            problems.append(f"methods.{label}.seeds: a non-empty list of integers, got {own!r}")
+        table[label] = list(own) if valid and own is not None else list(seeds)
         if only and label not in only:
             continue
         if "/" in label or not label.strip():
             problems.append(f"methods.{label}: a label names a results folder; use letters, digits, '-', '+' or '_'")
             continue
         try:
-            config = load_checked(None, merge(base, _named(fields or {})), registry)
+            config = load_checked(None, merge(base, _named(fields)), registry)
             resolve(config, registry)
-            methods.append(Method(label, config))
+            methods.append(Method(label, config, tuple(own) if valid and own is not None else None))
         except ConfigError as exc:
             problems += [f"methods.{label}: {p}" for p in exc.problems]
-    problems += [f"methods.{problem}" for problem in missing_checkpoints(methods)]
+    problems += [f"methods.{problem}" for problem in missing_checkpoints(methods, seeds)]
     reference = reference_names(spec.reference)
     problems += [
         f"reference: {name!r} is not one of the methods ({', '.join(spec.methods)})"
@@ -132,5 +146,5 @@ def load_experiment(
     if problems:
         raise ConfigError(problems, source=str(path))
     first = methods[0].config
-    tasks, seeds = spec.tasks or [first.data.task], spec.seeds or [first.seed]
-    return Experiment(methods, tasks, seeds, spec.output or first.output_dir, reference, list(spec.methods))
+    tasks = spec.tasks or [first.data.task]
+    return Experiment(methods, tasks, seeds, spec.output or first.output_dir, reference, table)

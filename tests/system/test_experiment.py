@@ -217,3 +217,40 @@ def test_the_shipped_experiment_files_are_valid(name):
         if "checkpoint" not in fields and "trigger" not in str(fields)
     ]
     assert [m.label for m in load_experiment(path, only=needs_no_files).methods] == needs_no_files
+
+
+def test_a_method_with_its_own_seeds_runs_one_checkpoint_per_seed(tiny_dirs, runtime, tmp_path):
+    trained = Pipeline.from_config(
+        load_config(overrides={"producer": {"name": "cot"}, "decoder": DECODER}), runtime=runtime
+    )
+    save_weights(tmp_path / "compress-s0.safetensors", trained.trainable(), {})
+    spec = _experiment(tiny_dirs, tmp_path)
+    spec["methods"] = {
+        "cot": {"producer": "cot"},
+        "compress-trained": {
+            "producer": "cot",
+            "decoder": DECODER,
+            "seeds": [0, 1],
+            "checkpoint": str(tmp_path / "compress-s{seed}.safetensors"),
+        },
+    }
+    path = _write(tmp_path / "exp.yaml", spec)
+
+    with pytest.raises(ConfigError, match=r"compress-trained: checkpoint '.*compress-s1\.safetensors' does not exist"):
+        load_experiment(path)
+    save_weights(tmp_path / "compress-s1.safetensors", trained.trainable(), {})
+    experiment = load_experiment(path)
+    assert experiment.table == {"cot": [0], "compress-trained": [0, 1]}
+
+    result = CliRunner().invoke(main, ["compare", path, "--quiet"], catch_exceptions=False)
+
+    assert result.exit_code == 0, result.output
+    assert "| gsm8k | cot | 3 | 1 |" in result.output and "| gsm8k | compress-trained | 3 | 2 |" in result.output
+    for seed in (0, 1):
+        stored = yaml.safe_load((tmp_path / "out" / f"gsm8k-compress-trained-seed{seed}" / "config.yaml").read_text())
+        assert stored["seed"] == seed and stored["checkpoint"] == str(tmp_path / f"compress-s{seed}.safetensors")
+    assert not (tmp_path / "out" / "gsm8k-cot-seed1").exists()
+
+    spec["methods"]["cot"]["seeds"] = "all"
+    with pytest.raises(ConfigError, match="methods.cot.seeds: a non-empty list of integers"):
+        load_experiment(_write(tmp_path / "exp.yaml", spec))
