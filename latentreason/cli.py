@@ -671,7 +671,7 @@ def vllm_setup(gpu, venv):
     """
     from pathlib import Path
 
-    from latentreason.decoding.vllm import PYTHON_ENV, setup_env, vllm_env
+    from latentreason.decoding.vllm_engine import PYTHON_ENV, setup_env, vllm_env
 
     target = Path(venv) if venv else vllm_env()
     python = setup_env(target, gpu=gpu, log=lambda line: click.echo(line, err=True))

@@ -27,7 +27,7 @@ from typing import Any
 from latentreason.bench.hardware import timed
 from latentreason.bench.settings import BenchSettings
 from latentreason.config import load_config
-from latentreason.decoding.vllm import vllm_python
+from latentreason.decoding.vllm_engine import vllm_python
 from latentreason.engine.pipeline import Pipeline
 from latentreason.errors import LatentReasonError
 from latentreason.evaluation.stats import paired

@@ -1,6 +1,6 @@
 """The vLLM side of ``generation.engine: vllm``: a process in vLLM's own environment.
 
-Run as a script (``python vllm_worker.py``) by :mod:`latentreason.decoding.vllm`
+Run as a script (``python vllm_worker.py``) by :mod:`latentreason.decoding.vllm_engine`
 with the Python of an environment that has vLLM. It imports only the standard
 library, torch, safetensors and vLLM, never latentreason, whose requirements
 (transformers >= 5.24) vLLM's pins exclude.
@@ -27,6 +27,9 @@ import struct
 import sys
 import time
 from typing import Any
+
+# Run as a script, its own folder leads sys.path, where the package's modules must not shadow what it imports.
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
 
 
 def _read(stream) -> bytes:

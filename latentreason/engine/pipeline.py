@@ -278,7 +278,7 @@ class Pipeline:
         tokenizer = self.runtime.llm.tokenizer
         order = sorted(examples, key=lambda ex: -len(tokenizer(self.task.format_question(ex))["input_ids"]))
         if self.config.generation.engine == "vllm":
-            from latentreason.decoding.vllm import vllm_chains
+            from latentreason.decoding.vllm_engine import vllm_chains
 
             yield from vllm_chains(self, order, stop)
         elif not (self.config.generation.continuous_batching and supports_rewriting(self.runtime.llm)):

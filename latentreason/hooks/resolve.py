@@ -110,7 +110,7 @@ def concrete_models(config: RunConfig, problems: list[str]) -> RunConfig:
 
 def vllm_problems(config: RunConfig) -> list[str]:
     """Why ``generation.engine: vllm`` cannot run this config (empty if it can)."""
-    from latentreason.decoding.vllm import vllm_python
+    from latentreason.decoding.vllm_engine import vllm_python
 
     problems = []
     if config.decoder is not None:

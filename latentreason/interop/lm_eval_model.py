@@ -250,9 +250,16 @@ class LatentReasonLM(LM):
     def create_from_arg_obj(
         cls, arg_dict: dict[str, Any], additional_config: dict[str, Any] | None = None
     ) -> LatentReasonLM:
-        """Build from a dict of model arguments; lm-eval's ``batch_size`` and ``device`` fill what they leave out."""
+        """Build from a dict of model arguments; lm-eval's ``batch_size`` and ``device`` fill what they leave out.
+
+        lm-eval's device is ignored (with a warning) when it names CUDA and there is none: its ``--device``
+        defaults to CUDA.
+        """
         given = additional_config or {}
         extra = {k: given[k] for k in _LM_EVAL_ARGS if given.get(k) is not None and k not in arg_dict}
+        if str(extra.get("device", "")).startswith("cuda") and not torch.cuda.is_available():
+            # lm-eval's --device defaults to CUDA; without one the models go where models.device says
+            log.warning("lm-eval's device %r is not available; the models run on models.device.", extra.pop("device"))
         return cls(**arg_dict, **extra)
 
     def chat_template(self, chat_template: bool | str = False) -> str | None:

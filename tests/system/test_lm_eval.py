@@ -74,6 +74,13 @@ def lm(tiny_dirs) -> LatentReasonLM:
     return LatentReasonLM.create_from_arg_obj(_args(tiny_dirs), {"batch_size": 1, "device": None})
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the fallback of a machine without CUDA")
+def test_lm_evals_default_cuda_device_falls_back_without_cuda(tiny_dirs):
+    args = {k: v for k, v in _args(tiny_dirs).items() if k != "device"}
+    model = LatentReasonLM.create_from_arg_obj(args, {"batch_size": 1, "device": "cuda:0"})
+    assert model.pipeline.runtime.device == "cpu"
+
+
 def _generate(model: LatentReasonLM, *requests: tuple[str, dict]) -> list[str]:
     instances = [Instance("generate_until", {}, request, i) for i, request in enumerate(requests)]
     return model.generate_until(instances, disable_tqdm=True)

@@ -10,7 +10,7 @@ import pytest
 
 from latentreason import Pipeline, load_config
 from latentreason.api import evaluation_examples
-from latentreason.decoding.vllm import vllm_python
+from latentreason.decoding.vllm_engine import vllm_python
 from latentreason.errors import LatentReasonError
 from latentreason.hooks.registry import Registry
 from latentreason.models.runtime import Runtime

@@ -157,7 +157,7 @@ def test_the_results_folder_records_the_dtype_the_run_used(runtime):
 def test_a_vllm_chain_is_cut_where_the_loop_would_stop(llm):
     from latentreason.builtins.answers import BOXED_PATTERN
     from latentreason.decoding.generate import AnswerComplete
-    from latentreason.decoding.vllm import cut_at_answer
+    from latentreason.decoding.vllm_engine import cut_at_answer
 
     tokenizer = llm.tokenizer
     ids = tokenizer("So 3 + 4 = 7. The final answer is \\boxed{7}. Done, more text", add_special_tokens=False)[
@@ -168,6 +168,27 @@ def test_a_vllm_chain_is_cut_where_the_loop_would_stop(llm):
     assert checker.finished([cut])[0] and not checker.finished([cut[:-1]])[0]
     assert "\\boxed{7}" in tokenizer.decode(cut) and "Done" not in tokenizer.decode(cut)
     assert cut_at_answer(ids, None) == ids
+
+
+def test_the_vllm_worker_imports_vllm_not_a_module_beside_it(tmp_path):
+    import json
+    import struct
+    import subprocess
+    import sys
+
+    from latentreason.decoding.vllm_engine import WORKER
+
+    # the worker runs as a script, so its folder would lead sys.path; a module there named like a package it
+    # imports (as the engine module once was: decoding/vllm.py) would shadow it
+    (tmp_path / "worker.py").write_text(WORKER.read_text())
+    (tmp_path / "vllm.py").write_text("raise ImportError('the module beside the worker')\n")
+    start = json.dumps({"op": "start", "model": "m", "dtype": "float32", "max_num_seqs": 1, "max_model_len": 8})
+    request = struct.pack(">Q", len(start)) + start.encode()
+    done = subprocess.run(
+        [sys.executable, str(tmp_path / "worker.py")], input=request, capture_output=True, timeout=120, check=False
+    )
+    reply = json.loads(done.stdout[8:])
+    assert not reply["ok"] and "the module beside the worker" not in reply["error"], reply
 
 
 def test_the_vllm_engine_refuses_what_it_cannot_run(monkeypatch, tmp_path):
