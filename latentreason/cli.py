@@ -474,7 +474,7 @@ def lm_eval_command(args):
     aqua_latentreason, strategyqa_latentreason: lm-eval's prompts and scorers over
     the shipped data, offline) is added as --include_path unless one is given:
       latentreason lm-eval --model latentreason \\
-          --model_args producer=softcot,checkpoint=PATH,quantize=int8,batch_size=16 \\
+          --model_args producer=softcot,instruction=gsm8k,batch_size=16 \\
           --tasks gsm8k_latentreason --limit 50 --gen_kwargs max_gen_toks=320
     See docs/lm-eval.md (model arguments, loglikelihood tasks, lm-eval's own tasks).
     """
