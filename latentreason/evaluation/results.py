@@ -328,6 +328,11 @@ class ResultsFolder:
                 shard.unlink()
         return [by_id[i] for i in ids]
 
+    def stored_peak_memory(self) -> float:
+        """The peak memory (GiB) recorded by an earlier sitting of this run, or 0 if none finished."""
+        path = self.path / "summary.json"
+        return float(json.loads(path.read_text()).get("peak_memory_gib", 0.0)) if path.is_file() else 0.0
+
     def write_summary(self, summary: Summary) -> None:
         """Write ``summary.json`` and ``summary.md``."""
         atomic_write(

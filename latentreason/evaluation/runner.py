@@ -90,7 +90,9 @@ def evaluate(
 
     def finish() -> dict:
         records = folder.merge(ids)
-        summary = summarize(pipeline.task.name, method_name(config), records, config.seed, peak)
+        # a resumed run's peak is the highest of its sittings (a sitting with nothing left to do measures little)
+        top = max(peak, folder.stored_peak_memory())
+        summary = summarize(pipeline.task.name, method_name(config), records, config.seed, top)
         folder.write_summary(summary)
         return asdict(summary)
 

@@ -111,3 +111,24 @@ def test_a_folder_written_before_a_setting_existed_resumes_at_its_default(tmp_pa
         ResultsFolder(
             tmp_path, config.model_copy(update={"generation": config.generation.model_copy(update={"engine": "vllm"})})
         )
+
+
+def test_a_finished_run_run_again_keeps_its_results_and_its_peak_memory(runtime, tmp_path):
+    from latentreason.api import build_pipeline
+    from latentreason.config import load_config
+    from latentreason.evaluation.runner import evaluate
+
+    config = load_config(
+        overrides={"producer": {"name": "cot"}, "data": {"task": "gsm8k"}, "generation": {"max_new_tokens": 3}}
+    )
+    pipeline = build_pipeline(config, runtime=runtime)
+    examples = pipeline.task.load(limit=3)
+    first = evaluate(pipeline, examples, tmp_path, progress=False)
+    stored = json.loads((tmp_path / "summary.json").read_text())
+    stored["peak_memory_gib"] = 123.0  # as measured by the sitting that did the work
+    (tmp_path / "summary.json").write_text(json.dumps(stored))
+
+    again = evaluate(pipeline, examples, tmp_path, progress=False)
+
+    assert (again.n, again.flexible_acc, again.examples_per_s) == (first.n, first.flexible_acc, first.examples_per_s)
+    assert again.peak_memory_gib == 123.0
