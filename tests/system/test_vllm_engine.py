@@ -7,6 +7,7 @@ or ``$LATENTREASON_VLLM_PYTHON``).
 from __future__ import annotations
 
 import pytest
+import torch
 
 from latentreason import Pipeline, load_config
 from latentreason.api import evaluation_examples
@@ -47,3 +48,21 @@ def test_vllm_writes_the_transformers_engines_greedy_text_on_the_real_pair(produ
     runtime = Runtime(config.models, Registry().load_model)
     vllm = config.model_copy(update={"generation": config.generation.model_copy(update={"engine": "vllm"})})
     assert _texts(vllm, runtime) == _texts(config, runtime)
+
+
+def test_vllm_writes_the_transformers_engines_greedy_text_on_tiny_models(tiny_dirs):
+    llm, assistant = tiny_dirs
+    config = load_config(
+        overrides={
+            "producer": {"name": "softcot", "options": {"n_thoughts": 2}},
+            "models": {"llm": llm, "assistant": assistant, "device": "cpu", "dtype": "float32"},
+            "data": {"task": "gsm8k", "limit": 3},
+            "generation": {"max_new_tokens": 12, "stop_at_answer": False},
+        }
+    )
+    runtime = Runtime(config.models, Registry().load_model)
+    vllm = config.model_copy(update={"generation": config.generation.model_copy(update={"engine": "vllm"})})
+    torch.manual_seed(0)  # the same untrained projector for both engines
+    theirs = _texts(vllm, runtime)
+    torch.manual_seed(0)
+    assert theirs == _texts(config, runtime)
