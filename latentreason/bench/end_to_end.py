@@ -8,7 +8,7 @@ generation as in any run) under each setting:
 * ``fast``: ``models.dtype: auto``, continuous batching at batch 16, and on
   the CPU int8 decoding steps;
 * ``vllm`` (when its environment is set up, see ``latentreason vllm-setup``):
-  the vLLM engine in float32.
+  the vLLM engine in float32, up to 64 sequences at once.
 
 Both read prompts longest first (0.1 read them in file order, which pads a
 little more). Model loading (and vLLM's start-up) is timed apart from answering. Each
@@ -49,7 +49,8 @@ def variants(settings: BenchSettings) -> dict[str, dict[str, Any]]:
     }
     try:
         vllm_python()
-        out["vllm"] = {"models": {"dtype": "float32"}, "generation": {"engine": "vllm", "batch_size": 16}}
+        # vLLM schedules its own batch: up to 64 sequences at once read each weight once for all of them
+        out["vllm"] = {"models": {"dtype": "float32"}, "generation": {"engine": "vllm", "batch_size": 64}}
     except LatentReasonError:
         pass
     return out
