@@ -32,8 +32,9 @@ def best_time(fn: Callable[[], object], repeats: int) -> float:
 class CpuShare:
     """Context manager: how many cores *other* processes kept busy meanwhile.
 
-    Reads the machine's busy time from ``/proc/stat`` and subtracts this
-    process's own CPU time. ``others`` stays None where ``/proc/stat`` is missing.
+    Reads the machine's busy time from ``/proc/stat`` and subtracts the CPU
+    time of this process and of its finished children (vLLM's worker and its
+    engine). ``others`` stays None where ``/proc/stat`` is missing.
 
     Attributes:
         load_at_start: the 1-minute load average on entry.
@@ -57,7 +58,7 @@ class CpuShare:
     @staticmethod
     def _own_s() -> float:
         times = os.times()
-        return times.user + times.system
+        return times.user + times.system + times.children_user + times.children_system
 
     def __enter__(self) -> CpuShare:
         self._start = (time.perf_counter(), self._busy_s(), self._own_s())
