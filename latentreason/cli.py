@@ -241,15 +241,15 @@ def _echo(message: str, *, err: bool = False) -> None:
 def _compare(
     methods, tasks: list[str], seeds: list[int], output: str, quiet: bool, registry, reference=None, table=None
 ) -> None:
-    """Run a comparison, then print its table (every finished cell of ``table``'s methods) and where it is."""
+    """Run a comparison, then print the table it wrote (every finished cell of ``table``'s methods) and where it is."""
     from pathlib import Path
 
-    from latentreason.evaluation.comparison import compare, finished_cells
-    from latentreason.evaluation.tables import markdown_table
+    from latentreason import distributed
+    from latentreason.evaluation.comparison import compare
 
-    table = table or {m.label: m.seeds_in(seeds) for m in methods}
     compare(methods, tasks, seeds, output, reference=reference, table=table, progress=not quiet, registry=registry)
-    _echo(markdown_table(finished_cells(Path(output), tasks, table), reference or list(table)[:1]))
+    if distributed.current().is_main:  # the rank that wrote it
+        _echo((Path(output) / "comparison.md").read_text().rstrip("\n"))
     _echo(f"results: {output}  (comparison.md, comparison.csv; `latentreason report {output}` adds plots)")
 
 

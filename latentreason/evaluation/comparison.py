@@ -218,12 +218,17 @@ def compare(
             loaded = Runtime(config.models, registry.load_model, config.adapter)
         torch.manual_seed(config.seed)
         pipeline = Pipeline(plan, loaded)
-        folder = output / f"{plan.task.name}-{method_name(config)}-seed{config.seed}"
+        folder = cell_folder(output, plan.task.name, method_name(config), config.seed)
         evaluate(pipeline, examples[index], folder, progress=progress)
         done[index] = read_cell(folder)
         if distributed.current().is_main:
             write_comparison(output, finished_cells(output, tasks, table), references)
     return [done[i] for i in range(len(plans))]
+
+
+def cell_folder(output: Path, task: str, label: str, seed: int) -> Path:
+    """The results folder of a comparison's cell: ``<output>/<task>-<label>-seed<seed>``."""
+    return output / f"{task}-{label}-seed{seed}"
 
 
 def finished_cells(output: Path, tasks: list[str], table: dict[str, list[int]]) -> list[Cell]:
@@ -234,7 +239,7 @@ def finished_cells(output: Path, tasks: list[str], table: dict[str, list[int]]) 
         tasks: its tasks.
         table: its methods: label -> seeds.
     """
-    folders = (output / f"{t}-{label}-seed{seed}" for t in tasks for label, seeds in table.items() for seed in seeds)
+    folders = (cell_folder(output, t, label, seed) for t in tasks for label, seeds in table.items() for seed in seeds)
     return [read_cell(folder) for folder in folders if (folder / "summary.json").is_file()]
 
 

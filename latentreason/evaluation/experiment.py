@@ -114,7 +114,7 @@ def load_experiment(
     registry = registry or Registry()
     problems: list[str] = []
     methods = []
-    seeds = spec.seeds or [merge(base, {}).get("seed", 0)]
+    seeds = spec.seeds or [base.get("seed", 0)]
     table: dict[str, list[int]] = {}
     for label, fields in spec.methods.items():
         fields = dict(fields or {})
