@@ -561,7 +561,6 @@ def lm_eval_check(results_dir):
     is_flag=True,
     help="Tiny random models instead of the default pair: checks the harness in seconds; the numbers mean nothing.",
 )
-@_friendly
 @click.option(
     "--sections",
     default="micro",
@@ -583,6 +582,7 @@ def lm_eval_check(results_dir):
     show_default=True,
     help="Token cap of the end-to-end section.",
 )
+@_friendly
 def bench(
     llm,
     assistant,

@@ -51,11 +51,16 @@ def _experiment(tiny_dirs, tmp_path, checkpoint: str | None = None) -> dict:
     }
 
 
-def test_compare_runs_every_named_method_and_prints_one_table(tiny_dirs, runtime, tmp_path):
-    trained = Pipeline.from_config(
+def _save_compressor(runtime, path) -> str:
+    """A checkpoint holding the compressor of ``DECODER`` only (as its training would write)."""
+    pipeline = Pipeline.from_config(
         load_config(overrides={"producer": {"name": "cot"}, "decoder": DECODER}), runtime=runtime
     )
-    weights = save_weights(tmp_path / "compressor.safetensors", trained.trainable(), {})
+    return str(save_weights(path, pipeline.trainable(), {}))
+
+
+def test_compare_runs_every_named_method_and_prints_one_table(tiny_dirs, runtime, tmp_path):
+    weights = _save_compressor(runtime, tmp_path / "compressor.safetensors")
     path = _write(tmp_path / "exp.yaml", _experiment(tiny_dirs, tmp_path, str(weights)))
 
     result = CliRunner().invoke(main, ["compare", path, "--quiet"], catch_exceptions=False)
@@ -220,10 +225,7 @@ def test_the_shipped_experiment_files_are_valid(name):
 
 
 def test_a_method_with_its_own_seeds_runs_one_checkpoint_per_seed(tiny_dirs, runtime, tmp_path):
-    trained = Pipeline.from_config(
-        load_config(overrides={"producer": {"name": "cot"}, "decoder": DECODER}), runtime=runtime
-    )
-    save_weights(tmp_path / "compress-s0.safetensors", trained.trainable(), {})
+    _save_compressor(runtime, tmp_path / "compress-s0.safetensors")
     spec = _experiment(tiny_dirs, tmp_path)
     spec["methods"] = {
         "cot": {"producer": "cot"},
@@ -238,7 +240,7 @@ def test_a_method_with_its_own_seeds_runs_one_checkpoint_per_seed(tiny_dirs, run
 
     with pytest.raises(ConfigError, match=r"compress-trained: checkpoint '.*compress-s1\.safetensors' does not exist"):
         load_experiment(path)
-    save_weights(tmp_path / "compress-s1.safetensors", trained.trainable(), {})
+    _save_compressor(runtime, tmp_path / "compress-s1.safetensors")
     experiment = load_experiment(path)
     assert experiment.table == {"cot": [0], "compress-trained": [0, 1]}
 
