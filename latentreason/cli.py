@@ -200,7 +200,7 @@ def run(config_path, sets, quiet, output, seeds, **flags):
         else None,
         **flags,
     )
-    seed_list = [int(s) for s in _split(seeds)] if seeds else [config.seed]
+    seed_list = _seeds(seeds) or [config.seed]
     if len(producers) > 1 or len(tasks) > 1 or len(seed_list) > 1:
         from latentreason.evaluation.comparison import methods_from_names
 
@@ -258,6 +258,19 @@ def _split(value: str | None) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()] if value else []
 
 
+def _seeds(value: str | None) -> list[int]:
+    """``"0,1"`` -> ``[0, 1]``; None -> ``[]``.
+
+    Raises:
+        click.BadParameter: an item that is not an integer.
+    """
+    items = _split(value)
+    bad = [item for item in items if not item.lstrip("-").isdigit()]
+    if bad:
+        raise click.BadParameter(f"comma-separated integers, got {', '.join(map(repr, bad))}", param_hint="'--seeds'")
+    return [int(item) for item in items]
+
+
 def _checkpoints(value: str | None) -> dict[str, str]:
     """``"PATH"`` or ``"producer=PATH,other=PATH"`` -> ``{producer: path}`` (``"*"`` for a bare path)."""
     out = {}
@@ -302,6 +315,11 @@ def train(config_path, sets, quiet, **flags):
 @click.argument("experiment", type=click.Path(dir_okay=False))
 @click.option("--only", help="Comma-separated method labels to run (default: all).")
 @click.option(
+    "--seeds",
+    "only_seeds",
+    help="Comma-separated seeds to run, e.g. 0 while seed 1 is still training (default: every method's seeds).",
+)
+@click.option(
     "--output", type=click.Path(file_okay=False), help="Results folder (default: the file's `output`, else results/)."
 )
 @click.option(
@@ -313,7 +331,7 @@ def train(config_path, sets, quiet, **flags):
 )
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @_friendly
-def compare(experiment, only, output, sets, quiet):
+def compare(experiment, only, only_seeds, output, sets, quiet):
     """Run every method of an EXPERIMENT file on its tasks and seeds; print one table.
 
     \b
@@ -335,7 +353,9 @@ def compare(experiment, only, output, sets, quiet):
     from latentreason.hooks.registry import Registry
 
     registry = Registry()
-    spec = load_experiment(experiment, parse_overrides(sets), _split(only) or None, registry)
+    spec = load_experiment(
+        experiment, parse_overrides(sets), _split(only) or None, registry, _seeds(only_seeds) or None
+    )
     _compare(spec.methods, spec.tasks, spec.seeds, output or spec.output, quiet, registry, spec.reference, spec.table)
 
 

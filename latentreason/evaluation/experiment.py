@@ -88,6 +88,7 @@ def load_experiment(
     overrides: dict[str, Any] | None = None,
     only: list[str] | None = None,
     registry: Registry | None = None,
+    only_seeds: list[int] | None = None,
 ) -> Experiment:
     """Read an experiment file and check every method against the installed plugins.
 
@@ -96,6 +97,8 @@ def load_experiment(
         overrides: applied to ``base`` (e.g. from ``--set``), before each method's own fields.
         only: run just these method labels.
         registry: plugins to check against (default: installed ones).
+        only_seeds: run just the cells of these seeds (a method with none of them does not run;
+            a study whose second training seed is not trained yet can run its first).
 
     Raises:
         LatentReasonError: unreadable YAML; or a ConfigError listing every
@@ -125,7 +128,8 @@ def load_experiment(
         if not valid:
             problems.append(f"methods.{label}.seeds: a non-empty list of integers, got {own!r}")
         table[label] = list(own) if valid and own is not None else list(seeds)
-        if only and label not in only:
+        run_seeds = [s for s in table[label] if only_seeds is None or s in only_seeds]
+        if (only and label not in only) or not run_seeds:
             continue
         if "/" in label or not label.strip():
             problems.append(f"methods.{label}: a label names a results folder; use letters, digits, '-', '+' or '_'")
@@ -133,9 +137,15 @@ def load_experiment(
         try:
             config = load_checked(None, merge(base, _named(fields)), registry)
             resolve(config, registry)
-            methods.append(Method(label, config, tuple(own) if valid and own is not None else None))
+            methods.append(Method(label, config, tuple(run_seeds) if only_seeds or own is not None else None))
         except ConfigError as exc:
             problems += [f"methods.{label}: {p}" for p in exc.problems]
+    offered = sorted({seed for label in only or table for seed in table[label]})
+    problems += [
+        f"--seeds: no method {'named' if only else 'of the file'} runs seed {seed} (seeds: {', '.join(map(str, offered))})"
+        for seed in only_seeds or []
+        if seed not in offered
+    ]
     problems += [f"methods.{problem}" for problem in missing_checkpoints(methods, seeds)]
     reference = reference_names(spec.reference)
     problems += [

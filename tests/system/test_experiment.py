@@ -240,9 +240,18 @@ def test_a_method_with_its_own_seeds_runs_one_checkpoint_per_seed(tiny_dirs, run
 
     with pytest.raises(ConfigError, match=r"compress-trained: checkpoint '.*compress-s1\.safetensors' does not exist"):
         load_experiment(path)
+    with pytest.raises(ConfigError, match=r"--seeds: no method named runs seed 1 \(seeds: 0\)"):
+        load_experiment(path, only=["cot"], only_seeds=[1])
+    # seed 1 is not trained yet: its seed 0 runs, and the table says one seed
+    first = CliRunner().invoke(main, ["compare", path, "--seeds", "0", "--quiet"], catch_exceptions=False)
+    assert first.exit_code == 0, first.output
+    assert "| gsm8k | compress-trained | 3 | 1 |" in first.output
+    bad = CliRunner().invoke(main, ["compare", path, "--seeds", "0,one"])
+    assert bad.exit_code == 2 and "comma-separated integers, got 'one'" in bad.output
     _save_compressor(runtime, tmp_path / "compress-s1.safetensors")
     experiment = load_experiment(path)
     assert experiment.table == {"cot": [0], "compress-trained": [0, 1]}
+    assert [m.seeds_in(experiment.seeds) for m in load_experiment(path, only_seeds=[1]).methods] == [[1]]
 
     result = CliRunner().invoke(main, ["compare", path, "--quiet"], catch_exceptions=False)
 
