@@ -118,6 +118,11 @@ def vllm_problems(config: RunConfig) -> list[str]:
             f"generation.engine: vllm cannot run decoder {config.decoder.name!r} (it rewrites the KV cache while the "
             "LLM writes); use the transformers engine"
         )
+    if config.adapter is not None:
+        problems.append(
+            "generation.engine: vllm loads the LLM's own weights, without the run's adapter (it would decode the "
+            "base model); use the transformers engine"
+        )
     if config.models.quantize != "none":
         problems.append(
             "models.quantize applies to the transformers engine; vLLM runs its own kernels (set quantize: none)"

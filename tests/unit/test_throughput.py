@@ -194,12 +194,18 @@ def test_the_vllm_worker_imports_vllm_not_a_module_beside_it(tmp_path):
 def test_the_vllm_engine_refuses_what_it_cannot_run(monkeypatch, tmp_path):
     monkeypatch.setenv("LATENTREASON_VLLM_PYTHON", str(tmp_path / "missing" / "python"))
     config = load_config(
-        overrides={"producer": {"name": "cot"}, "generation": {"engine": "vllm"}, "decoder": {"name": "window"}}
+        overrides={
+            "producer": {"name": "cot"},
+            "generation": {"engine": "vllm"},
+            "decoder": {"name": "window"},
+            "adapter": {"rank": 4},
+        }
     )
     with pytest.raises(ConfigError) as caught:
         resolve(config, Registry())
     message = str(caught.value)
     assert "cannot run decoder 'window'" in message
+    assert "without the run's adapter" in message
     assert "latentreason vllm-setup" in message and "is not a file" in message
 
 
