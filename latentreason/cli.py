@@ -7,6 +7,7 @@ is instant.
 from __future__ import annotations
 
 import functools
+import re
 import sys
 from typing import Any
 
@@ -265,7 +266,7 @@ def _seeds(value: str | None) -> list[int]:
         click.BadParameter: an item that is not an integer.
     """
     items = _split(value)
-    bad = [item for item in items if not item.lstrip("-").isdigit()]
+    bad = [item for item in items if not re.fullmatch(r"-?[0-9]+", item)]
     if bad:
         raise click.BadParameter(f"comma-separated integers, got {', '.join(map(repr, bad))}", param_hint="'--seeds'")
     return [int(item) for item in items]

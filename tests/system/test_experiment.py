@@ -250,8 +250,8 @@ def test_a_method_with_its_own_seeds_runs_one_checkpoint_per_seed(tiny_dirs, run
     first = CliRunner().invoke(main, ["compare", path, "--seeds", "0", "--quiet"], catch_exceptions=False)
     assert first.exit_code == 0, first.output
     assert "| gsm8k | compress-trained | 3 | 1 |" in first.output
-    bad = CliRunner().invoke(main, ["compare", path, "--seeds", "0,one"])
-    assert bad.exit_code == 2 and "comma-separated integers, got 'one'" in bad.output
+    bad = CliRunner().invoke(main, ["compare", path, "--seeds", "0,one,--1,²"])
+    assert bad.exit_code == 2 and "comma-separated integers, got 'one', '--1', '²'" in bad.output
     _save_compressor(runtime, tmp_path / "compress-s1.safetensors")
     experiment = load_experiment(path)
     assert experiment.table == {"cot": [0], "compress-trained": [0, 1]}
