@@ -189,6 +189,8 @@ def vllm_chains(pipeline: Pipeline, examples: list[Example], stop: re.Pattern[st
             f"generation.engine: vllm cannot run decoder {pipeline.plan.decoder.name!r}: a decoding controller "
             "rewrites the KV cache while the LLM writes, which only the transformers engine allows."
         )
+    if not examples:  # a resumed run with nothing left (or an empty rank) starts no engine
+        return
     worker = worker_for(pipeline)
     llm, generation = pipeline.runtime.llm, pipeline.config.generation
     stops = llm.eos_token_ids

@@ -170,6 +170,22 @@ def test_a_vllm_chain_is_cut_where_the_loop_would_stop(llm):
     assert cut_at_answer(ids, None) == ids
 
 
+def test_vllm_starts_no_worker_when_nothing_is_left_to_answer(runtime, monkeypatch):
+    import sys
+
+    from latentreason.decoding import vllm_engine
+
+    def no_worker(pipeline):
+        raise AssertionError("a worker was started for no examples")
+
+    monkeypatch.setenv("LATENTREASON_VLLM_PYTHON", sys.executable)
+    monkeypatch.setattr(vllm_engine, "worker_for", no_worker)
+    pipeline = build_pipeline(_config(engine="vllm"), runtime=runtime)
+    assert list(pipeline.chains([])) == []
+    with pytest.raises(AssertionError, match="a worker was started"):
+        list(pipeline.chains(pipeline.task.load(limit=1)))
+
+
 def test_the_vllm_worker_imports_vllm_not_a_module_beside_it(tmp_path):
     import json
     import struct
