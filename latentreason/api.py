@@ -31,14 +31,23 @@ from latentreason.training.trigger import TriggerReport, label_rule
 from latentreason.training.trigger import train_trigger as fit_trigger
 
 
-def build_pipeline(config: RunConfig, registry: Registry | None = None, runtime: Runtime | None = None) -> Pipeline:
+def build_pipeline(
+    config: RunConfig,
+    registry: Registry | None = None,
+    runtime: Runtime | None = None,
+    *,
+    default_weights: bool = True,
+) -> Pipeline:
     """Resolve and build the pipeline a config describes (see :class:`Pipeline`).
 
     Under torchrun this first joins the process group, so that each rank
     loads its models onto its own GPU (see :mod:`latentreason.distributed`).
+    ``default_weights=False`` leaves out the producer's default checkpoint
+    (a shipped projector): trainable parts not in ``config.checkpoint`` keep
+    their seeded initialization.
     """
     distributed.setup(runtime.device if runtime else config.models.device)
-    return Pipeline.from_config(config, registry, runtime)
+    return Pipeline.from_config(config, registry, runtime, default_weights=default_weights)
 
 
 def run(
@@ -108,12 +117,17 @@ def train(
 ) -> TrainResult:
     """Train the configured method's trainable components; resumes if interrupted.
 
+    They start from ``config.checkpoint`` where it names them, else from their
+    seeded initialization, never from a producer's shipped default: a
+    trained method and its control then get the same budget, and a shipped
+    projector's training data cannot leak into the held-back validation.
+
     Returns:
         Where the weights are and the loss history.
     """
     _full_precision(config)
     torch.manual_seed(config.seed)
-    pipeline = build_pipeline(config, registry, runtime)
+    pipeline = build_pipeline(config, registry, runtime, default_weights=False)
     train_examples, validation = training_examples(pipeline)
     trainer = Trainer(
         pipeline, train_examples, validation, config.train, checkpoint_dir(config), seed=config.seed, progress=progress

@@ -294,15 +294,18 @@ def _checkpoints(value: str | None) -> dict[str, str]:
 def train(config_path, sets, quiet, **flags):
     """Train a method's trainable parts (e.g. the SoftCoT projector).
 
-    The assistant and the LLM stay frozen. Checkpoints (safetensors) are written
-    every epoch; an interrupted run resumes when the same command is run again.
-    The weights to pass to `run --checkpoint` are <out>/last.safetensors.
+    The assistant and the LLM stay frozen. The trained parts start from
+    --checkpoint if given, else from their seeded initialization (never from a
+    shipped projector). Checkpoints (safetensors) are written every epoch; an
+    interrupted run resumes when the same command is run again. The weights to
+    pass to `run --checkpoint` are <out>/last.safetensors.
     """
     from latentreason.api import checkpoint_dir
     from latentreason.api import train as train_api
 
     config = _build_config(config_path, sets, **flags)
     result = train_api(config, progress=not quiet)
+    _echo(f"started from: {', '.join(result.started_from) or 'seeded initialization (no --checkpoint)'}")
     if result.history:
         first, last = result.history[0]["loss"], result.history[-1]["loss"]
         _echo(f"steps: {len(result.history)}  loss: first {first:.4f} -> last {last:.4f}")

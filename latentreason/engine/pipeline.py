@@ -69,9 +69,13 @@ class Pipeline:
     Args:
         plan: resolved components (see :func:`latentreason.hooks.resolve.resolve`).
         runtime: the models.
+        default_weights: load the producer's default checkpoint (e.g. a shipped
+            projector) for trainable parts that ``config.checkpoint`` leaves
+            out. Training passes False, so that it starts from its seeded
+            initialization unless a checkpoint is named.
     """
 
-    def __init__(self, plan: Plan, runtime: Runtime) -> None:
+    def __init__(self, plan: Plan, runtime: Runtime, *, default_weights: bool = True) -> None:
         self.plan = plan
         self.config = plan.config
         self.task = plan.task
@@ -86,13 +90,18 @@ class Pipeline:
             self.projector = plan.projector.cls(
                 plan.projector.options, self.producer.thought_dim, llm.hidden_size, llm.embed_norm
             ).to(llm.model.device)
-        self.checkpoints, self.untrained = self._load_weights()
+        self.checkpoints, self.untrained = self._load_weights(default_weights)
         self.instruction = self.task.instruction_for(self.config.prompt_style)
         self._next_question: dict[str, str] | None = None
 
     @classmethod
     def from_config(
-        cls, config: RunConfig, registry: Registry | None = None, runtime: Runtime | None = None
+        cls,
+        config: RunConfig,
+        registry: Registry | None = None,
+        runtime: Runtime | None = None,
+        *,
+        default_weights: bool = True,
     ) -> Pipeline:
         """Build a pipeline from a config (models load on first use).
 
@@ -100,10 +109,12 @@ class Pipeline:
             config: the run config.
             registry: plugins to use (default: a fresh one with installed plugins).
             runtime: preloaded models (default: loaded from ``config.models``).
+            default_weights: load the producer's default checkpoint where it fits (see :class:`Pipeline`).
         """
         registry = registry or Registry()
         plan = resolve(config, registry)
-        return cls(plan, runtime or Runtime(plan.config.models, registry.load_model, plan.config.adapter))
+        runtime = runtime or Runtime(plan.config.models, registry.load_model, plan.config.adapter)
+        return cls(plan, runtime, default_weights=default_weights)
 
     def trainable(self) -> dict[str, nn.Module]:
         """The components with trainable parameters, by checkpoint prefix (the LLM's adapter under ``adapter``)."""
@@ -141,8 +152,8 @@ class Pipeline:
         same = all(made_for.get(k) == mine[k] for k in ("projector", "llm", "assistant"))
         return path if same and made_for.get("producer", {}).get("name") == mine["producer"]["name"] else None
 
-    def _load_weights(self) -> tuple[list[str], list[str]]:
-        """Load ``config.checkpoint`` file(s), then the producer's default for what they leave out.
+    def _load_weights(self, default_weights: bool) -> tuple[list[str], list[str]]:
+        """Load ``config.checkpoint`` file(s), then (if ``default_weights``) the producer's default for what they leave out.
 
         Each file may hold some of the trainable components (e.g. a SoftCoT
         projector in one, a trained compressor in another).
@@ -166,7 +177,7 @@ class Pipeline:
                 )
             load_weights(path, {name: modules.pop(name) for name in names})
             loaded.append(path)
-        default = self._fitting_default()
+        default = self._fitting_default() if default_weights else None
         names = stored_components(default) if default is not None else set()
         if default is not None and names and names <= set(modules):
             load_weights(default, {name: modules.pop(name) for name in names})

@@ -57,12 +57,15 @@ class TrainResult:
         history: ``{"step", "loss", "lr"}`` per optimizer step.
         validation: ``{"epoch", "loss"}`` per epoch.
         examples_per_s: training throughput of this invocation.
+        started_from: the checkpoint files the trained parts started from
+            (empty: their seeded initialization).
     """
 
     weights: Path
     history: list[dict[str, float]] = field(default_factory=list)
     validation: list[dict[str, float]] = field(default_factory=list)
     examples_per_s: float = 0.0
+    started_from: list[str] = field(default_factory=list)
 
 
 def _jsonable_rng(state: tuple) -> list:
@@ -207,6 +210,7 @@ class Trainer:
     def _meta(self) -> dict[str, Any]:
         return {
             "components": self.pipeline.components(),
+            "started_from": self.pipeline.checkpoints,
             "task": self.pipeline.task.name,
             "step": self.step,
             "epoch": self.epoch,
@@ -388,7 +392,11 @@ class Trainer:
         distributed.barrier()  # rank 0's files are complete before any rank returns
         elapsed = time.perf_counter() - start_time
         return TrainResult(
-            self.out_dir / WEIGHTS_FILE, self.history, self.val_history, seen / elapsed if elapsed else 0.0
+            self.out_dir / WEIGHTS_FILE,
+            self.history,
+            self.val_history,
+            seen / elapsed if elapsed else 0.0,
+            list(self.pipeline.checkpoints),
         )
 
     def _accumulate(self, order: list[int], bar) -> int:

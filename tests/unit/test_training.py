@@ -7,6 +7,7 @@ import signal
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from latentreason.config import TrainConfig, load_config
 from latentreason.engine.pipeline import Pipeline
@@ -141,3 +142,48 @@ def test_nan_loss_stops_with_a_clear_message(runtime, tmp_path, monkeypatch):
     monkeypatch.setattr(training, "supervised_loss", lambda *a: torch.tensor(float("nan"), requires_grad=True))
     with pytest.raises(LatentReasonError, match="loss became nan"):
         Trainer(pipeline, examples, [], TrainConfig(batch_size=2), tmp_path, progress=False).run()
+
+
+def test_training_starts_from_its_seed_not_from_a_shipped_projector(runtime, tmp_path, monkeypatch):
+    """A shipped (default) projector serves evaluation; `train` starts fresh unless --checkpoint names weights."""
+    from latentreason import api
+
+    shipped = _pipeline(runtime)
+    for p in shipped.projector.parameters():
+        p.data.fill_(0.5)  # recognisable weights
+    path = save_weights(tmp_path / "shipped.safetensors", shipped.trainable(), {"components": shipped.components()})
+    monkeypatch.setattr(type(shipped.producer), "default_checkpoint", lambda self: path)
+
+    evaluated = _pipeline(runtime)  # evaluation: the default fits this setup and is loaded
+    assert evaluated.checkpoints == [str(path)]
+    assert all(torch.all(p == 0.5) for p in evaluated.projector.parameters())
+
+    config = load_config(
+        overrides={
+            "producer": {"name": "softcot", "options": {"n_thoughts": 2}},
+            "data": {"task": "gsm8k"},
+            "train": {
+                "limit": 2,
+                "val_limit": 0,
+                "lr": 1e-9,
+                "warmup_steps": 0,
+                "max_target_tokens": 8,
+                "checkpoint_dir": str(tmp_path / "fresh"),
+            },
+        }
+    )
+    fresh = api.train(config, progress=False, runtime=runtime)
+    assert fresh.started_from == []
+    assert read_meta(fresh.weights)["started_from"] == []
+    trained = load_file(fresh.weights)
+    assert not any(torch.allclose(v, torch.full_like(v, 0.5), atol=1e-4) for v in trained.values())
+
+    named = config.model_copy(
+        update={
+            "checkpoint": str(path),
+            "train": config.train.model_copy(update={"checkpoint_dir": str(tmp_path / "named")}),
+        }
+    )
+    continued = api.train(named, progress=False, runtime=runtime)
+    assert continued.started_from == [str(path)]
+    assert all(torch.allclose(v, torch.full_like(v, 0.5), atol=1e-4) for v in load_file(continued.weights).values())
