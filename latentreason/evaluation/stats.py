@@ -2,7 +2,12 @@
 
 Methods of one comparison answer the same examples, so they are compared
 example by example: the accuracy difference with a paired bootstrap
-interval, and McNemar's exact test on the discordant pairs. Trivial
+interval, and McNemar's exact test on the discordant pairs. A method run
+with several seeds is scored per example by the share of its seeds that got
+it right; the example stays the unit that is resampled and tested (its
+seeds are not independent draws of new problems), and McNemar's test
+becomes its exact generalisation, the sign-flip test on the per-example
+differences (:func:`sign_flip_exact`). Trivial
 baselines (always the most frequent gold answer; a uniform guess among the
 options) say how much of an accuracy is signal.
 """
@@ -13,6 +18,7 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 import torch
 
@@ -52,6 +58,39 @@ def mcnemar_exact(only_first: int, only_second: int) -> float:
     return min(1.0, 2 * tail)
 
 
+def sign_flip_exact(differences: Sequence[float]) -> float:
+    """Two-sided exact sign-flip (paired permutation) test that the differences are centred on 0.
+
+    Under the null hypothesis each example's difference is as likely to have
+    either sign, so the p-value is the share of the ``2^m`` sign assignments
+    of the ``m`` non-zero differences whose sum is at least as far from 0 as
+    the observed one. It is computed exactly by convolution on the integer
+    grid the differences lie on (differences of seed shares are fractions
+    with small denominators). With differences in {-1, 0, 1} (one seed
+    each) it equals :func:`mcnemar_exact`.
+
+    Args:
+        differences: per-example differences (method minus reference), each a
+            fraction with a denominator of at most 1000.
+
+    Returns:
+        ``P(|S| >= |observed sum|)``; 1.0 when every difference is 0.
+    """
+    steps = [Fraction(d).limit_denominator(1000) for d in differences if d != 0]
+    if not steps:
+        return 1.0
+    scale = math.lcm(*(f.denominator for f in steps))
+    sizes = [abs(int(f * scale)) for f in steps]
+    observed = abs(sum(int(f * scale) for f in steps))
+    total = sum(sizes)
+    dist = torch.zeros(2 * total + 1, dtype=torch.float64)  # P(S = k - total)
+    dist[total] = 1.0
+    for size in sizes:  # S <- S +/- size, each with probability 1/2
+        dist = 0.5 * (torch.roll(dist, size) + torch.roll(dist, -size))  # no wrap: |S| never exceeds total
+    sums = torch.arange(-total, total + 1).abs()  # (2 * total + 1,)
+    return min(1.0, float(dist[sums >= observed].sum()))
+
+
 @dataclass(frozen=True)
 class Paired:
     """A method against a reference on the same examples.
@@ -60,9 +99,12 @@ class Paired:
         n: examples (pairs).
         difference: method accuracy minus reference accuracy.
         low, high: 95% paired bootstrap interval of the difference.
-        only_method: examples only the method got right.
-        only_reference: examples only the reference got right.
-        p_value: McNemar's exact two-sided p-value.
+        only_method: examples only the method got right (with seeds: the
+            method's share of seeds right is higher than the reference's).
+        only_reference: examples only the reference got right (or with the
+            higher share).
+        p_value: McNemar's exact two-sided p-value (with seeds: the exact
+            sign-flip test, its generalisation).
     """
 
     n: int
@@ -74,16 +116,19 @@ class Paired:
     p_value: float
 
 
-def paired(method: Sequence[bool], reference: Sequence[bool], samples: int = BOOTSTRAP_SAMPLES) -> Paired:
-    """Compare per-example correctness of a method with a reference's on the same examples.
+def paired(method: Sequence[float], reference: Sequence[float], samples: int = BOOTSTRAP_SAMPLES) -> Paired:
+    """Compare per-example scores of a method with a reference's on the same examples.
 
-    The interval is the 2.5th to 97.5th percentile of the mean difference
-    over ``samples`` resamples of the examples (with replacement, a fixed
-    seed, so the same data give the same interval).
+    A score is 1/0 (right or wrong: bools are fine) or, for a method run with
+    several seeds, the share of its seeds that got the example right. The
+    interval is the 2.5th to 97.5th percentile of the mean difference over
+    ``samples`` resamples of the examples (with replacement, a fixed seed, so
+    the same data give the same interval); the p-value is McNemar's exact
+    test, or with shares the exact sign-flip test (:func:`sign_flip_exact`).
 
     Args:
-        method: correctness per example.
-        reference: the reference's correctness on the same examples, in the same order.
+        method: score per example.
+        reference: the reference's score on the same examples, in the same order.
         samples: bootstrap resamples.
 
     Raises:
@@ -98,17 +143,10 @@ def paired(method: Sequence[bool], reference: Sequence[bool], samples: int = BOO
     index = torch.randint(len(diff), (samples, len(diff)), generator=generator)  # (samples, n)
     means = diff[index].mean(dim=1)  # (samples,)
     low, high = torch.quantile(means, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
-    only_method = sum(1 for m, r in zip(method, reference) if m and not r)
-    only_reference = sum(1 for m, r in zip(method, reference) if r and not m)
-    return Paired(
-        len(diff),
-        float(diff.mean()),
-        low,
-        high,
-        only_method,
-        only_reference,
-        mcnemar_exact(only_method, only_reference),
-    )
+    only_method, only_reference = int((diff > 0).sum()), int((diff < 0).sum())
+    binary = all(float(x) in (0.0, 1.0) for x in (*method, *reference))
+    p_value = mcnemar_exact(only_method, only_reference) if binary else sign_flip_exact(diff.tolist())
+    return Paired(len(diff), float(diff.mean()), low, high, only_method, only_reference, p_value)
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,10 @@
 A comparison is a list of :class:`Cell` (one results folder: a method on a
 task with a seed). Rows group a method's seeds. Every row but the
 reference's gets the paired difference of flexible accuracy against the
-reference method on the same examples (same task, same seed where the
-reference has it, else the reference's first seed), with a 95% paired
+reference method on the same examples of the same task, with a 95% paired
 bootstrap interval and McNemar's exact p-value (:mod:`latentreason.evaluation.stats`);
+a method with several seeds is scored per example by the share of its seeds
+right, and the test is then McNemar's generalisation (exact sign flips);
 with several references (``reference: [cot, pause-trained]``), a pair of
 such columns for each.
 Below the table: the trivial baselines of each task's examples and a
@@ -89,16 +90,20 @@ class Row:
         """The first run's summary with the truncated share averaged over seeds (for the warning)."""
         return replace(self.runs[0], truncated_share=self._stat("truncated_share")[0])
 
+    def scores(self, ids: list[str], kind: str = "flexible") -> list[float]:
+        """Per example of ``ids``: the share of this row's seeds that got it right."""
+        per_seed = [cell.correct(ids, kind) for cell in self.cells]  # (seeds, examples)
+        return [sum(column) / len(per_seed) for column in zip(*per_seed)]
+
     def against(self, reference: Row, kind: str = "flexible") -> Paired | None:
-        """The paired comparison with ``reference`` on the examples both answered, pooled over seeds."""
-        by_seed = {c.summary.seed: c for c in reference.cells}
-        mine, theirs = [], []
-        for cell in self.cells:
-            other = by_seed.get(cell.summary.seed, reference.cells[0])
-            ids = [r["id"] for r in cell.records if r["id"] in {o["id"] for o in other.records}]
-            mine += cell.correct(ids, kind)
-            theirs += other.correct(ids, kind)
-        return paired(mine, theirs) if mine else None
+        """The paired comparison with ``reference`` on the examples every run of both answered.
+
+        Seeds are pooled per example (each side's share of seeds right), so
+        the examples, not examples times seeds, are the pairs.
+        """
+        answered = [{r["id"] for r in cell.records} for cell in self.cells + reference.cells]
+        ids = [r["id"] for r in self.cells[0].records if all(r["id"] in done for done in answered)]
+        return paired(self.scores(ids, kind), reference.scores(ids, kind)) if ids else None
 
     def columns(self, references: list[Row]) -> dict[str, str]:
         """Formatted columns: accuracies (mean ± std over seeds, or a 95% CI for one seed), the paired tests, costs.
@@ -161,6 +166,14 @@ def reference_rows(grouped: list[Row], reference: str | Sequence[str] | None) ->
     return out
 
 
+POOLED_SEEDS = (
+    "rows with several seeds: accuracy is mean ± std over seeds; the paired columns score each problem by the share "
+    "of a method's seeds that got it right, resample problems (not problems x seeds), and test with the exact "
+    "sign-flip test (McNemar's test when each side has one seed); b/c count problems with the higher share"
+)
+"""The note under a table whose rows pool seeds."""
+
+
 def markdown_table(cells: list[Cell], reference: str | Sequence[str] | None = None) -> str:
     """The comparison as a Markdown table, then its trivial baselines and truncation warnings.
 
@@ -178,6 +191,8 @@ def markdown_table(cells: list[Cell], reference: str | Sequence[str] | None = No
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     out += ["| " + " | ".join(line[h] for h in head) + " |" for line in lines]
     notes = baseline_lines(cells) + [w for r in grouped if (w := truncation_warning(r.pooled_truncation()))]
+    if any(len(r.cells) > 1 for r in grouped):
+        notes.append(POOLED_SEEDS)
     return "\n".join(out + (["", *notes] if notes else []))
 
 

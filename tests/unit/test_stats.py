@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import math
+import random
 
 import pytest
 
 from latentreason.evaluation.results import summarize
-from latentreason.evaluation.stats import baselines, mcnemar_exact, paired, wilson_interval
-from latentreason.evaluation.tables import Cell, csv_table, markdown_table
+from latentreason.evaluation.stats import baselines, mcnemar_exact, paired, sign_flip_exact, wilson_interval
+from latentreason.evaluation.tables import Cell, Row, csv_table, markdown_table
 
 
 def test_mcnemar_exact_matches_the_binomial_tail():
@@ -76,3 +78,36 @@ def test_the_table_pairs_every_method_with_the_reference():
     csv_lines = csv_table([reference, other], reference="cot").splitlines()
     assert csv_lines[0].startswith("task,producer,seed,n,") and ",cot," in csv_lines[2]
     assert math.isclose(float(csv_lines[2].split(",")[11]), expected.difference)
+
+
+def test_sign_flip_test_is_mcnemar_for_single_runs_and_exact_for_shares():
+    for only_first, only_second, ties in ((7, 2, 5), (10, 0, 0), (3, 3, 4), (0, 0, 6), (1, 12, 30)):
+        diffs = [1.0] * only_first + [-1.0] * only_second + [0.0] * ties
+        assert sign_flip_exact(diffs) == pytest.approx(mcnemar_exact(only_first, only_second))
+    shares = [0.5, 1.0, -0.5, 0.5, 1.0, 0.0, 1 / 3 - 1 / 2]
+    steps = [d for d in shares if d]
+    observed = abs(sum(steps))
+    flips = [sum(s * d for s, d in zip(signs, steps)) for signs in itertools.product((1, -1), repeat=len(steps))]
+    brute = sum(abs(total) >= observed - 1e-12 for total in flips) / len(flips)
+    assert sign_flip_exact(shares) == pytest.approx(brute)
+
+
+def test_seeds_pool_per_problem_not_as_extra_pairs():
+    rng = random.Random(0)
+    cot = _cell("cot", [rng.random() < 0.3 for _ in range(60)])
+    runs = [_cell("softcot", [rng.random() < 0.45 for _ in range(60)], seed=s) for s in (0, 1)]
+    ids = [f"q{i}" for i in range(60)]
+    test = Row("strategyqa", "softcot", runs).against(Row("strategyqa", "cot", [cot]))
+    shares = [(a + b) / 2 for a, b in zip(runs[0].correct(ids), runs[1].correct(ids))]
+    assert test.n == 60  # problems, not problems x seeds
+    assert test.difference == pytest.approx(sum(shares) / 60 - sum(cot.correct(ids)) / 60)
+    diffs = [s - c for s, c in zip(shares, cot.correct(ids))]
+    assert test.p_value == pytest.approx(sign_flip_exact(diffs))
+    assert (test.only_method, test.only_reference) == (sum(d > 0 for d in diffs), sum(d < 0 for d in diffs))
+    # two seeds against two seeds: the pooled difference is the mean of the same-seed differences
+    pause = [_cell("pause-trained", [rng.random() < 0.4 for _ in range(60)], seed=s) for s in (0, 1)]
+    matched = Row("strategyqa", "softcot", runs).against(Row("strategyqa", "pause-trained", pause))
+    per_seed = [Row("strategyqa", "softcot", [r]).against(Row("strategyqa", "p", [p])) for r, p in zip(runs, pause)]
+    assert matched.difference == pytest.approx(sum(t.difference for t in per_seed) / 2)
+    text = markdown_table([cot, *runs], reference="cot")
+    assert "not problems x seeds" in text and f"{test.p_value:.3g} ({test.only_method}/{test.only_reference})" in text
