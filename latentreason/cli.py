@@ -187,6 +187,7 @@ def run(config_path, sets, quiet, output, seeds, **flags):
     from latentreason.hooks.registry import Registry
     from latentreason.hooks.resolve import resolve
     from latentreason.models.runtime import resolve_device, resolve_dtype
+    from latentreason.storage import unfinished_training
 
     producers = _split(flags.pop("producer"))
     tasks = _split(flags.pop("task"))
@@ -222,6 +223,9 @@ def run(config_path, sets, quiet, output, seeds, **flags):
             "pass --checkpoint PATH from `latentreason train` for meaningful results.",
             err=True,
         )
+    for path in pipeline.checkpoints:
+        if unfinished := unfinished_training(path):
+            _echo(f"warning: {path} is a save from the middle of its training ({unfinished}).", err=True)
     output = output or default_output(pipeline)
     summary = evaluate(pipeline, examples, output, progress=not quiet)
     _echo(summary.table())

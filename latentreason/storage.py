@@ -7,6 +7,7 @@ metadata, which components and options produced it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -64,6 +65,22 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     """The metadata dict stored by :func:`save_weights`."""
     with _open(Path(path)) as f:
         return json.loads((f.metadata() or {}).get("meta", "{}"))
+
+
+def file_digest(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes (hex): which weights a run used, whatever their path."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def unfinished_training(path: str | Path) -> str | None:
+    """Why a checkpoint is a mid-training save (``"step 100 of 250"``), or None if training finished or it cannot tell."""
+    meta = read_meta(path)
+    step, total = meta.get("step"), meta.get("total_steps")
+    return f"step {step} of {total}" if isinstance(step, int) and isinstance(total, int) and step < total else None
 
 
 def stored_components(path: str | Path) -> set[str]:

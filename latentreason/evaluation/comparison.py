@@ -30,6 +30,7 @@ from latentreason.evaluation.tables import Cell, csv_table, markdown_table, read
 from latentreason.hooks.registry import Registry
 from latentreason.hooks.resolve import Plan, resolve
 from latentreason.models.runtime import Runtime
+from latentreason.storage import unfinished_training
 
 
 @dataclass(frozen=True)
@@ -113,16 +114,32 @@ def methods_from_names(
     return methods
 
 
-def missing_checkpoints(methods: list[Method], seeds: Sequence[int]) -> list[str]:
-    """One problem per checkpoint file a method names (for any of its seeds) that does not exist."""
-    missing = {
-        (m.label, path): None
-        for m in methods
-        for seed in m.seeds_in(seeds)
-        for path in m.checkpoints_for(seed)
-        if not Path(path).is_file()
-    }
-    return [f"{label}: checkpoint {path!r} does not exist" for label, path in missing]
+def checkpoint_problems(methods: list[Method], seeds: Sequence[int]) -> list[str]:
+    """One problem per checkpoint file a method names (for any of its seeds) that is missing or not final.
+
+    A comparison evaluates finished trainings only: a save from the middle of
+    a training (``train.save_every``) would give a method, or a control
+    sharing its weights, a different model from the one its final cells get.
+    """
+    problems: dict[str, None] = {}
+    for method in methods:
+        for seed in method.seeds_in(seeds):
+            for path in method.checkpoints_for(seed):
+                if not Path(path).is_file():
+                    problems[f"{method.label}: checkpoint {path!r} does not exist"] = None
+                    continue
+                try:
+                    unfinished = unfinished_training(path)
+                except LatentReasonError as exc:
+                    problems[f"{method.label}: {exc}"] = None
+                    continue
+                if unfinished:
+                    problems[
+                        f"{method.label}: checkpoint {path!r} is a save from the middle of its training ({unfinished}); "
+                        "finish the training (run its `latentreason train` command again) before comparing, or "
+                        "evaluate it on purpose with `latentreason run --checkpoint`"
+                    ] = None
+    return list(problems)
 
 
 def plan_comparison(methods: list[Method], tasks: list[str], seeds: list[int], registry: Registry) -> list[Plan]:
@@ -134,7 +151,7 @@ def plan_comparison(methods: list[Method], tasks: list[str], seeds: list[int], r
     problems: list[str] = []
     labels = [m.label for m in methods]
     problems += [f"method {label!r} is listed twice" for label in sorted({x for x in labels if labels.count(x) > 1})]
-    problems += missing_checkpoints(methods, seeds)
+    problems += checkpoint_problems(methods, seeds)
     plans = []
     for task in tasks:
         for method in methods:

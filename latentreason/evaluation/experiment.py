@@ -35,7 +35,7 @@ from pydantic import Field, ValidationError
 
 from latentreason.config import Strict, format_validation_error, merge, read_yaml
 from latentreason.errors import ConfigError, LatentReasonError
-from latentreason.evaluation.comparison import Method, missing_checkpoints
+from latentreason.evaluation.comparison import Method, checkpoint_problems
 from latentreason.evaluation.tables import reference_names
 from latentreason.hooks.registry import Registry
 from latentreason.hooks.resolve import load_checked, resolve
@@ -146,7 +146,7 @@ def load_experiment(
         for seed in only_seeds or []
         if seed not in offered
     ]
-    problems += [f"methods.{problem}" for problem in missing_checkpoints(methods, seeds)]
+    problems += [f"methods.{problem}" for problem in checkpoint_problems(methods, seeds)]
     reference = reference_names(spec.reference)
     problems += [
         f"reference: {name!r} is not one of the methods ({', '.join(spec.methods)})"

@@ -3,6 +3,7 @@
 Layout of one run's folder::
 
     config.yaml      the resolved config (re-runnable with --config)
+    weights.json     the SHA-256 of every weights file the run loaded (checkpoints, a shipped projector)
     samples.jsonl    one line per example, appended and fsynced as each is done
     summary.json     accuracy (strict and flexible, 95% Wilson interval), speed
     summary.md       the same as a table
@@ -11,7 +12,9 @@ A distributed evaluation (torchrun) writes one ``samples.rank<r>.jsonl`` per
 rank while it runs; rank 0 then merges them into ``samples.jsonl`` and deletes
 them. Re-running into an existing folder skips the examples already in
 ``samples.jsonl`` or in a shard file, so an interrupted evaluation resumes
-where it stopped (with any number of processes).
+where it stopped (with any number of processes), provided its settings and
+the bytes of its weights are the same (a checkpoint retrained under the same
+path cannot extend an evaluation of the old weights).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +33,7 @@ from latentreason.config import RunConfig, dump_config
 from latentreason.engine.pipeline import Prediction
 from latentreason.errors import LatentReasonError
 from latentreason.evaluation.stats import wilson_interval
-from latentreason.storage import atomic_write
+from latentreason.storage import atomic_write, file_digest
 
 
 def prediction_record(pred: Prediction) -> dict[str, Any]:
@@ -213,21 +217,38 @@ class ResultsFolder:
     Args:
         path: the folder.
         config: the run's config.
-        prepare: refuse a folder holding results of other settings, create
-            the folder and write ``config.yaml``; a distributed run lets
-            rank 0 alone do this.
+        prepare: refuse a folder holding results of other settings or other
+            weights, create the folder and write ``config.yaml`` and
+            ``weights.json``; a distributed run lets rank 0 alone do this.
+        weights: the weights files the run loaded (``Pipeline.checkpoints``).
     """
 
-    def __init__(self, path: str | Path, config: RunConfig, *, prepare: bool = True) -> None:
+    def __init__(
+        self, path: str | Path, config: RunConfig, *, prepare: bool = True, weights: Sequence[str] = ()
+    ) -> None:
         self.path = Path(path)
         self.samples = self.path / "samples.jsonl"
         if not prepare:
             return
-        config_file = self.path / "config.yaml"
-        if config_file.exists() and (self.samples.exists() or self.shard_files()):
+        config_file, weights_file = self.path / "config.yaml", self.path / "weights.json"
+        digests = [[Path(p).name, file_digest(p)] for p in weights]  # names for the reader; digests are compared
+        started = self.samples.exists() or bool(self.shard_files())
+        if config_file.exists() and started:
             _check_same_run(config_file, config)
+        if weights_file.exists() and started:
+            stored = [d for _, d in json.loads(weights_file.read_text(encoding="utf-8"))["sha256"]]
+            if sorted(stored) != sorted(d for _, d in digests):
+                raise LatentReasonError(
+                    f"Results folder {str(self.path)!r} holds examples answered with other weights "
+                    f"(weights.json: {stored}; this run: {[d for _, d in digests]}), e.g. a checkpoint trained "
+                    "again under the same path; its examples cannot be reused. Delete the folder to evaluate "
+                    "the new weights, or choose another --output folder."
+                )
         self.path.mkdir(parents=True, exist_ok=True)
         atomic_write(config_file, lambda tmp: Path(tmp).write_text(dump_config(config)))
+        text = json.dumps({"sha256": digests}, indent=1) + "\n"
+        if not weights_file.exists() or weights_file.read_text(encoding="utf-8") != text:
+            atomic_write(weights_file, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
     def shard_file(self, rank: int) -> Path:
         """The file rank ``rank`` of a distributed run appends to."""

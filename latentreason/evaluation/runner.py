@@ -68,7 +68,7 @@ def evaluate(
 
     def prepare() -> list[str]:
         wanted = set(ids)
-        return [r["id"] for r in ResultsFolder(path, config).done() if r["id"] in wanted]
+        return [r["id"] for r in ResultsFolder(path, config, weights=pipeline.checkpoints).done() if r["id"] in wanted]
 
     finished = set(distributed.on_main(prepare))  # rank 0 checks the folder before any rank writes to it
     folder = ResultsFolder(path, config, prepare=False)

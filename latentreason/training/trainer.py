@@ -19,6 +19,7 @@ weights as one process, up to float rounding. Only rank 0 writes files.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
@@ -42,7 +43,7 @@ from latentreason.components.prompting import end_of_turn_id
 from latentreason.config import TrainConfig
 from latentreason.engine.pipeline import Pipeline
 from latentreason.errors import LatentReasonError
-from latentreason.storage import atomic_write, save_weights
+from latentreason.storage import atomic_write, file_digest, save_weights
 
 STATE_FILE = "state.safetensors"
 WEIGHTS_FILE = "last.safetensors"
@@ -213,6 +214,7 @@ class Trainer:
             "started_from": self.pipeline.checkpoints,
             "task": self.pipeline.task.name,
             "step": self.step,
+            "total_steps": self.total_steps,
             "epoch": self.epoch,
         }
 
@@ -241,6 +243,7 @@ class Trainer:
             "validation": self.val_history,
             "seed": self.seed,
             "n_train": len(self.train_examples),
+            "settings": self._settings(),
         }
         atomic_write(
             self.out_dir / STATE_FILE, lambda tmp: save_file(tensors, tmp, metadata={"state": json.dumps(info)})
@@ -252,6 +255,17 @@ class Trainer:
                 json.dumps({"train": self.history, "validation": self.val_history}, indent=1)
             ),
         )
+
+    def _settings(self) -> dict[str, Any]:
+        """What a resumed run must share with the run that wrote the state: data, optimization, components, start."""
+        ids = [ex.id for ex in self.train_examples], [ex.id for ex in self.validation]
+        return {
+            "train examples": hashlib.sha256("\n".join(ids[0]).encode()).hexdigest(),
+            "validation examples": hashlib.sha256("\n".join(ids[1]).encode()).hexdigest(),
+            "optimization": self.config.model_dump(mode="json", exclude={"checkpoint_dir", "save_every"}),
+            "components": self.pipeline.components(),
+            "started from": sorted(file_digest(p) for p in self.pipeline.checkpoints),
+        }
 
     def resume(self) -> bool:
         """Load ``state.safetensors`` if present. Returns whether it was found."""
@@ -271,6 +285,13 @@ class Trainer:
             raise LatentReasonError(
                 f"{str(path)!r} belongs to a run with {info['n_train']} training examples and seed {info['seed']}, "
                 f"not {len(self.train_examples)} and {self.seed}; use another checkpoint_dir or delete it."
+            )
+        stored, mine = info.get("settings"), self._settings()  # states written before 2026-11-29 have none
+        differ = [key for key in mine if stored is not None and stored.get(key) != mine[key]]
+        if differ:
+            raise LatentReasonError(
+                f"{str(path)!r} belongs to a run with other {', '.join(differ)}; resuming would mix two trainings. "
+                "Run the command that started it, use another checkpoint_dir, or delete it to start over."
             )
         for name, module in self.modules.items():
             prefix = f"weights.{name}."

@@ -143,6 +143,44 @@ def test_experiment_file_errors(tiny_dirs, tmp_path):
         plan_comparison(methods, ["gsm8k"], [0], Registry())
 
 
+def test_a_save_from_the_middle_of_a_training_is_refused_by_compare(tiny_dirs, runtime, tmp_path):
+    pipeline = Pipeline.from_config(
+        load_config(overrides={"producer": {"name": "cot"}, "decoder": DECODER}), runtime=runtime
+    )
+    middle = save_weights(tmp_path / "middle.safetensors", pipeline.trainable(), {"step": 100, "total_steps": 250})
+    final = save_weights(tmp_path / "final.safetensors", pipeline.trainable(), {"step": 250, "total_steps": 250})
+    with pytest.raises(
+        ConfigError,
+        match=r"compress-trained: checkpoint .*middle.safetensors' is a save from the "
+        r"middle of its training \(step 100 of 250\)",
+    ):
+        load_experiment(_write(tmp_path / "a.yaml", _experiment(tiny_dirs, tmp_path, str(middle))))
+    load_experiment(_write(tmp_path / "b.yaml", _experiment(tiny_dirs, tmp_path, str(final))))
+
+
+def test_a_results_folder_is_not_resumed_with_other_weights(runtime, tmp_path):
+    from latentreason.evaluation.runner import evaluate
+
+    config = load_config(
+        overrides={"producer": {"name": "cot"}, "decoder": DECODER, "generation": {"max_new_tokens": 3}}
+    )
+    source = Pipeline.from_config(config, runtime=runtime)
+    path = _save_compressor(runtime, tmp_path / "compressor.safetensors")
+    trained = config.model_copy(update={"checkpoint": path})
+    examples = source.task.load(limit=2)
+    evaluate(Pipeline.from_config(trained, runtime=runtime), examples[:1], tmp_path / "cell", progress=False)
+    stored = json.loads((tmp_path / "cell" / "weights.json").read_text())["sha256"]
+    assert [name for name, _ in stored] == ["compressor.safetensors"]
+
+    evaluate(Pipeline.from_config(trained, runtime=runtime), examples, tmp_path / "cell", progress=False)  # same bytes
+    for module in source.trainable().values():  # "trained again" under the same path
+        for p in module.parameters():
+            p.data.add_(1.0)
+    save_weights(path, source.trainable(), {})
+    with pytest.raises(LatentReasonError, match="answered with other weights"):
+        evaluate(Pipeline.from_config(trained, runtime=runtime), examples, tmp_path / "cell", progress=False)
+
+
 def test_each_checkpoint_may_hold_some_components(runtime, tmp_path):
     config = load_config(overrides={"producer": {"name": "softcot", "options": {"n_thoughts": 2}}, "decoder": DECODER})
     source = Pipeline.from_config(config, runtime=runtime)

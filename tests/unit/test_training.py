@@ -187,3 +187,20 @@ def test_training_starts_from_its_seed_not_from_a_shipped_projector(runtime, tmp
     continued = api.train(named, progress=False, runtime=runtime)
     assert continued.started_from == [str(path)]
     assert all(torch.allclose(v, torch.full_like(v, 0.5), atol=1e-4) for v in load_file(continued.weights).values())
+
+
+def test_a_training_state_resumes_only_the_run_that_wrote_it(runtime, tmp_path):
+    config = TrainConfig(epochs=1, batch_size=2, lr=1e-2, warmup_steps=0, max_target_tokens=8, save_every=1)
+    pipeline = _pipeline(runtime)
+    examples = pipeline.task.load("train", limit=4)
+    result = Trainer(pipeline, examples, [], config, tmp_path, progress=False).run()
+    assert read_meta(result.weights)["total_steps"] == read_meta(result.weights)["step"] == 2
+
+    state = tmp_path / training.STATE_FILE
+    other_lr = config.model_copy(update={"lr": 1e-3})
+    with pytest.raises(LatentReasonError, match="belongs to a run with other optimization"):
+        Trainer(_pipeline(runtime), examples, [], other_lr, tmp_path, progress=False).resume()
+    other_rows = _pipeline(runtime).task.load("train", limit=4, offset=1)
+    with pytest.raises(LatentReasonError, match="other train examples"):
+        Trainer(_pipeline(runtime), other_rows, [], config, tmp_path, progress=False).resume()
+    assert Trainer(_pipeline(runtime), examples, [], config, tmp_path, progress=False).resume() and state.exists()
