@@ -43,7 +43,12 @@ class Cell:
 
 
 def read_cell(folder: str | Path) -> Cell:
-    """The cell a results folder holds (``summary.json`` and ``samples.jsonl``)."""
+    """The cell a results folder holds (``summary.json`` and the summary's ``n`` first records of ``samples.jsonl``).
+
+    A folder that served runs with other limits keeps their extra records
+    after the last run's (see :meth:`latentreason.evaluation.results.ResultsFolder.merge`); they are not the
+    summary's examples, so they stay out of the paired tests and baselines.
+    """
     folder = Path(folder)
     summary = Summary.from_dict(json.loads((folder / "summary.json").read_text()))
     lines = (
@@ -51,7 +56,8 @@ def read_cell(folder: str | Path) -> Cell:
         if (folder / "samples.jsonl").exists()
         else []
     )
-    return Cell(summary, [json.loads(line) for line in lines if line.strip()])
+    records = [json.loads(line) for line in lines if line.strip()]
+    return Cell(summary, records[: summary.n])  # the run's examples come first; later lines are other runs' extras
 
 
 def load_cells(folder: str | Path) -> list[Cell]:

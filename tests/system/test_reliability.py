@@ -132,3 +132,22 @@ def test_a_finished_run_run_again_keeps_its_results_and_its_peak_memory(runtime,
 
     assert (again.n, again.flexible_acc, again.examples_per_s) == (first.n, first.flexible_acc, first.examples_per_s)
     assert again.peak_memory_gib == 123.0
+
+
+def test_a_cell_read_back_holds_only_its_runs_examples(runtime, tmp_path):
+    from latentreason.api import build_pipeline
+    from latentreason.config import load_config
+    from latentreason.evaluation.runner import evaluate
+    from latentreason.evaluation.tables import read_cell
+
+    config = load_config(
+        overrides={"producer": {"name": "cot"}, "data": {"task": "gsm8k"}, "generation": {"max_new_tokens": 3}}
+    )
+    pipeline = build_pipeline(config, runtime=runtime)
+    examples = pipeline.task.load(limit=4)
+    evaluate(pipeline, examples, tmp_path, progress=False)
+    evaluate(pipeline, examples[1:3], tmp_path, progress=False)  # a later run with another limit and offset
+
+    cell = read_cell(tmp_path)
+    assert [r["id"] for r in cell.records] == [ex.id for ex in examples[1:3]]
+    assert len((tmp_path / "samples.jsonl").read_text().splitlines()) == 4  # nothing is lost
