@@ -187,7 +187,7 @@ def run(config_path, sets, quiet, output, seeds, **flags):
     from latentreason.hooks.registry import Registry
     from latentreason.hooks.resolve import resolve
     from latentreason.models.runtime import resolve_device, resolve_dtype
-    from latentreason.storage import unfinished_training
+    from latentreason.storage import read_meta, unfinished_training
 
     producers = _split(flags.pop("producer"))
     tasks = _split(flags.pop("task"))
@@ -223,9 +223,19 @@ def run(config_path, sets, quiet, output, seeds, **flags):
             "pass --checkpoint PATH from `latentreason train` for meaningful results.",
             err=True,
         )
+    mine = pipeline.components()["producer"]
     for path in pipeline.checkpoints:
         if unfinished := unfinished_training(path):
             _echo(f"warning: {path} is a save from the middle of its training ({unfinished}).", err=True)
+        made = read_meta(path).get("components", {}).get("producer")
+        if made and made.get("name") == mine["name"] and made.get("options") != mine["options"]:
+            keys = sorted(set(made["options"]) | set(mine["options"]))
+            differ = [
+                f"{k}: {made['options'].get(k)!r} there, {mine['options'].get(k)!r} here"
+                for k in keys
+                if made["options"].get(k) != mine["options"].get(k)
+            ]
+            _echo(f"note: {path} was trained with other producer options ({'; '.join(differ)}).", err=True)
     output = output or default_output(pipeline)
     summary = evaluate(pipeline, examples, output, progress=not quiet)
     _echo(summary.table())

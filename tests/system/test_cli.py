@@ -109,6 +109,7 @@ def test_train_then_run_with_the_trained_projector(cli, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "validation loss" in result.output
+    cli_train_output = result.output
     weights = ckpt / "last.safetensors"
     assert weights.exists()
     result = cli(
@@ -131,7 +132,29 @@ def test_train_then_run_with_the_trained_projector(cli, tmp_path):
         *cli.models,
     )
     assert result.exit_code == 0, result.output
-    assert "untrained" not in result.output
+    assert "untrained" not in result.output and "note:" not in result.output
+    assert "started from: seeded initialization" in cli_train_output
+    result = cli(  # 3 thoughts with a projector trained with 2: said, not refused
+        "run",
+        "--producer",
+        "softcot",
+        "--task",
+        "gsm8k",
+        "--limit",
+        "1",
+        "--n-thoughts",
+        "3",
+        "--projector",
+        str(weights),
+        "--max-new-tokens",
+        "2",
+        "--output",
+        str(tmp_path / "r3"),
+        "--quiet",
+        *cli.models,
+    )
+    assert result.exit_code == 0, result.output
+    assert "was trained with other producer options (n_thoughts: 2 there, 3 here)" in result.output
 
 
 @pytest.mark.parametrize(
