@@ -201,6 +201,7 @@ def test_two_ranks_evaluate_like_one_and_merge_into_one_file(two_ranks, tiny_dir
         "samples.jsonl",
         "summary.json",
         "summary.md",
+        "weights.json",
     ]
     summaries = [json.loads((folder / "summary.json").read_text()) for folder in (tmp_path, two_ranks / "two-run")]
     assert summaries[0]["flexible_acc"] == summaries[1]["flexible_acc"] and summaries[1]["n"] == 5
