@@ -5,12 +5,13 @@ The public API::
     load_config, RunConfig       configuration (pydantic)
     build_pipeline, Pipeline     the data path: producer -> projector -> injector -> generate -> evaluator
     run, train, train_trigger    evaluate or train a configured method; train the segment-boundary trigger
+    loss                         a method's gold-rationale loss (as validation computes it), without training
     compare, load_experiment     several methods, tasks and seeds in one table
     Registry, hookimpl           plugins
 """
 
 from latentreason import legacy
-from latentreason.api import build_pipeline, checkpoint_dir, run, train, train_trigger
+from latentreason.api import build_pipeline, checkpoint_dir, loss, run, train, train_trigger
 from latentreason.config import RunConfig, load_config
 from latentreason.engine.pipeline import Pipeline
 from latentreason.errors import ConfigError, LatentReasonError
@@ -31,6 +32,7 @@ __all__ = [
     "hookimpl",
     "load_config",
     "load_experiment",
+    "loss",
     "run",
     "train",
     "train_trigger",

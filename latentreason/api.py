@@ -11,6 +11,7 @@ Example::
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -26,7 +27,7 @@ from latentreason.evaluation.runner import evaluate
 from latentreason.hooks.registry import Registry
 from latentreason.hooks.resolve import Plan, resolve
 from latentreason.models.runtime import Runtime
-from latentreason.training.trainer import Trainer, TrainResult
+from latentreason.training.trainer import Trainer, TrainResult, gold_targets, mean_loss
 from latentreason.training.trigger import TriggerReport, label_rule
 from latentreason.training.trigger import train_trigger as fit_trigger
 
@@ -135,11 +136,52 @@ def train(
     return trainer.run()
 
 
+@dataclass(frozen=True)
+class LossReport:
+    """What :func:`loss` measured.
+
+    Attributes:
+        loss: the mean NLL (validation's weighting).
+        examples: how many examples.
+        weights: the weights files the method loaded (checkpoints, a shipped projector).
+    """
+
+    loss: float
+    examples: int
+    weights: list[str]
+
+
+def loss(config: RunConfig, *, registry: Registry | None = None, runtime: Runtime | None = None) -> LossReport:
+    """The mean NLL of the gold rationale and answer under the configured method, on the examples ``config.data`` selects.
+
+    It is computed as training's validation loss is (targets cut at
+    ``train.max_target_tokens``, batches of ``train.batch_size``, weighted by
+    examples), so checkpoints, including ones trained elsewhere or shipped,
+    compare on examples none of them trained on (e.g. ``data.split: train``
+    with an ``offset`` past every training run's rows).
+
+    Returns:
+        The loss, the number of examples and the weights used.
+    """
+    _full_precision(config)
+    registry = registry or Registry()
+    plan = resolve(config, registry)
+    examples = plan.check()  # data and checkpoints, before any model loads
+    torch.manual_seed(config.seed)
+    pipeline = pipeline_for(plan, registry, runtime)
+    for module in pipeline.trainable().values():
+        module.train(False)  # no dropout
+    targets = gold_targets(pipeline, examples, config.train.max_target_tokens)
+    world = distributed.setup(pipeline.runtime.device)
+    value = mean_loss(pipeline, world, examples, targets, config.train.batch_size)
+    return LossReport(value, len(examples), list(pipeline.checkpoints))
+
+
 def _full_precision(config: RunConfig) -> None:
     """Refuse ``models.quantize`` for training, which runs the full-precision model."""
     if config.models.quantize != "none":
         raise LatentReasonError(
-            f"models.quantize={config.models.quantize!r} applies to evaluation; training runs the full-precision "
+            f"models.quantize={config.models.quantize!r} applies to decoding; training and its loss run the full-precision "
             "model (a projector trained in float32 serves an int8 evaluation as it is). Drop models.quantize here."
         )
 

@@ -330,6 +330,30 @@ def train(config_path, sets, quiet, **flags):
 
 
 @main.command()
+@_config_options
+@click.option("--offset", type=int, help="Skip the first N examples of the split (e.g. past the training rows).")
+@_friendly
+def loss(config_path, sets, quiet, offset, **flags):
+    """Mean NLL of the gold rationale + answer under a method, without training.
+
+    The same number as training's validation loss (targets cut at
+    train.max_target_tokens, batches of train.batch_size), on the examples
+    --split/--offset/--limit select. Compares checkpoints on problems none of
+    them trained on, e.g. GSM8K training rows 1100-1199:
+
+    \b
+      latentreason loss --producer softcot --checkpoint A.safetensors --split train --offset 1100 --limit 100
+    """
+    from latentreason.api import loss as loss_api
+
+    config = _build_config(config_path, [*sets, *([f"data.offset={offset}"] if offset is not None else [])], **flags)
+    report = loss_api(config)
+    data = config.data
+    where = f"{data.task}/{data.split or 'evaluation split'}, {report.examples} examples from offset {data.offset}"
+    _echo(f"loss: {report.loss:.4f}  ({where}; weights: {', '.join(report.weights) or 'none'})")
+
+
+@main.command()
 @click.argument("experiment", type=click.Path(dir_okay=False))
 @click.option("--only", help="Comma-separated method labels to run (default: all).")
 @click.option(

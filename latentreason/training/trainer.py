@@ -141,6 +141,56 @@ def supervised_loss(pipeline: Pipeline, examples: list[Example], targets: list[l
     return loss if inputs.loss is None else loss + inputs.loss.to(loss.device)
 
 
+def batch_loss(
+    pipeline: Pipeline, world: distributed.World, batch: list[Example], targets: dict[str, list[int]], count: int
+) -> torch.Tensor | None:
+    """This rank's part of ``loss(batch) * len(batch) / count``; None if its share is empty.
+
+    A batch's loss is the mean NLL over its target tokens: the decoder's
+    :meth:`~latentreason.components.decoder.DecodingController.training_loss` if it gives one,
+    else :func:`supervised_loss`. A rank holding part of the batch weights
+    its own token mean by its share of the batch's target tokens, so the
+    parts of all ranks sum to exactly the loss one process computes for
+    the whole batch.
+
+    Args:
+        pipeline: the method.
+        world: the torchrun world (one process: a world of one).
+        batch: the global batch.
+        targets: gold token ids per example id.
+        count: examples in the whole optimizer step (or validation set).
+    """
+    share = world.share(batch)
+    if not share:
+        return None
+    token_share = sum(len(targets[e.id]) for e in share) / sum(len(targets[e.id]) for e in batch)
+    mine = [targets[e.id] for e in share]
+    decoder = pipeline.decoder
+    loss = decoder.training_loss(pipeline, share, mine) if decoder is not None else None
+    if loss is None:
+        loss = supervised_loss(pipeline, share, mine)
+    return loss * (token_share * len(batch) / count)
+
+
+def mean_loss(
+    pipeline: Pipeline,
+    world: distributed.World,
+    examples: list[Example],
+    targets: dict[str, list[int]],
+    batch_size: int,
+) -> float:
+    """The loss of ``examples`` as validation computes it: batches of ``batch_size``, weighted by examples.
+
+    Runs without gradients; every rank returns the same number.
+    """
+    local = 0.0
+    with torch.no_grad():
+        for start in range(0, len(examples), batch_size):
+            part = batch_loss(pipeline, world, examples[start : start + batch_size], targets, len(examples))
+            local += 0.0 if part is None else part.item()
+    return distributed.sum_over_ranks(local)
+
+
 class Trainer:
     """Trains ``pipeline.trainable()`` on examples, with checkpoints and resume.
 
@@ -316,44 +366,14 @@ class Trainer:
 
     # -- loop --------------------------------------------------------------
 
-    def _share_loss(self, batch: list[Example], count: int) -> torch.Tensor | None:
-        """This rank's part of ``loss(batch) * len(batch) / count``; None if its share is empty.
-
-        A batch's loss is the mean NLL over its target tokens: the decoder's
-        :meth:`~latentreason.components.decoder.DecodingController.training_loss` if it gives one,
-        else :func:`supervised_loss`. A rank holding part of the batch weights
-        its own token mean by its share of the batch's target tokens, so the
-        parts of all ranks sum to exactly the loss one process computes for
-        the whole batch.
-
-        Args:
-            batch: the global batch.
-            count: examples in the whole optimizer step (or validation set).
-        """
-        share = self.world.share(batch)
-        if not share:
-            return None
-        token_share = sum(len(self.targets[e.id]) for e in share) / sum(len(self.targets[e.id]) for e in batch)
-        targets = [self.targets[e.id] for e in share]
-        decoder = self.pipeline.decoder
-        loss = decoder.training_loss(self.pipeline, share, targets) if decoder is not None else None
-        if loss is None:
-            loss = supervised_loss(self.pipeline, share, targets)
-        return loss * (token_share * len(batch) / count)
-
     def validate(self) -> float | None:
         """Mean validation loss (over all ranks), or None without validation examples."""
         if not self.validation:
             return None
-        size = self.config.batch_size
-        local = 0.0
         self._train_mode(False)
-        with torch.no_grad():
-            for start in range(0, len(self.validation), size):
-                part = self._share_loss(self.validation[start : start + size], len(self.validation))
-                local += 0.0 if part is None else part.item()
+        loss = mean_loss(self.pipeline, self.world, self.validation, self.targets, self.config.batch_size)
         self._train_mode(True)
-        return distributed.sum_over_ranks(local)
+        return loss
 
     def _train_mode(self, mode: bool) -> None:
         """Switch the trained modules' dropout (e.g. an adapter's) on or off; the frozen models stay in eval mode."""
@@ -431,7 +451,7 @@ class Trainer:
         local = 0.0
         try:
             for batch in batches:
-                part = self._share_loss(batch, count)
+                part = batch_loss(self.pipeline, self.world, batch, self.targets, count)
                 if part is not None:
                     if torch.isfinite(part):
                         part.backward()

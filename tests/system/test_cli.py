@@ -157,6 +157,28 @@ def test_train_then_run_with_the_trained_projector(cli, tmp_path):
     assert "was trained with other producer options (n_thoughts: 2 there, 3 here)" in result.output
 
 
+def test_loss_of_a_method_on_held_back_rows(cli):
+    result = cli(
+        "loss",
+        "--producer",
+        "cot",
+        "--task",
+        "gsm8k",
+        "--split",
+        "train",
+        "--offset",
+        "5",
+        "--limit",
+        "2",
+        "--set",
+        "train.max_target_tokens=8",
+        *cli.models,
+    )
+    assert result.exit_code == 0, result.output
+    assert "gsm8k/train, 2 examples from offset 5; weights: none" in result.output
+    assert float(result.output.split("loss: ")[1].split()[0]) > 0
+
+
 @pytest.mark.parametrize(
     "args, expected",
     [

@@ -204,3 +204,34 @@ def test_a_training_state_resumes_only_the_run_that_wrote_it(runtime, tmp_path):
     with pytest.raises(LatentReasonError, match="other train examples"):
         Trainer(_pipeline(runtime), other_rows, [], config, tmp_path, progress=False).resume()
     assert Trainer(_pipeline(runtime), examples, [], config, tmp_path, progress=False).resume() and state.exists()
+
+
+def test_loss_is_the_validation_loss_of_the_same_examples(runtime, tmp_path):
+    """`latentreason loss` gives the number training's validation gives, for any weights, with no training."""
+    from latentreason import api
+
+    config = load_config(
+        overrides={
+            "producer": {"name": "softcot", "options": {"n_thoughts": 2}},
+            "data": {"task": "gsm8k"},
+            "train": {
+                "limit": 2,
+                "val_limit": 3,
+                "max_target_tokens": 10,
+                "batch_size": 2,
+                "checkpoint_dir": str(tmp_path / "t"),
+            },
+        }
+    )
+    trained = api.train(config, progress=False, runtime=runtime)
+    held_back = config.model_copy(
+        update={
+            "checkpoint": str(trained.weights),
+            "data": config.data.model_copy(update={"split": "train", "limit": 3}),
+        }
+    )
+    report = api.loss(held_back, runtime=runtime)
+    assert report.examples == 3 and report.weights == [str(trained.weights)]
+    assert report.loss == pytest.approx(trained.validation[-1]["loss"], rel=1e-5)
+    later = held_back.model_copy(update={"data": held_back.data.model_copy(update={"offset": 3})})
+    assert api.loss(later, runtime=runtime).loss != pytest.approx(report.loss)  # other rows, another number
