@@ -235,10 +235,12 @@ def test_min_new_tokens_holds_back_the_end_of_turn_in_both_engines(llm):
     assert [o.token_ids for o in ours] == [r.token_ids for r in reference]
 
 
-def test_training_refuses_int8(runtime):
-    from latentreason.api import train
+def test_training_and_its_loss_refuse_int8(runtime):
+    from latentreason.api import loss, train
     from latentreason.errors import LatentReasonError
 
     config = load_config(overrides={"producer": {"name": "softcot"}, "models": {"quantize": "int8"}})
-    with pytest.raises(LatentReasonError, match="applies to evaluation; training runs the full-precision"):
+    with pytest.raises(LatentReasonError, match="applies to decoding; training and its loss run the full-precision"):
         train(config, runtime=runtime, progress=False)
+    with pytest.raises(LatentReasonError, match="applies to decoding; training and its loss run the full-precision"):
+        loss(config, runtime=runtime)
