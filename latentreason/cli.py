@@ -225,9 +225,10 @@ def run(config_path, sets, quiet, output, seeds, **flags):
         )
     mine = pipeline.components()["producer"]
     for path in pipeline.checkpoints:
-        if unfinished := unfinished_training(path):
+        meta = read_meta(path)
+        if unfinished := unfinished_training(meta):
             _echo(f"warning: {path} is a save from the middle of its training ({unfinished}).", err=True)
-        made = read_meta(path).get("components", {}).get("producer")
+        made = meta.get("components", {}).get("producer")
         if made and made.get("name") == mine["name"] and made.get("options") != mine["options"]:
             keys = sorted(set(made["options"]) | set(mine["options"]))
             differ = [

@@ -76,9 +76,8 @@ def file_digest(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def unfinished_training(path: str | Path) -> str | None:
-    """Why a checkpoint is a mid-training save (``"step 100 of 250"``), or None if training finished or it cannot tell."""
-    meta = read_meta(path)
+def unfinished_training(meta: dict[str, Any]) -> str | None:
+    """Why a checkpoint (its :func:`read_meta`) is a mid-training save (``"step 100 of 250"``), or None if finished or unknown."""
     step, total = meta.get("step"), meta.get("total_steps")
     return f"step {step} of {total}" if isinstance(step, int) and isinstance(total, int) and step < total else None
 

@@ -30,7 +30,7 @@ from latentreason.evaluation.tables import Cell, csv_table, markdown_table, read
 from latentreason.hooks.registry import Registry
 from latentreason.hooks.resolve import Plan, resolve
 from latentreason.models.runtime import Runtime
-from latentreason.storage import unfinished_training
+from latentreason.storage import read_meta, unfinished_training
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,7 @@ def checkpoint_problems(methods: list[Method], seeds: Sequence[int]) -> list[str
                     problems[f"{method.label}: checkpoint {path!r} does not exist"] = None
                     continue
                 try:
-                    unfinished = unfinished_training(path)
+                    unfinished = unfinished_training(read_meta(path))
                 except LatentReasonError as exc:
                     problems[f"{method.label}: {exc}"] = None
                     continue

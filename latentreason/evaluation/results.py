@@ -232,15 +232,16 @@ class ResultsFolder:
             return
         config_file, weights_file = self.path / "config.yaml", self.path / "weights.json"
         digests = [[Path(p).name, file_digest(p)] for p in weights]  # names for the reader; digests are compared
+        mine = sorted(d for _, d in digests)
         started = self.samples.exists() or bool(self.shard_files())
         if config_file.exists() and started:
             _check_same_run(config_file, config)
         if weights_file.exists() and started:
             stored = [d for _, d in json.loads(weights_file.read_text(encoding="utf-8"))["sha256"]]
-            if sorted(stored) != sorted(d for _, d in digests):
+            if sorted(stored) != mine:
                 raise LatentReasonError(
                     f"Results folder {str(self.path)!r} holds examples answered with other weights "
-                    f"(weights.json: {stored}; this run: {[d for _, d in digests]}), e.g. a checkpoint trained "
+                    f"(weights.json: {stored}; this run: {mine}), e.g. a checkpoint trained "
                     "again under the same path; its examples cannot be reused. Delete the folder to evaluate "
                     "the new weights, or choose another --output folder."
                 )

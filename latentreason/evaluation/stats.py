@@ -80,8 +80,9 @@ def sign_flip_exact(differences: Sequence[float]) -> float:
     if not steps:
         return 1.0
     scale = math.lcm(*(f.denominator for f in steps))
-    sizes = [abs(int(f * scale)) for f in steps]
-    observed = abs(sum(int(f * scale) for f in steps))
+    grid = [int(f * scale) for f in steps]  # the differences as integers on a common grid
+    sizes = [abs(g) for g in grid]
+    observed = abs(sum(grid))
     total = sum(sizes)
     dist = torch.zeros(2 * total + 1, dtype=torch.float64)  # P(S = k - total)
     dist[total] = 1.0

@@ -243,6 +243,7 @@ class Trainer:
         self.batch = 0  # next batch within the epoch
         self.history: list[dict[str, float]] = []
         self.val_history: list[dict[str, float]] = []
+        self.settings = self._settings()  # fixed for the run: written with each state, checked on resume
 
     def _lr_factor(self, step: int) -> float:
         """Linear warm-up, then linear decay to 10% of the peak."""
@@ -293,7 +294,7 @@ class Trainer:
             "validation": self.val_history,
             "seed": self.seed,
             "n_train": len(self.train_examples),
-            "settings": self._settings(),
+            "settings": self.settings,
         }
         atomic_write(
             self.out_dir / STATE_FILE, lambda tmp: save_file(tensors, tmp, metadata={"state": json.dumps(info)})
@@ -336,8 +337,8 @@ class Trainer:
                 f"{str(path)!r} belongs to a run with {info['n_train']} training examples and seed {info['seed']}, "
                 f"not {len(self.train_examples)} and {self.seed}; use another checkpoint_dir or delete it."
             )
-        stored, mine = info.get("settings"), self._settings()  # states written before 2026-11-29 have none
-        differ = [key for key in mine if stored is not None and stored.get(key) != mine[key]]
+        stored = info.get("settings")  # states written before 2026-11-29 have none
+        differ = [key for key in self.settings if stored is not None and stored.get(key) != self.settings[key]]
         if differ:
             raise LatentReasonError(
                 f"{str(path)!r} belongs to a run with other {', '.join(differ)}; resuming would mix two trainings. "

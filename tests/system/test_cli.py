@@ -109,50 +109,35 @@ def test_train_then_run_with_the_trained_projector(cli, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "validation loss" in result.output
-    cli_train_output = result.output
+    assert "started from: seeded initialization" in result.output
     weights = ckpt / "last.safetensors"
     assert weights.exists()
-    result = cli(
-        "run",
-        "--producer",
-        "softcot",
-        "--task",
-        "gsm8k",
-        "--limit",
-        "2",
-        "--n-thoughts",
-        "2",
-        "--projector",
-        str(weights),
-        "--max-new-tokens",
-        "4",
-        "--output",
-        str(tmp_path / "r"),
-        "--quiet",
-        *cli.models,
-    )
+
+    def run_softcot(n_thoughts: str, limit: str, max_new_tokens: str, out: str):
+        return cli(
+            "run",
+            "--producer",
+            "softcot",
+            "--task",
+            "gsm8k",
+            "--limit",
+            limit,
+            "--n-thoughts",
+            n_thoughts,
+            "--projector",
+            str(weights),
+            "--max-new-tokens",
+            max_new_tokens,
+            "--output",
+            str(tmp_path / out),
+            "--quiet",
+            *cli.models,
+        )
+
+    result = run_softcot("2", "2", "4", "r")
     assert result.exit_code == 0, result.output
     assert "untrained" not in result.output and "note:" not in result.output
-    assert "started from: seeded initialization" in cli_train_output
-    result = cli(  # 3 thoughts with a projector trained with 2: said, not refused
-        "run",
-        "--producer",
-        "softcot",
-        "--task",
-        "gsm8k",
-        "--limit",
-        "1",
-        "--n-thoughts",
-        "3",
-        "--projector",
-        str(weights),
-        "--max-new-tokens",
-        "2",
-        "--output",
-        str(tmp_path / "r3"),
-        "--quiet",
-        *cli.models,
-    )
+    result = run_softcot("3", "1", "2", "r3")  # 3 thoughts with a projector trained with 2: said, not refused
     assert result.exit_code == 0, result.output
     assert "was trained with other producer options (n_thoughts: 2 there, 3 here)" in result.output
 

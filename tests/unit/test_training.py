@@ -30,6 +30,17 @@ def _pipeline(runtime, **projector):
     return Pipeline.from_config(config, runtime=runtime)
 
 
+def _train_config(**train):
+    """A SoftCoT run config on GSM8K (2 thoughts) with these ``train`` settings, for ``api.train`` and ``api.loss``."""
+    return load_config(
+        overrides={
+            "producer": {"name": "softcot", "options": {"n_thoughts": 2}},
+            "data": {"task": "gsm8k"},
+            "train": train,
+        }
+    )
+
+
 def _frozen_state(runtime):
     return {
         f"{role}.{k}": v.clone()
@@ -158,19 +169,8 @@ def test_training_starts_from_its_seed_not_from_a_shipped_projector(runtime, tmp
     assert evaluated.checkpoints == [str(path)]
     assert all(torch.all(p == 0.5) for p in evaluated.projector.parameters())
 
-    config = load_config(
-        overrides={
-            "producer": {"name": "softcot", "options": {"n_thoughts": 2}},
-            "data": {"task": "gsm8k"},
-            "train": {
-                "limit": 2,
-                "val_limit": 0,
-                "lr": 1e-9,
-                "warmup_steps": 0,
-                "max_target_tokens": 8,
-                "checkpoint_dir": str(tmp_path / "fresh"),
-            },
-        }
+    config = _train_config(
+        limit=2, val_limit=0, lr=1e-9, warmup_steps=0, max_target_tokens=8, checkpoint_dir=str(tmp_path / "fresh")
     )
     fresh = api.train(config, progress=False, runtime=runtime)
     assert fresh.started_from == []
@@ -210,19 +210,7 @@ def test_loss_is_the_validation_loss_of_the_same_examples(runtime, tmp_path):
     """`latentreason loss` gives the number training's validation gives, for any weights, with no training."""
     from latentreason import api
 
-    config = load_config(
-        overrides={
-            "producer": {"name": "softcot", "options": {"n_thoughts": 2}},
-            "data": {"task": "gsm8k"},
-            "train": {
-                "limit": 2,
-                "val_limit": 3,
-                "max_target_tokens": 10,
-                "batch_size": 2,
-                "checkpoint_dir": str(tmp_path / "t"),
-            },
-        }
-    )
+    config = _train_config(limit=2, val_limit=3, max_target_tokens=10, batch_size=2, checkpoint_dir=str(tmp_path / "t"))
     trained = api.train(config, progress=False, runtime=runtime)
     held_back = config.model_copy(
         update={
