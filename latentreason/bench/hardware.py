@@ -1,12 +1,10 @@
-"""Timing helpers and hardware probes: wall time, other processes' load, memory bandwidth, bytes per decoded token, the CPU."""
+"""Timing helpers and hardware probes: wall time, other processes' load, memory bandwidth, bytes per decoded token."""
 
 from __future__ import annotations
 
 import os
-import platform
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
@@ -144,13 +142,3 @@ def decode_bytes(llm: LoadedModel, context: int) -> dict[str, Any]:
         "tied": tied,
         "embedding_bytes": embedding_bytes,
     }
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()

@@ -43,7 +43,7 @@ from typing import Any
 import torch
 
 from latentreason.bench.end_to_end import end_to_end, format_end_to_end
-from latentreason.bench.hardware import CpuShare, cpu_name, memory_bandwidth
+from latentreason.bench.hardware import CpuShare, memory_bandwidth
 from latentreason.bench.measure import measure_dtype, token_agreement
 from latentreason.bench.settings import (
     BATCH_TARGET,
@@ -54,7 +54,7 @@ from latentreason.bench.settings import (
     BenchSettings,
 )
 from latentreason.config import ModelsConfig
-from latentreason.models.runtime import NATIVE_BF16_FLAGS, Runtime, cpu_flags
+from latentreason.models.runtime import NATIVE_BF16_FLAGS, Runtime, cpu_flags, cpu_name
 
 
 def run_bench(settings: BenchSettings, log: Callable[[str], None] = lambda message: None) -> dict[str, Any]:

@@ -22,8 +22,9 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +37,8 @@ from latentreason.evaluation.stats import wilson_interval
 from latentreason.storage import atomic_write, file_digest
 
 
-def prediction_record(pred: Prediction) -> dict[str, Any]:
-    """The JSONL record of one prediction."""
+def prediction_record(pred: Prediction, machine: str) -> dict[str, Any]:
+    """The JSONL record of one prediction, answered on ``machine`` (see :func:`~latentreason.models.runtime.machine_label`)."""
     ex = pred.example
     return (
         {
@@ -55,6 +56,7 @@ def prediction_record(pred: Prediction) -> dict[str, Any]:
             "peak_kv": pred.peak_kv,
             "dependency": pred.dependency,
             "truncated": pred.truncated,
+            "machine": machine,
         }
         | ({"options": len(ex.choices)} if ex.choices else {})
         | ({"samples": pred.generations} if len(pred.generations) > 1 else {})
@@ -80,6 +82,8 @@ class Summary:
     mean_peak_kv: float = 0.0
     mean_dependency: float = 0.0
     truncated_share: float = 0.0
+    machines: dict[str, int] = field(default_factory=dict)
+    """How many examples each machine answered (:data:`UNRECORDED` for records older than the field)."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Summary:
@@ -99,7 +103,7 @@ class Summary:
             f"| {self.flexible_acc:.3f} ({self.flexible_ci[0]:.3f}-{self.flexible_ci[1]:.3f}) | {self.truncated_share:.1%} "
             f"| {self.mean_new_tokens:.1f} | {self.examples_per_s:.3f} | {self.tokens_per_s:.1f} | {self.peak_memory_gib:.2f} |"
         )
-        return "\n".join([head, sep, row])
+        return "\n".join([head, sep, row, "", f"machine: {machines_text(self.machines)}"])
 
 
 def summarize(
@@ -127,7 +131,20 @@ def summarize(
         mean_peak_kv=sum(r.get("peak_kv", 0) for r in records) / n if n else 0.0,
         mean_dependency=sum(r.get("dependency", 0) for r in records) / n if n else 0.0,
         truncated_share=truncated_share(records),
+        machines=dict(Counter(r.get("machine", UNRECORDED) for r in records)),
     )
+
+
+UNRECORDED = "not recorded"
+"""The machine of a record written before records named theirs."""
+
+
+def machines_text(machines: dict[str, int]) -> str:
+    """``machines`` for a reader: the one machine, or each with its share of the examples."""
+    if len(machines) == 1:
+        return next(iter(machines))
+    total = sum(machines.values())
+    return "; ".join(f"{name} ({count} of {total} examples)" for name, count in machines.items())
 
 
 TRUNCATION_WARNING = 0.05

@@ -21,6 +21,7 @@ from latentreason.config import RunConfig
 from latentreason.engine.pipeline import Pipeline
 from latentreason.evaluation.memory import PeakMemory
 from latentreason.evaluation.results import ResultsFolder, Summary, prediction_record, summarize
+from latentreason.models.runtime import machine_label
 
 
 def method_name(config: RunConfig) -> str:
@@ -76,6 +77,7 @@ def evaluate(
     mine = world.shard(todo)
     shard = world.rank if world.size > 1 else None
     skipped = len(examples) - len(todo) if world.size == 1 else 0
+    machine = machine_label(pipeline.runtime.device)
     desc = f"{pipeline.task.name}/{config.producer.name}" + (f" (rank 0 of {world.size})" if world.size > 1 else "")
     with (
         PeakMemory(pipeline.runtime.device) as memory,
@@ -84,7 +86,7 @@ def evaluate(
         ) as bar,
     ):
         for prediction in pipeline.stream(mine):
-            folder.append([prediction_record(prediction)], shard)
+            folder.append([prediction_record(prediction, machine)], shard)
             bar.update(1)
     peak = max(distributed.all_gather_json(memory.peak_gib))  # also waits until every shard is written
 

@@ -9,8 +9,9 @@ a method with several seeds is scored per example by the share of its seeds
 right, and the test is then McNemar's generalisation (exact sign flips);
 with several references (``reference: [cot, pause-trained]``), a pair of
 such columns for each.
-Below the table: the trivial baselines of each task's examples and a
-warning for every run with more than 5% of its chains cut by the token cap.
+Below the table: the trivial baselines of each task's examples, a
+warning for every run with more than 5% of its chains cut by the token cap,
+and the machine(s) the speeds were measured on.
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ import csv
 import io
 import json
 import statistics
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from latentreason.errors import LatentReasonError
-from latentreason.evaluation.results import Summary, truncation_warning
+from latentreason.evaluation.results import UNRECORDED, Summary, machines_text, truncation_warning
 from latentreason.evaluation.stats import Paired, baselines, paired
 
 
@@ -40,6 +42,11 @@ class Cell:
         """Correctness on ``ids``, in that order."""
         by_id = {r["id"]: r for r in self.records}
         return [bool(by_id[i][f"{kind}_correct"]) for i in ids]
+
+    @property
+    def machines(self) -> str:
+        """The machine(s) that answered its examples (:func:`~latentreason.evaluation.results.machines_text`)."""
+        return machines_text(dict(Counter(r.get("machine", UNRECORDED) for r in self.records)))
 
 
 def read_cell(folder: str | Path) -> Cell:
@@ -199,6 +206,7 @@ def markdown_table(cells: list[Cell], reference: str | Sequence[str] | None = No
     notes = baseline_lines(cells) + [w for r in grouped if (w := truncation_warning(r.pooled_truncation()))]
     if any(len(r.cells) > 1 for r in grouped):
         notes.append(POOLED_SEEDS)
+    notes.append(machine_line(cells))
     return "\n".join(out + (["", *notes] if notes else []))
 
 
@@ -218,6 +226,17 @@ def baseline_lines(cells: list[Cell]) -> list[str]:
             f"trivial baselines on {row.task} (n={b.n}): always {b.majority_answer!r} {b.majority:.3f}{uniform}"
         )
     return lines
+
+
+def machine_line(cells: list[Cell]) -> str:
+    """The machine the speeds were measured on, or, where cells ran on several, which ran on which."""
+    by_machine: dict[str, list[str]] = {}
+    for cell in cells:
+        by_machine.setdefault(cell.machines, []).append(f"{cell.summary.producer} seed {cell.summary.seed}")
+    if len(by_machine) == 1:
+        return f"machine: {next(iter(by_machine))}"
+    where = "; ".join(f"{', '.join(runs)} on {machine}" for machine, runs in by_machine.items())
+    return f"machines differ (compare examples/s and wall s only within one): {where}"
 
 
 def csv_table(cells: list[Cell], reference: str | Sequence[str] | None = None) -> str:
@@ -249,6 +268,7 @@ def csv_table(cells: list[Cell], reference: str | Sequence[str] | None = None) -
         "peak_memory_gib",
         "mean_peak_kv",
         "mean_dependency",
+        "machine",
     ]
     writer = csv.DictWriter(buffer, fieldnames=fields)
     writer.writeheader()
@@ -286,6 +306,7 @@ def csv_table(cells: list[Cell], reference: str | Sequence[str] | None = None) -
                     "peak_memory_gib": s.peak_memory_gib,
                     "mean_peak_kv": s.mean_peak_kv,
                     "mean_dependency": s.mean_dependency,
+                    "machine": cell.machines,
                 }
             )
     return buffer.getvalue()

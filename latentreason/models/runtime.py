@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
@@ -36,6 +37,37 @@ def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:
 
 NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 """CPU flags of a native bf16 matrix multiply; without one, bf16 is emulated and slower than fp32."""
+
+
+def cpu_name(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
+    """The CPU's model name as ``cpuinfo`` gives it (else what :mod:`platform` knows)."""
+    try:
+        text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        text = ""
+    line = next((line for line in text.splitlines() if line.startswith("model name")), "")
+    return line.partition(":")[2].strip() or platform.processor() or platform.machine()
+
+
+def machine_label(device: str, cpuinfo: str | Path = "/proc/cpuinfo") -> str:
+    """What ran a computation, for the record beside its speed.
+
+    On CUDA the GPU's name; on a CPU its model name, whether it has a
+    native bf16 matrix multiply (:data:`NATIVE_BF16_FLAGS`) and torch's
+    thread count; both with torch's version. Speeds are comparable only
+    between records with the same label.
+
+    Args:
+        device: the resolved device (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
+        cpuinfo: where the CPU describes itself.
+    """
+    if device.startswith("cuda"):
+        where = torch.cuda.get_device_name(torch.device(device))
+    else:
+        native = [f for f in NATIVE_BF16_FLAGS if f in cpu_flags(cpuinfo)]
+        bf16 = ", ".join(native) if native else "no native bf16"
+        where = f"{cpu_name(cpuinfo)} ({bf16}), {torch.get_num_threads()} threads"
+    return f"{where}, torch {torch.__version__}"
 
 
 def resolve_dtype(dtype: str, device: str, flags: set[str] | None = None) -> tuple[str, str]:

@@ -57,9 +57,11 @@ def test_run_writes_a_results_folder(cli, tmp_path):
         "flexible_correct",
         "new_tokens",
         "latency_s",
+        "machine",
     }
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n"] == 3 and 0 <= summary["strict_acc"] <= 1
+    assert summary["machines"] == {records[0]["machine"]: 3} and records[0]["machine"] in result.output
     assert (out / "config.yaml").exists() and (out / "summary.md").exists()
 
     again = cli(

@@ -46,7 +46,7 @@ def test_wilson_interval_contains_the_proportion():
     assert low < 0.25 < high and wilson_interval(0, 0) == (0.0, 0.0)
 
 
-def _cell(method, correct, truncated=0, seed=0):
+def _cell(method, correct, truncated=0, seed=0, machine=None):
     records = [
         {
             "id": f"q{i}",
@@ -57,6 +57,7 @@ def _cell(method, correct, truncated=0, seed=0):
             "latency_s": 1.0,
             "truncated": int(i < truncated),
         }
+        | ({"machine": machine} if machine else {})
         for i, c in enumerate(correct)
     ]
     return Cell(summarize("strategyqa", method, records, seed), records)
@@ -111,3 +112,23 @@ def test_seeds_pool_per_problem_not_as_extra_pairs():
     assert matched.difference == pytest.approx(sum(t.difference for t in per_seed) / 2)
     text = markdown_table([cot, *runs], reference="cot")
     assert "not problems x seeds" in text and f"{test.p_value:.3g} ({test.only_method}/{test.only_reference})" in text
+
+
+def test_the_table_names_the_machines_its_speeds_come_from():
+    old = _cell("cot", [True, False] * 5)  # records from before records named their machine
+    amd = _cell("pause", [False, True] * 5, machine="AMD EPYC (no native bf16), 2 threads, torch 2.13.0+cpu")
+    mixed = _cell("softcot", [True] * 10, machine="Intel Xeon (amx_bf16), 2 threads, torch 2.13.0+cpu")
+    mixed.records[0]["machine"] = amd.records[0]["machine"]  # a cell resumed on another machine
+    assert amd.summary.machines == {amd.records[0]["machine"]: 10}
+    assert "machine: AMD EPYC (no native bf16), 2 threads" in amd.summary.table()
+    assert markdown_table([amd], reference="pause").splitlines()[-1] == f"machine: {amd.records[0]['machine']}"
+    last = markdown_table([old, amd, mixed], reference="cot").splitlines()[-1]
+    assert last.startswith(
+        "machines differ (compare examples/s and wall s only within one): cot seed 0 on not recorded;"
+    )
+    assert "pause seed 0 on AMD EPYC" in last
+    assert (
+        "softcot seed 0 on AMD EPYC (no native bf16), 2 threads, torch 2.13.0+cpu (1 of 10 examples); Intel Xeon"
+        in last
+    )
+    assert csv_table([old, amd], reference="cot").splitlines()[1].endswith(",not recorded")

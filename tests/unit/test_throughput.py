@@ -13,7 +13,7 @@ from latentreason.errors import ConfigError
 from latentreason.hooks.registry import Registry
 from latentreason.hooks.resolve import resolve
 from latentreason.models.quantization import Int8Linear, check_int8, int8_twin
-from latentreason.models.runtime import Runtime, resolve_dtype
+from latentreason.models.runtime import Runtime, machine_label, resolve_dtype
 from latentreason.testing import tiny_model
 
 pytestmark = pytest.mark.plugins  # these tests run the shipped producers
@@ -145,6 +145,16 @@ def test_auto_dtype_follows_the_hardware():
     assert resolve_dtype("auto", "cpu", {"amx_bf16"})[0] == "bfloat16"
     assert resolve_dtype("auto", "cuda:0", set())[0] == "bfloat16"
     assert resolve_dtype("float16", "cpu", set()) == ("float16", "as configured")
+
+
+def test_the_machine_label_names_the_cpu_and_its_bf16(tmp_path):
+    amd = tmp_path / "amd"
+    amd.write_text("processor\t: 0\nmodel name\t: AMD EPYC 9B14\nflags\t\t: fpu avx2 fma\n")
+    intel = tmp_path / "intel"
+    intel.write_text("model name\t: Intel(R) Xeon(R) Processor\nflags\t\t: avx2 avx512_bf16 amx_bf16\n")
+    threads, version = torch.get_num_threads(), torch.__version__
+    assert machine_label("cpu", amd) == f"AMD EPYC 9B14 (no native bf16), {threads} threads, torch {version}"
+    assert machine_label("cpu", intel).startswith("Intel(R) Xeon(R) Processor (amx_bf16, avx512_bf16), ")
 
 
 def test_the_results_folder_records_the_dtype_the_run_used(runtime):
