@@ -233,8 +233,8 @@ def machine_line(cells: list[Cell]) -> str:
     by_machine: dict[str, list[str]] = {}
     for cell in cells:
         by_machine.setdefault(cell.machines, []).append(f"{cell.summary.producer} seed {cell.summary.seed}")
-    if len(by_machine) == 1:
-        return f"machine: {next(iter(by_machine))}"
+    if len(by_machine) <= 1:
+        return f"machine: {next(iter(by_machine), UNRECORDED)}"
     where = "; ".join(f"{', '.join(runs)} on {machine}" for machine, runs in by_machine.items())
     return f"machines differ (compare examples/s and wall s only within one): {where}"
 
