@@ -24,6 +24,7 @@ from latentreason.engine.pipeline import Pipeline
 from latentreason.errors import LatentReasonError
 from latentreason.evaluation.results import Summary
 from latentreason.evaluation.runner import evaluate
+from latentreason.evaluation.spread import Spread, spread
 from latentreason.hooks.registry import Registry
 from latentreason.hooks.resolve import Plan, resolve
 from latentreason.models.runtime import Runtime
@@ -175,6 +176,64 @@ def loss(config: RunConfig, *, registry: Registry | None = None, runtime: Runtim
     world = distributed.setup(pipeline.runtime.device)
     value = mean_loss(pipeline, world, examples, targets, config.train.batch_size)
     return LossReport(value, len(examples), list(pipeline.checkpoints))
+
+
+@dataclass
+class SpreadReport:
+    """What :func:`thought_spread` measured.
+
+    Attributes:
+        stages: the producer's vectors, then (with a projector) what the LLM receives.
+        examples: how many questions.
+        weights: the weights files the method loaded (checkpoints, a shipped projector).
+    """
+
+    stages: list[Spread]
+    examples: int
+    weights: list[str]
+
+
+def thought_spread(
+    config: RunConfig, *, registry: Registry | None = None, runtime: Runtime | None = None
+) -> SpreadReport:
+    """How much the configured method's soft thoughts vary between the questions ``config.data`` selects.
+
+    The producer reads each question as at evaluation (its own question,
+    whatever ``thoughts_from`` says), in batches of ``generation.batch_size``;
+    see :mod:`latentreason.evaluation.spread` for the figures.
+
+    Raises:
+        LatentReasonError: the producer makes no vectors (text hints or
+            none), or fewer than two examples are selected.
+    """
+    registry = registry or Registry()
+    plan = resolve(config, registry)
+    examples = plan.check()  # data and checkpoints, before any model loads
+    if len(examples) < 2:
+        raise LatentReasonError(
+            f"The spread between questions needs at least 2 examples; data selects {len(examples)}."
+        )
+    pipeline = pipeline_for(plan, registry, runtime)
+    produced, projected = [], []
+    step = config.generation.batch_size
+    with torch.no_grad():
+        for start in range(0, len(examples), step):
+            questions = [pipeline.task.format_question(ex) for ex in examples[start : start + step]]
+            thoughts = pipeline.producer.produce(questions, instruction=pipeline.instruction, training=False)
+            if thoughts.vectors is None:
+                raise LatentReasonError(
+                    f"Producer {config.producer.name!r} makes no soft thoughts (it gives "
+                    f"{'text hints' if thoughts.hints else 'nothing'} to the LLM); there is no spread to measure."
+                )
+            vectors = thoughts.vectors  # (B*K, N, d_src)
+            produced.append(vectors.reshape(len(questions), -1, vectors.shape[-1]))  # (B, K*N, d_src)
+            if pipeline.projector is not None:
+                out = pipeline.projector(vectors.to(pipeline.runtime.llm.model.device))  # (B*K, N, d_llm)
+                projected.append(out.reshape(len(questions), -1, out.shape[-1]))  # (B, K*N, d_llm)
+    stages = [spread("producer", torch.cat(produced))]
+    if projected:
+        stages.append(spread("projected", torch.cat(projected)))
+    return SpreadReport(stages, len(examples), list(pipeline.checkpoints))
 
 
 def _full_precision(config: RunConfig) -> None:

@@ -355,6 +355,35 @@ def loss(config_path, sets, quiet, offset, **flags):
 
 
 @main.command()
+@_config_options
+@click.option("--offset", type=int, help="Skip the first N examples of the split (e.g. past the training rows).")
+@_friendly
+def thoughts(config_path, sets, quiet, offset, **flags):
+    """How much a method's soft thoughts vary between questions (a collapse check).
+
+    For the producer's vectors and, with a projector, for what the LLM
+    receives: the share of a vector's energy that is specific to its question
+    (0: every question gets the same thoughts) and the mean cosine between two
+    questions' thoughts in the same slot, on the examples --split/--offset/--limit
+    select. Thoughts that barely vary make the method a trained prompt
+    (pause-trained), whatever reads the question. Example:
+
+    \b
+      latentreason thoughts --producer softcot --checkpoint A.safetensors --split train --offset 1100 --limit 64
+    """
+    from latentreason.api import thought_spread
+
+    config = _build_config(config_path, [*sets, *([f"data.offset={offset}"] if offset is not None else [])], **flags)
+    report = thought_spread(config)
+    data = config.data
+    where = f"{data.task}/{data.split or 'evaluation split'}, {report.examples} examples from offset {data.offset}"
+    _echo(f"thoughts of {config.producer.name} ({where}; weights: {', '.join(report.weights) or 'none'})")
+    _echo("| stage | question-specific share | cosine between questions | mean norm |\n|---|---|---|---|")
+    for stage in report.stages:
+        _echo(f"| {stage.stage} | {stage.specific_share:.4f} | {stage.cosine:.4f} | {stage.norm:.3f} |")
+
+
+@main.command()
 @click.argument("experiment", type=click.Path(dir_okay=False))
 @click.option("--only", help="Comma-separated method labels to run (default: all).")
 @click.option(

@@ -166,6 +166,39 @@ def test_loss_of_a_method_on_held_back_rows(cli):
     assert float(result.output.split("loss: ")[1].split()[0]) > 0
 
 
+def test_thoughts_measures_how_much_soft_thoughts_vary_between_questions(cli):
+    def table(producer, *options):
+        result = cli(
+            "thoughts",
+            "--producer",
+            producer,
+            "--task",
+            "gsm8k",
+            "--split",
+            "train",
+            "--limit",
+            "3",
+            *options,
+            *cli.models,
+        )
+        assert result.exit_code == 0, result.output
+        assert f"thoughts of {producer} (gsm8k/train, 3 examples from offset 0; weights: none)" in result.output
+        return {
+            line.split(" | ")[0].strip("| "): [float(v) for v in line.strip(" |").split(" | ")[1:]]
+            for line in result.output.splitlines()
+            if line.startswith(("| producer", "| projected"))
+        }
+
+    softcot = table("softcot")  # the assistant reads each question
+    assert set(softcot) == {"producer", "projected"}
+    assert 0 < softcot["producer"][0] < 1 and softcot["producer"][1] < 1
+    # the same vectors for every question (a placeholder whose tiny embedding is not the zero padding row)
+    trained_prompt = table("pause-trained", "--set", "producer.options.placeholder_token=<|im_end|>")
+    assert trained_prompt and all(v[:2] == pytest.approx([0.0, 1.0], abs=1e-6) for v in trained_prompt.values())
+    result = cli("thoughts", "--producer", "cot", "--task", "gsm8k", "--limit", "2", *cli.models)
+    assert result.exit_code != 0 and "Producer 'cot' makes no soft thoughts" in result.output
+
+
 @pytest.mark.parametrize(
     "args, expected",
     [
