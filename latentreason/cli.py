@@ -380,7 +380,7 @@ def thoughts(config_path, sets, quiet, offset, **flags):
     _echo(f"thoughts of {config.producer.name} ({where}; weights: {', '.join(report.weights) or 'none'})")
     _echo("| stage | question-specific share | cosine between questions | mean norm |\n|---|---|---|---|")
     for stage in report.stages:
-        _echo(f"| {stage.stage} | {stage.specific_share:.4f} | {stage.cosine:.4f} | {stage.norm:.3f} |")
+        _echo(f"| {stage.stage} | {stage.specific_share:.3g} | {stage.cosine:.6f} | {stage.norm:.3f} |")
 
 
 @main.command()
