@@ -71,7 +71,8 @@ def _free_port() -> int:
 
 def _models(tiny_dirs) -> dict:
     llm, assistant = tiny_dirs
-    return {"models": {"llm": llm, "assistant": assistant, "device": "cpu"}}
+    # float32: ``auto`` would be bfloat16 on a CPU with native bf16, and ranks must agree to float32 rounding
+    return {"models": {"llm": llm, "assistant": assistant, "device": "cpu", "dtype": "float32"}}
 
 
 def _write_config(path: Path, overrides: dict) -> str:
