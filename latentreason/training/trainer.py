@@ -79,7 +79,11 @@ class _Stop(Exception):
 
 
 def gold_targets(pipeline: Pipeline, examples: list[Example], max_tokens: int) -> dict[str, list[int]]:
-    """Gold token ids per example id: the task's target text, cut to ``max_tokens - 1`` tokens, then end-of-turn.
+    """Gold token ids per example id: the task's target text, then end-of-turn, at most ``max_tokens`` in all.
+
+    A target too long for that is cut to its first ``max_tokens`` tokens and
+    gets no end-of-turn, so the LLM is never taught to stop in the middle of
+    its reasoning.
 
     Args:
         pipeline: supplies the task and the LLM's tokenizer.
@@ -88,13 +92,11 @@ def gold_targets(pipeline: Pipeline, examples: list[Example], max_tokens: int) -
     """
     tokenizer = pipeline.runtime.llm.tokenizer
     stop = end_of_turn_id(tokenizer)
-    return {
-        ex.id: [
-            *tokenizer(pipeline.task.target_text(ex), add_special_tokens=False)["input_ids"][: max_tokens - 1],
-            stop,
-        ]
-        for ex in examples
-    }
+    targets = {}
+    for ex in examples:
+        ids = tokenizer(pipeline.task.target_text(ex), add_special_tokens=False)["input_ids"]
+        targets[ex.id] = [*ids, stop] if len(ids) < max_tokens else ids[:max_tokens]
+    return targets
 
 
 def teacher_forced(

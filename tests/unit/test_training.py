@@ -68,12 +68,19 @@ def test_training_lowers_the_loss_and_changes_only_the_projector(runtime, tmp_pa
     assert (tmp_path / "last.safetensors").exists() and (tmp_path / "epoch-12.safetensors").exists()
 
 
-def test_targets_end_with_the_end_of_turn_token(runtime, tmp_path):
+def test_whole_targets_end_with_end_of_turn_and_cut_ones_do_not(runtime, tmp_path):
     pipeline = _pipeline(runtime)
-    examples = pipeline.task.load("train", limit=2)
-    trainer = Trainer(pipeline, examples, [], TrainConfig(max_target_tokens=16), tmp_path, progress=False)
-    eot = runtime.llm.tokenizer.convert_tokens_to_ids("<|im_end|>")
-    assert all(t[-1] == eot and len(t) <= 16 for t in trainer.targets.values())
+    examples = pipeline.task.load("train", limit=4)
+    tokenizer = runtime.llm.tokenizer
+    lengths = [len(tokenizer(pipeline.task.target_text(ex), add_special_tokens=False)["input_ids"]) for ex in examples]
+    cap = sorted(lengths)[1] + 1  # the shortest two fit with their end-of-turn, the others are cut
+    assert min(lengths) < cap <= max(lengths)
+    trainer = Trainer(pipeline, examples, [], TrainConfig(max_target_tokens=cap), tmp_path, progress=False)
+    eot = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    for ex, length in zip(examples, lengths):
+        target = trainer.targets[ex.id]
+        assert len(target) <= cap
+        assert (target[-1] == eot) == (length < cap), (length, cap)  # a cut target never teaches the LLM to stop
 
 
 def test_checkpoint_round_trip(runtime, tmp_path):
