@@ -10,7 +10,12 @@ from latentreason.evaluation.tables import Cell, load_cells, markdown_table, ref
 
 
 def plot_accuracy(cells: list[Cell], path: Path) -> None:
-    """Grouped bars: flexible and strict accuracy per task and producer, 95% CI whiskers for one seed."""
+    """Grouped bars: flexible and strict accuracy per task and producer.
+
+    Whiskers: the 95% Wilson interval for one seed; the lowest and highest
+    seed for several (their spread is what the seeds show; a pooled interval
+    would count seeds as extra problems).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -28,15 +33,17 @@ def plot_accuracy(cells: list[Cell], path: Path) -> None:
                 row = next((r for r in grouped if r.task == task and r.producer == producer), None)
                 if row is None:
                     continue
-                mean = sum(getattr(s, f"{kind}_acc") for s in row.runs) / len(row.runs)
-                low, high = getattr(row.runs[0], f"{kind}_ci") if len(row.runs) == 1 else (mean, mean)
+                accs = [getattr(s, f"{kind}_acc") for s in row.runs]
+                mean = sum(accs) / len(accs)
+                low, high = getattr(row.runs[0], f"{kind}_ci") if len(accs) == 1 else (min(accs), max(accs))
                 xs.append(i + (j - (len(producers) - 1) / 2) * width)
                 ys.append(mean)
                 lows.append(mean - low)
                 highs.append(high - mean)
             ax.bar(xs, ys, width, yerr=[lows, highs], capsize=3, label=producer)
         ax.set_xticks(range(len(tasks)), tasks)
-        ax.set_title(f"{kind} accuracy (95% CI)")
+        several = any(len(r.runs) > 1 for r in grouped)
+        ax.set_title(f"{kind} accuracy\n(95% CI; range over seeds)" if several else f"{kind} accuracy (95% CI)")
         ax.set_ylim(0, 1)
     axes[0].set_ylabel("accuracy")
     axes[1].legend(fontsize=8, loc="upper right")
