@@ -92,8 +92,10 @@ def evaluate(
 
     def finish() -> dict:
         records = folder.merge(ids)
-        # a resumed run's peak is the highest of its sittings (a sitting with nothing left to do measures little)
-        top = max(peak, folder.stored_peak_memory())
+        # a resumed run's peak is the highest of its sittings that answered examples; a sitting with
+        # nothing left to do keeps the stored one, so reading a finished cell back rewrites nothing
+        stored = folder.stored_peak_memory()
+        top = max(peak, stored) if todo else stored or peak
         summary = summarize(pipeline.task.name, method_name(config), records, config.seed, top)
         folder.write_summary(summary)
         return asdict(summary)
