@@ -330,6 +330,13 @@ def train(config_path, sets, quiet, **flags):
     _echo(f"weights: {result.weights}  (folder {checkpoint_dir(config)})")
 
 
+def _slice_text(config, examples: int, weights: list[str]) -> str:
+    """Which examples a measurement on a data slice used, and with which weights (``loss``, ``thoughts``)."""
+    data = config.data
+    where = f"{data.task}/{data.split or 'evaluation split'}, {examples} examples from offset {data.offset}"
+    return f"{where}; weights: {', '.join(weights) or 'none'}"
+
+
 @main.command()
 @_config_options
 @click.option("--offset", type=int, help="Skip the first N examples of the split (e.g. past the training rows).")
@@ -349,9 +356,7 @@ def loss(config_path, sets, quiet, offset, **flags):
 
     config = _build_config(config_path, [*sets, *([f"data.offset={offset}"] if offset is not None else [])], **flags)
     report = loss_api(config)
-    data = config.data
-    where = f"{data.task}/{data.split or 'evaluation split'}, {report.examples} examples from offset {data.offset}"
-    _echo(f"loss: {report.loss:.4f}  ({where}; weights: {', '.join(report.weights) or 'none'})")
+    _echo(f"loss: {report.loss:.4f}  ({_slice_text(config, report.examples, report.weights)})")
 
 
 @main.command()
@@ -375,9 +380,7 @@ def thoughts(config_path, sets, quiet, offset, **flags):
 
     config = _build_config(config_path, [*sets, *([f"data.offset={offset}"] if offset is not None else [])], **flags)
     report = thought_spread(config)
-    data = config.data
-    where = f"{data.task}/{data.split or 'evaluation split'}, {report.examples} examples from offset {data.offset}"
-    _echo(f"thoughts of {config.producer.name} ({where}; weights: {', '.join(report.weights) or 'none'})")
+    _echo(f"thoughts of {config.producer.name} ({_slice_text(config, report.examples, report.weights)})")
     _echo("| stage | question-specific share | cosine between questions | mean norm |\n|---|---|---|---|")
     for stage in report.stages:
         _echo(f"| {stage.stage} | {stage.specific_share:.3g} | {stage.cosine:.6f} | {stage.norm:.3f} |")
