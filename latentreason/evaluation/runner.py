@@ -78,7 +78,7 @@ def evaluate(
     shard = world.rank if world.size > 1 else None
     skipped = len(examples) - len(todo) if world.size == 1 else 0
     machine = machine_label(pipeline.runtime.device)
-    desc = f"{pipeline.task.name}/{config.producer.name}" + (f" (rank 0 of {world.size})" if world.size > 1 else "")
+    desc = f"{pipeline.task.name}/{method_name(config)}" + (f" (rank 0 of {world.size})" if world.size > 1 else "")
     with (
         PeakMemory(pipeline.runtime.device) as memory,
         tqdm(

@@ -97,6 +97,19 @@ def test_compare_runs_every_named_method_and_prints_one_table(tiny_dirs, runtime
     assert json.loads((tmp_path / "out" / "comparison.json").read_text()) == {"reference": ["cot", "window-8"]}
 
 
+def test_a_cells_progress_bar_names_its_method(runtime, tmp_path, capsys):
+    from latentreason.evaluation.runner import evaluate
+
+    config = load_config(
+        overrides={"producer": {"name": "cot"}, "label": "cot-lora", "generation": {"max_new_tokens": 2}}
+    )
+    pipeline = Pipeline.from_config(config, runtime=runtime)
+
+    evaluate(pipeline, pipeline.task.load(limit=1), tmp_path, progress=True)
+
+    assert "gsm8k/cot-lora: 100%" in capsys.readouterr().err
+
+
 def test_every_problem_of_an_experiment_is_reported_at_once(tiny_dirs, tmp_path):
     spec = _experiment(tiny_dirs, tmp_path)
     spec["methods"]["typo"] = {"producer": "sofcot"}
