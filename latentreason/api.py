@@ -22,9 +22,9 @@ from latentreason.components.example import Example
 from latentreason.config import RunConfig
 from latentreason.engine.pipeline import Pipeline
 from latentreason.errors import LatentReasonError
+from latentreason.evaluation.audit import AUDIT_FILE, MIN_QUESTIONS, Audit, audit
 from latentreason.evaluation.results import Summary
 from latentreason.evaluation.runner import evaluate
-from latentreason.evaluation.spread import Spread, spread
 from latentreason.hooks.registry import Registry
 from latentreason.hooks.resolve import Plan, resolve
 from latentreason.models.runtime import Runtime
@@ -117,24 +117,29 @@ def train(
     registry: Registry | None = None,
     runtime: Runtime | None = None,
 ) -> TrainResult:
-    """Train the configured method's trainable components; resumes if interrupted.
+    """Train the configured method's trainable components; resumes if interrupted; then audit their thoughts.
 
     They start from ``config.checkpoint`` where it names them, else from their
     seeded initialization, never from a producer's shipped default: a
     trained method and its control then get the same budget, and a shipped
     projector's training data cannot leak into the held-back validation.
 
+    A method that injects vectors is then audited on held-back training
+    questions (:func:`audit_after_training`), with ``audit.json`` beside the weights.
+
     Returns:
-        Where the weights are and the loss history.
+        Where the weights are, the loss history and the audit.
     """
     _full_precision(config)
     torch.manual_seed(config.seed)
     pipeline = build_pipeline(config, registry, runtime, default_weights=False)
     train_examples, validation = training_examples(pipeline)
-    trainer = Trainer(
-        pipeline, train_examples, validation, config.train, checkpoint_dir(config), seed=config.seed, progress=progress
-    )
-    return trainer.run()
+    folder = checkpoint_dir(config)
+    trainer = Trainer(pipeline, train_examples, validation, config.train, folder, seed=config.seed, progress=progress)
+    result = trainer.run()
+    result.audit = audit_after_training(pipeline, folder)
+    distributed.barrier()  # the first rank's audit is written before any rank returns
+    return result
 
 
 @dataclass(frozen=True)
@@ -178,62 +183,53 @@ def loss(config: RunConfig, *, registry: Registry | None = None, runtime: Runtim
     return LossReport(value, len(examples), list(pipeline.checkpoints))
 
 
-@dataclass
-class SpreadReport:
-    """What :func:`thought_spread` measured.
+def thought_audit(config: RunConfig, *, registry: Registry | None = None, runtime: Runtime | None = None) -> Audit:
+    """Audit the configured method's soft thoughts on the held-back training questions ``config.data`` selects.
 
-    Attributes:
-        stages: the producer's vectors, then (with a projector) what the LLM receives.
-        examples: how many questions.
-        weights: the weights files the method loaded (checkpoints, a shipped projector).
-    """
-
-    stages: list[Spread]
-    examples: int
-    weights: list[str]
-
-
-def thought_spread(
-    config: RunConfig, *, registry: Registry | None = None, runtime: Runtime | None = None
-) -> SpreadReport:
-    """How much the configured method's soft thoughts vary between the questions ``config.data`` selects.
-
-    The producer reads each question as at evaluation (its own question,
-    whatever ``thoughts_from`` says), in batches of ``generation.batch_size``;
-    see :mod:`latentreason.evaluation.spread` for the figures.
+    See :mod:`latentreason.evaluation.audit` for the figures. ``config.data``
+    must name a training split (e.g. ``split: train`` with an ``offset`` past
+    every training run's rows); the evaluation split is refused before any
+    model loads.
 
     Raises:
-        LatentReasonError: the producer makes no vectors (text hints or
-            none), or fewer than two examples are selected.
+        LatentReasonError: the evaluation split, fewer than 10 examples, or a
+            producer that makes no vectors (text hints or none).
     """
     registry = registry or Registry()
     plan = resolve(config, registry)
-    examples = plan.check()  # data and checkpoints, before any model loads
-    if len(examples) < 2:
+    split = config.data.split or plan.task.eval_split
+    if split == plan.task.eval_split:
         raise LatentReasonError(
-            f"The spread between questions needs at least 2 examples; data selects {len(examples)}."
+            f"The thought audit reads held-back training questions, never {plan.task.name}'s evaluation split "
+            f"{split!r}: pass --split {plan.task.train_split or 'TRAIN_SPLIT'} with an --offset past the training rows "
+            "(e.g. --split train --offset 1100 --limit 64 for the SoftCoT study)."
+        )
+    examples = plan.check()  # data and checkpoints, before any model loads
+    if len(examples) < MIN_QUESTIONS:
+        raise LatentReasonError(
+            f"The thought audit needs at least {MIN_QUESTIONS} examples (its probe is {MIN_QUESTIONS // 2}-fold); "
+            f"data selects {len(examples)}."
         )
     pipeline = pipeline_for(plan, registry, runtime)
-    produced, projected = [], []
-    step = config.generation.batch_size
-    with torch.no_grad():
-        for start in range(0, len(examples), step):
-            questions = [pipeline.task.format_question(ex) for ex in examples[start : start + step]]
-            thoughts = pipeline.producer.produce(questions, instruction=pipeline.instruction, training=False)
-            if thoughts.vectors is None:
-                raise LatentReasonError(
-                    f"Producer {config.producer.name!r} makes no soft thoughts (it gives "
-                    f"{'text hints' if thoughts.hints else 'nothing'} to the LLM); there is no spread to measure."
-                )
-            vectors = thoughts.vectors  # (B*K, N, d_src)
-            produced.append(vectors.reshape(len(questions), -1, vectors.shape[-1]))  # (B, K*N, d_src)
-            if pipeline.projector is not None:
-                out = pipeline.projector(vectors.to(pipeline.runtime.llm.model.device))  # (B*K, N, d_llm)
-                projected.append(out.reshape(len(questions), -1, out.shape[-1]))  # (B, K*N, d_llm)
-    stages = [spread("producer", torch.cat(produced))]
-    if projected:
-        stages.append(spread("projected", torch.cat(projected)))
-    return SpreadReport(stages, len(examples), list(pipeline.checkpoints))
+    return audit(pipeline, examples, split, config.data.offset)
+
+
+def audit_after_training(pipeline: Pipeline, folder: Path) -> Audit | None:
+    """The audit ``train`` runs on its held-back training questions (``config.audit``), written to ``folder``.
+
+    None, with nothing written, when ``audit.after_training`` is off, the
+    producer makes no soft thoughts (e.g. a LoRA on ``cot``), fewer than 10
+    held-back rows exist, or on a rank other than the first.
+    """
+    config = pipeline.config
+    if not config.audit.after_training or pipeline.producer.thought_dim is None or not distributed.current().is_main:
+        return None
+    split, offset, rows = pipeline.plan.held_back()
+    if len(rows) < MIN_QUESTIONS:
+        return None
+    report = audit(pipeline, rows, split, offset)
+    report.write(folder / AUDIT_FILE)
+    return report
 
 
 def _full_precision(config: RunConfig) -> None:
