@@ -55,10 +55,12 @@ def effective_rank(vectors: torch.Tensor) -> float:
 
     Returns 0 for vectors that do not vary between questions.
     """
-    centred = (vectors - vectors.mean(0, keepdim=True)).flatten(0, 1)  # (Q*S, d)
-    eigenvalues = torch.linalg.svdvals(centred.double()).pow(2)  # (min(Q*S, d),): the covariance's, times Q*S
-    squares = eigenvalues.pow(2).sum()
-    return 0.0 if squares.item() == 0 else (eigenvalues.sum().pow(2) / squares).item()
+    x = vectors.double()
+    centred = (x - x.mean(0, keepdim=True)).flatten(0, 1)  # (Q*S, d)
+    if centred.pow(2).sum() <= 1e-20 * x.pow(2).sum():  # rounding noise of a constant
+        return 0.0
+    eigenvalues = torch.linalg.svdvals(centred).pow(2)  # (min(Q*S, d),): the covariance's, times Q*S
+    return (eigenvalues.sum().pow(2) / eigenvalues.pow(2).sum()).item()
 
 
 def spread(stage: str, vectors: torch.Tensor, embed_norm: float) -> Spread:

@@ -37,6 +37,7 @@ def _train_config(**train):
             "producer": {"name": "softcot", "options": {"n_thoughts": 2}},
             "data": {"task": "gsm8k"},
             "train": train,
+            "audit": {"after_training": False},  # audited in tests/system/test_cli.py
         }
     )
 
