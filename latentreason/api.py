@@ -22,7 +22,7 @@ from latentreason.components.example import Example
 from latentreason.config import RunConfig
 from latentreason.engine.pipeline import Pipeline
 from latentreason.errors import LatentReasonError
-from latentreason.evaluation.audit import AUDIT_FILE, MIN_QUESTIONS, Audit, audit
+from latentreason.evaluation.audit import AUDIT_FILE, MIN_QUESTIONS, Audit, audit, check_slice
 from latentreason.evaluation.results import Summary
 from latentreason.evaluation.runner import evaluate
 from latentreason.hooks.registry import Registry
@@ -198,18 +198,8 @@ def thought_audit(config: RunConfig, *, registry: Registry | None = None, runtim
     registry = registry or Registry()
     plan = resolve(config, registry)
     split = config.data.split or plan.task.eval_split
-    if split == plan.task.eval_split:
-        raise LatentReasonError(
-            f"The thought audit reads held-back training questions, never {plan.task.name}'s evaluation split "
-            f"{split!r}: pass --split {plan.task.train_split or 'TRAIN_SPLIT'} with an --offset past the training rows "
-            "(e.g. --split train --offset 1100 --limit 64 for the SoftCoT study)."
-        )
     examples = plan.check()  # data and checkpoints, before any model loads
-    if len(examples) < MIN_QUESTIONS:
-        raise LatentReasonError(
-            f"The thought audit needs at least {MIN_QUESTIONS} examples (its probe is {MIN_QUESTIONS // 2}-fold); "
-            f"data selects {len(examples)}."
-        )
+    check_slice(plan.task, split, len(examples))
     pipeline = pipeline_for(plan, registry, runtime)
     return audit(pipeline, examples, split, config.data.offset)
 

@@ -313,7 +313,9 @@ def train(config_path, sets, quiet, **flags):
     --checkpoint if given, else from their seeded initialization (never from a
     shipped projector). Checkpoints (safetensors) are written every epoch; an
     interrupted run resumes when the same command is run again. The weights to
-    pass to `run --checkpoint` are <out>/last.safetensors.
+    pass to `run --checkpoint` are <out>/last.safetensors. A method that
+    injects vectors is then audited on held-back training rows (the `audit`
+    section; docs/thought-audit.md): two lines here, <out>/audit.json in full.
     """
     from latentreason.api import checkpoint_dir
     from latentreason.api import train as train_api
@@ -381,7 +383,7 @@ def thoughts(config_path, sets, quiet, offset, out, **flags):
     majority class's share; and the attention mass the LLM puts on the
     thoughts over its first 32 greedy tokens. Reads a training split only
     (--split train with an --offset past the training rows), at least 10
-    examples. See docs/experiments/softcot-gsm8k.md. Example:
+    examples. What each number means: docs/thought-audit.md. Example:
 
     \b
       latentreason thoughts --producer softcot --checkpoint A.safetensors --split train --offset 1100 --limit 64

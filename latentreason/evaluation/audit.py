@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from latentreason.components.example import Example
+from latentreason.components.task import TaskSpec
 from latentreason.engine.pipeline import Pipeline
 from latentreason.errors import LatentReasonError
 from latentreason.evaluation.attention import NEW_TOKENS, AttentionMass, attention_mass
@@ -95,7 +96,7 @@ class Audit:
         """Two lines: the final stage's spread, its probe and the attention mass."""
         last = self.final
         first = (
-            f"thought audit ({self.rows()}, {self.stages[-1].stage}): question-specific share {last.specific_share:.3g}, "
+            f"thought audit ({self.rows()}, {last.stage}): question-specific share {last.specific_share:.3g}, "
             f"cosine {last.cosine:.5f}, effective rank {last.effective_rank:.1f}, norm {last.norm_ratio:.2f}x the token embeddings"
         )
         second = f"probe accuracy (chance): {self.probe_text(last.stage)}"
@@ -145,6 +146,25 @@ def read_audit(path: str | Path) -> Audit:
         ) from None
 
 
+def check_slice(task: TaskSpec, split: str, count: int) -> None:
+    """Refuse to audit ``count`` questions of ``split``: the evaluation split, or fewer than :data:`MIN_QUESTIONS`.
+
+    Raises:
+        LatentReasonError: either.
+    """
+    if split == task.eval_split:
+        raise LatentReasonError(
+            f"The thought audit reads held-back training questions, never {task.name}'s evaluation split {split!r}: "
+            f"pass --split {task.train_split or 'TRAIN_SPLIT'} with an --offset past the training rows (e.g. --split "
+            "train --offset 1100 --limit 64 for the SoftCoT study)."
+        )
+    if count < MIN_QUESTIONS:
+        raise LatentReasonError(
+            f"The thought audit needs at least {MIN_QUESTIONS} examples (two per fold of its {FOLDS}-fold probe); "
+            f"data selects {count}."
+        )
+
+
 def audit(pipeline: Pipeline, examples: list[Example], split: str, offset: int) -> Audit:
     """Audit the pipeline's thoughts on ``examples``, held-back training questions from row ``offset`` of ``split``.
 
@@ -157,16 +177,7 @@ def audit(pipeline: Pipeline, examples: list[Example], split: str, offset: int) 
             :data:`MIN_QUESTIONS` questions, or the producer makes no soft thoughts.
     """
     task, config = pipeline.task, pipeline.config
-    if split == task.eval_split:
-        raise LatentReasonError(
-            f"The thought audit reads held-back training questions, never {task.name}'s evaluation split {split!r}; "
-            f"name a training split (e.g. --split {task.train_split or 'train'} with an --offset past the training rows)."
-        )
-    if len(examples) < MIN_QUESTIONS:
-        raise LatentReasonError(
-            f"The thought audit needs at least {MIN_QUESTIONS} questions (two per fold of its {FOLDS}-fold probe); "
-            f"it got {len(examples)}."
-        )
+    check_slice(task, split, len(examples))
     for module in pipeline.trainable().values():
         module.train(False)  # no dropout
     llm = pipeline.runtime.llm
