@@ -11,7 +11,7 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -134,10 +134,11 @@ def train(
     torch.manual_seed(config.seed)
     pipeline = build_pipeline(config, registry, runtime, default_weights=False)
     train_examples, validation = training_examples(pipeline)
-    folder = checkpoint_dir(config)
-    trainer = Trainer(pipeline, train_examples, validation, config.train, folder, seed=config.seed, progress=progress)
+    trainer = Trainer(
+        pipeline, train_examples, validation, config.train, checkpoint_dir(config), seed=config.seed, progress=progress
+    )
     result = trainer.run()
-    result.audit = audit_after_training(pipeline, folder)
+    result.audit = audit_after_training(pipeline, result.weights)
     distributed.barrier()  # the first rank's audit is written before any rank returns
     return result
 
@@ -204,8 +205,10 @@ def thought_audit(config: RunConfig, *, registry: Registry | None = None, runtim
     return audit(pipeline, examples, split, config.data.offset)
 
 
-def audit_after_training(pipeline: Pipeline, folder: Path) -> Audit | None:
-    """The audit ``train`` runs on its held-back training questions (``config.audit``), written to ``folder``.
+def audit_after_training(pipeline: Pipeline, weights: Path) -> Audit | None:
+    """The audit ``train`` runs on its held-back training questions (``config.audit``), written beside ``weights``.
+
+    ``weights`` is the file the pipeline's trained parts were saved to.
 
     None, with nothing written, when ``audit.after_training`` is off, the
     producer makes no soft thoughts (e.g. a LoRA on ``cot``), fewer than 10
@@ -217,8 +220,8 @@ def audit_after_training(pipeline: Pipeline, folder: Path) -> Audit | None:
     split, offset, rows = pipeline.plan.held_back()
     if len(rows) < MIN_QUESTIONS:
         return None
-    report = audit(pipeline, rows, split, offset)
-    report.write(folder / AUDIT_FILE)
+    report = replace(audit(pipeline, rows, split, offset), weights=[str(weights)])
+    report.write(weights.parent / AUDIT_FILE)
     return report
 
 

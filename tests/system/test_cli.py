@@ -121,7 +121,7 @@ def test_train_then_run_with_the_trained_projector(cli, tmp_path):
     assert "thought audit (gsm8k/train rows 6-15, llm input): question-specific share" in result.output
     assert "probe accuracy (chance): $ " in result.output and f"full audit: {ckpt / 'audit.json'}" in result.output
     audit = read_audit(ckpt / "audit.json")
-    assert audit.weights == [] and [s.stage for s in audit.stages] == ["producer", "projected", "llm input"]
+    assert audit.weights == [str(weights)] and [s.stage for s in audit.stages] == ["producer", "projected", "llm input"]
 
     def run_softcot(n_thoughts: str, limit: str, max_new_tokens: str, out: str):
         return cli(
