@@ -187,9 +187,10 @@ class RunConfig(Strict):
     thoughts_from: Literal["own", "next", "zero", "mean"] = Field(
         "own",
         description="an ablation at evaluation (training always uses 'own'): 'next': the producer reads the next "
-        "question of the split instead of the example's own, so thoughts keep their form but lose what is specific "
-        "to the question; 'zero': the LLM receives zero vectors; 'mean': it receives the mean of the method's own "
-        "LLM-input vectors over the held-back training questions of `audit`, the same for every question",
+        "example of the split instead of the example's own (its question; for the answer-embedding control, its gold "
+        "answer), so thoughts keep their form but lose what is specific to the question; 'zero': the LLM receives zero "
+        "vectors; 'mean': it receives the mean of the method's own LLM-input vectors over the held-back training "
+        "questions of `audit`, the same for every question",
     )
     train: TrainConfig = Field(default_factory=TrainConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)

@@ -92,7 +92,7 @@ class Pipeline:
             ).to(llm.model.device)
         self.checkpoints, self.untrained = self._load_weights(default_weights)
         self.instruction = self.task.instruction_for(self.config.prompt_style)
-        self._next_question: dict[str, str] | None = None
+        self._next_example: dict[str, Example] | None = None
         self._mean_thoughts: torch.Tensor | None = None
 
     @classmethod
@@ -187,19 +187,19 @@ class Pipeline:
             adapter.merge()  # a trained adapter, folded into the LLM's weights for evaluation
         return loaded, sorted(modules)
 
-    def _next_questions(self, examples: list[Example]) -> list[str]:
-        """For ``thoughts_from: next``: the question after each example's in its split (cyclically).
+    def _next_examples(self, examples: list[Example]) -> list[Example]:
+        """For ``thoughts_from: next``: the example after each one in its split (cyclically).
 
         The whole split is read once; an example not in it (another source)
-        gets the next question of the split's first example.
+        gets the one after the split's first example.
         """
-        if self._next_question is None:
+        if self._next_example is None:
             data = self.config.data
             split = self.task.load(data.split, data.source)
             following = split[1:] + split[:1]
-            self._next_question = {ex.id: self.task.format_question(nxt) for ex, nxt in zip(split, following)}
-        fallback = next(iter(self._next_question.values()))
-        return [self._next_question.get(ex.id, fallback) for ex in examples]
+            self._next_example = {ex.id: nxt for ex, nxt in zip(split, following)}
+        fallback = next(iter(self._next_example.values()))
+        return [self._next_example.get(ex.id, fallback) for ex in examples]
 
     def mean_thoughts(self) -> torch.Tensor:
         """For ``thoughts_from: mean``: the mean LLM-input thoughts ``(K, N, d_llm)`` over the held-back training questions.
@@ -219,7 +219,7 @@ class Pipeline:
                 for start in range(0, len(rows), step):
                     batch = rows[start : start + step]
                     questions = [self.task.format_question(ex) for ex in batch]
-                    thoughts = self.producer.produce(questions, instruction=self.instruction, training=False)
+                    thoughts = self.producer.produce_for(batch, questions, instruction=self.instruction)
                     vectors = self._projected(thoughts.vectors)  # (B*K, N, d_llm)
                     if vectors is None:
                         raise self._no_vectors()
@@ -248,7 +248,7 @@ class Pipeline:
         A producer with K thought sets per question gets K consecutive rows
         per example (``inputs.group = K``), each with the example's targets.
         The ablations apply at evaluation only: with ``thoughts_from: next``
-        the producer reads another question (see :meth:`_next_questions`);
+        the producer reads another example (see :meth:`_next_examples`);
         with ``zero`` the LLM receives zero vectors, with ``mean`` the mean
         thoughts of :meth:`mean_thoughts`, in place of the projected ones.
 
@@ -259,9 +259,9 @@ class Pipeline:
         """
         training = targets is not None if training is None else training
         questions = [self.task.format_question(ex) for ex in examples]
-        read = self._next_questions(examples) if self.config.thoughts_from == "next" and not training else questions
-        thoughts = self.producer.produce(
-            read, instruction=self.instruction, training=training
+        read = self._next_examples(examples) if self.config.thoughts_from == "next" and not training else examples
+        thoughts = self.producer.produce_for(
+            read, [self.task.format_question(ex) for ex in read], instruction=self.instruction, training=training
         )  # (B*K, N, d_src) or hints
         k = thoughts.sets  # rows per question, consecutive
         questions = [q for q in questions for _ in range(k)]

@@ -1,15 +1,15 @@
 """How much the LLM looks at the thoughts while it writes.
 
 The LLM first writes :data:`NEW_TOKENS` tokens greedily from the method's
-prompt (its own thoughts injected). One teacher-forced forward pass over the
-prompt and those tokens, with eager attention so that the weights are
-returned, then gives at each of the new tokens the attention mass (the sum of
-the softmax weights) on the N thought positions, and on the N prompt
-positions just before the first thought (with the placeholder injector: the
-end of the question, the blank line and the begin marker), the ordinary
-prompt tokens nearest to the thoughts. Both are means over layers, heads and
-the new tokens a row wrote (up to :data:`NEW_TOKENS`; a chain that ends
-earlier counts with the tokens it has).
+prompt (with the thoughts it receives). One teacher-forced forward pass over
+the prompt and those tokens, with eager attention so that the weights are
+returned, then gives at each of the new tokens the attention mass (the sum
+of the softmax weights) on the N thought positions, and on the N prompt
+positions just before the first thought (with the placeholder injector's
+default framing: the end of the question, the blank line and the begin
+marker), the ordinary prompt tokens nearest to the thoughts. Both are means
+over layers, heads and the new tokens a row wrote (up to
+:data:`NEW_TOKENS`; a chain that ends earlier counts with the tokens it has).
 """
 
 from __future__ import annotations

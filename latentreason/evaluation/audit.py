@@ -188,7 +188,7 @@ def audit(pipeline: Pipeline, examples: list[Example], split: str, offset: int) 
         for start in range(0, len(examples), step):
             batch = examples[start : start + step]
             questions = [task.format_question(ex) for ex in batch]
-            thoughts = pipeline.producer.produce(questions, instruction=pipeline.instruction, training=False)
+            thoughts = pipeline.producer.produce_for(batch, questions, instruction=pipeline.instruction)
             if thoughts.vectors is None:
                 raise LatentReasonError(
                     f"Producer {config.producer.name!r} makes no soft thoughts (it gives "
