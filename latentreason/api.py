@@ -26,7 +26,7 @@ from latentreason.evaluation.audit import AUDIT_FILE, MIN_QUESTIONS, Audit, audi
 from latentreason.evaluation.results import Summary
 from latentreason.evaluation.runner import evaluate
 from latentreason.hooks.registry import Registry
-from latentreason.hooks.resolve import Plan, resolve
+from latentreason.hooks.resolve import HeldBack, Plan, resolve
 from latentreason.models.runtime import Runtime
 from latentreason.training.trainer import Trainer, TrainResult, gold_targets, mean_loss
 from latentreason.training.trigger import TriggerReport, label_rule
@@ -125,7 +125,8 @@ def train(
     projector's training data cannot leak into the held-back validation.
 
     A method that injects vectors is then audited on held-back training
-    questions (:func:`audit_after_training`), with ``audit.json`` beside the weights.
+    questions (:func:`audit_rows`, checked before training starts), with
+    ``audit.json`` beside the weights.
 
     Returns:
         Where the weights are, the loss history and the audit.
@@ -134,11 +135,13 @@ def train(
     torch.manual_seed(config.seed)
     pipeline = build_pipeline(config, registry, runtime, default_weights=False)
     train_examples, validation = training_examples(pipeline)
+    held_back = audit_rows(pipeline)  # checked before hours of training
     trainer = Trainer(
         pipeline, train_examples, validation, config.train, checkpoint_dir(config), seed=config.seed, progress=progress
     )
     result = trainer.run()
-    result.audit = audit_after_training(pipeline, result.weights)
+    if held_back is not None and distributed.current().is_main:
+        result.audit = audit_after_training(pipeline, held_back, result.weights)
     distributed.barrier()  # the first rank's audit is written before any rank returns
     return result
 
@@ -205,22 +208,38 @@ def thought_audit(config: RunConfig, *, registry: Registry | None = None, runtim
     return audit(pipeline, examples, split, config.data.offset)
 
 
-def audit_after_training(pipeline: Pipeline, weights: Path) -> Audit | None:
-    """The audit ``train`` runs on its held-back training questions (``config.audit``), written beside ``weights``.
+def audit_rows(pipeline: Pipeline) -> HeldBack | None:
+    """The held-back training rows ``train`` audits its thoughts on (``config.audit``), or None for no audit.
 
-    ``weights`` is the file the pipeline's trained parts were saved to.
+    None when ``audit.after_training`` is off or the producer makes no soft
+    thoughts (e.g. a LoRA on ``cot``).
 
-    None, with nothing written, when ``audit.after_training`` is off, the
-    producer makes no soft thoughts (e.g. a LoRA on ``cot``), fewer than 10
-    held-back rows exist, or on a rank other than the first.
+    Raises:
+        LatentReasonError: the rows are not there (the evaluation split, no
+            rows past the training's, fewer than 10), with the settings that fix it.
     """
     config = pipeline.config
-    if not config.audit.after_training or pipeline.producer.thought_dim is None or not distributed.current().is_main:
+    if not config.audit.after_training or pipeline.producer.thought_dim is None:
         return None
-    split, offset, rows = pipeline.plan.held_back()
-    if len(rows) < MIN_QUESTIONS:
-        return None
-    report = replace(audit(pipeline, rows, split, offset), weights=[str(weights)])
+    fix = "set audit.offset/audit.split to held-back training rows, or audit.after_training=false"
+    try:
+        held_back = pipeline.plan.held_back()
+    except LatentReasonError as exc:
+        raise LatentReasonError(f"The thought audit after training has no rows: {exc} ({fix})") from None
+    if len(held_back.examples) < MIN_QUESTIONS:
+        raise LatentReasonError(
+            f"The thought audit after training needs at least {MIN_QUESTIONS} held-back rows; {held_back.split} has "
+            f"{len(held_back.examples)} from row {held_back.offset} ({fix})."
+        )
+    return held_back
+
+
+def audit_after_training(pipeline: Pipeline, held_back: HeldBack, weights: Path) -> Audit:
+    """Audit the trained thoughts on ``held_back`` (see :func:`audit_rows`) and write ``audit.json`` beside ``weights``.
+
+    ``weights`` is the file the pipeline's trained parts were saved to.
+    """
+    report = replace(audit(pipeline, held_back.examples, held_back.split, held_back.offset), weights=[str(weights)])
     report.write(weights.parent / AUDIT_FILE)
     return report
 
