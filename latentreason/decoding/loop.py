@@ -134,7 +134,7 @@ def decode_stream(
                 logits[torch.tensor(early)[:, None], torch.tensor(sorted(stops))] = float("-inf")  # no end of turn yet
             tokens = _select(logits, config).tolist()  # (B,)
             soft: dict[int, torch.Tensor] = {}
-            if next_input is not None:
+            if next_input is not None and last is not None:
                 for b in range(state.batch):
                     if (chosen := next_input(state, b, logits[b], last[b])) is not None:
                         soft[b], tokens[b] = _checked(chosen, last.shape[-1], controller)

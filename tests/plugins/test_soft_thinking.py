@@ -47,7 +47,9 @@ def _stream(llm, inputs, controller, config=GREEDY, capacity=2) -> list[Generate
     """Decode the prompts with continuous batching: ``capacity`` rows at once, the rest admitted as rows finish."""
     rows = [(dataclasses.replace(inputs, inputs_embeds=e[None], attention_mask=m[None]), [b]) for b, (e, m) in
             enumerate(zip(inputs.inputs_embeds, inputs.attention_mask))]  # fmt: skip
-    results = dict(decode_stream(llm, lambda free: rows.pop(0) if rows else None, config, controller, capacity=capacity))
+    results = dict(
+        decode_stream(llm, lambda free: rows.pop(0) if rows else None, config, controller, capacity=capacity)
+    )
     return [results[b] for b in range(len(QUESTIONS))]
 
 
@@ -80,7 +82,7 @@ def reference_soft_thinking(llm, prompt: torch.Tensor, options: SoftThinkingOpti
                 p, ids = p[kept] / p[kept].sum(), order[: options.top_k][kept]
                 token = int(ids[0])
                 vector = (p[:, None] * embedding[ids].float()).sum(0)  # (d,)
-                if marker and (tokens + [token])[-len(marker) :] == marker:
+                if marker and [*tokens, token][-len(marker) :] == marker:
                     soft, vector = False, embedding[token]
                 soft_steps.append(step)
             else:
@@ -99,7 +101,10 @@ def _marker(llm, inputs) -> tuple[str, int]:
     written = decode(llm, inputs, GREEDY, SoftThinking(SoftThinkingOptions(), Runtime(llm=llm)))[0].token_ids
     for step in range(3, len(written)):
         text = llm.tokenizer.decode([written[step]])
-        if llm.tokenizer.encode(text, add_special_tokens=False) == [written[step]] and written[step] not in written[:step]:
+        if (
+            llm.tokenizer.encode(text, add_special_tokens=False) == [written[step]]
+            and written[step] not in written[:step]
+        ):
             return text, step
     raise AssertionError("no marker candidate")
 
@@ -156,7 +161,9 @@ def test_soft_steps_override_sampling_and_noise_is_seeded(llm, inputs):
     )
     assert any(len(s.soft_steps) < len(s.token_ids) for s in after_cold_stop)
     for noise in ("dirichlet", "gumbel"):
-        runs = [decode(llm, inputs, GREEDY, SoftThinking(SoftThinkingOptions(noise=noise, seed=1), runtime)) for _ in "ab"]
+        runs = [
+            decode(llm, inputs, GREEDY, SoftThinking(SoftThinkingOptions(noise=noise, seed=1), runtime)) for _ in "ab"
+        ]
         tokens = [[out.token_ids for out in run] for run in runs]
         assert tokens[0] == tokens[1]  # the seed fixes the noise
         assert tokens[0] != [g.token_ids for g in greedy]
@@ -193,7 +200,9 @@ def test_a_run_records_the_soft_steps_per_example(tiny_dirs):
 
 def test_options_are_checked_before_models_load_and_vllm_is_refused():
     for options, field in [({"top_k": 0}, "top_k"), ({"noise": "uniform"}, "noise"), ({"top_p": 1.5}, "top_p")]:
-        config = load_config(overrides={"producer": {"name": "cot"}, "decoder": {"name": "soft-thinking", "options": options}})
+        config = load_config(
+            overrides={"producer": {"name": "cot"}, "decoder": {"name": "soft-thinking", "options": options}}
+        )
         with pytest.raises(ConfigError, match=f"decoder.options.{field}"):
             resolve(config, Registry())
     config = load_config(

@@ -101,7 +101,7 @@ class SoftThinking(DecodingController):
         weights, ids = self.mixture(probs)  # (k,), (k,)
         token = int(ids[weights.argmax()])
         llm = self.runtime.llm
-        if self.marker and (state.tokens[row] + [token])[-len(self.marker) :] == self.marker:
+        if self.marker and [*state.tokens[row], token][-len(self.marker) :] == self.marker:
             mode.soft = False  # the marker's last token is read as itself; discrete tokens from here on
             return llm.embed(ids[weights.argmax()]).float(), token
         return weights @ llm.embed(ids).float(), token  # (k,) @ (k, d) -> (d,)
