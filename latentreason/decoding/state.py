@@ -84,9 +84,8 @@ class DecodeState:
     def insert(self, row: int, vectors: torch.Tensor) -> None:
         """Feed ``vectors`` ``(C, d_llm)`` to the LLM for ``row`` before its next token.
 
-        The vectors may have any float dtype; they are cast to the LLM's
-        hidden-state dtype (its weights' dtype: float32 with ``quantize: int8``)
-        when fed. They get cache columns and positions of their own but are
+        The vectors may have any float dtype; they are cast to the dtype of
+        the LLM's hidden states (``models.dtype``) when fed. They get cache columns and positions of their own but are
         not generated tokens: no ``tokens``, ``generated`` or
         ``segment_hidden`` entry.
         """

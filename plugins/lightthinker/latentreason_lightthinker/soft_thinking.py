@@ -99,11 +99,12 @@ class SoftThinking(DecodingController):
             mode.soft = False  # the cold stop, or the budget spent: this step's drawn token is fed
             return None
         weights, ids = self.mixture(probs)  # (k,), (k,)
-        token = int(ids[weights.argmax()])
+        heaviest = ids[weights.argmax()]  # ()
+        token = int(heaviest)
         llm = self.runtime.llm
         if self.marker and [*state.tokens[row], token][-len(self.marker) :] == self.marker:
             mode.soft = False  # the marker's last token is read as itself; discrete tokens from here on
-            return llm.embed(ids[weights.argmax()]).float(), token
+            return llm.embed(heaviest).float(), token
         return weights @ llm.embed(ids).float(), token  # (k,) @ (k, d) -> (d,)
 
     def mixture(self, probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
