@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from latentreason.components.shapes import check_shape
 from latentreason.models.spec import LoadedModel
 
 
@@ -77,6 +78,7 @@ class DecodeState:
 
     def insert(self, row: int, vectors: torch.Tensor) -> None:
         """Feed ``vectors`` ``(C, d_llm)`` to the LLM for ``row`` before its next token."""
+        check_shape(vectors, {"C": None, "d_llm": self.llm.hidden_size}, f"state.insert({row}, vectors): vectors")
         self._inserts[row] = vectors
 
     def drop(self, row: int, columns: torch.Tensor, *, before_insert: bool = False) -> None:

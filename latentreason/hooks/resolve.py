@@ -34,11 +34,19 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Choice:
-    """A component class with its validated options."""
+    """A component class with its validated options.
+
+    Attributes:
+        name: its registered name.
+        cls: the class.
+        options: its validated options.
+        origin: the plugin that registers it, in words (see :meth:`Registry.origin`).
+    """
 
     name: str
     cls: Any
     options: PluginOptions
+    origin: str = ""
 
 
 @dataclass(frozen=True)
@@ -153,7 +161,7 @@ def _chooser(registry: Registry, style: str, problems: list[str]):
         except ValidationError as exc:
             problems.extend(format_validation_error(exc, prefix=f"{where}.options"))
             return None
-        return Choice(component.name, cls, options)
+        return Choice(component.name, cls, options, registry.origin(kind, component.name))
 
     return lookup, choose
 
