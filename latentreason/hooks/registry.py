@@ -5,7 +5,8 @@ manager, so tests and notebooks never leak plugins into each other. Installed
 plugins are found through the ``latentreason`` entry-point group and imported
 only when a registry is first asked for something.
 
-Which entry points load can be restricted by name, from the config or the
+The task files of the folder ``$LATENTREASON_TASKS_DIR`` are registered as
+the plugin ``tasks-dir``. Which entry points load can be restricted by name, from the config or the
 environment (``LATENTREASON_PLUGINS`` = allow list, ``LATENTREASON_DISABLE_PLUGINS``
 = deny list, both comma-separated). A deny-list entry ``plugin:name`` drops
 one component of a plugin (``builtin:gsm8k`` makes room for a plugin's own
@@ -19,11 +20,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 import pluggy
 
 from latentreason.builtins import plugin as builtin
+from latentreason.components.task_file import TASKS_DIR_ENV, TaskFolder
 from latentreason.errors import LatentReasonError, unknown_name
 from latentreason.hooks import specs as hookspecs
 from latentreason.hooks.contract import component_problems, hook_problems
@@ -115,6 +118,10 @@ class Registry:
             self._dists["builtin"] = "latentreason"
             if self._use_entry_points:
                 self._load_entry_points(pm)
+            tasks_dir = os.environ.get(TASKS_DIR_ENV, "").strip()
+            if tasks_dir:
+                pm.register(TaskFolder(Path(tasks_dir).expanduser()), name="tasks-dir")
+                self._dists["tasks-dir"] = f"${TASKS_DIR_ENV}={tasks_dir}"
             for plugin in self._extra:
                 name = getattr(plugin, "__name__", None) or type(plugin).__name__
                 pm.register(plugin, name=name)

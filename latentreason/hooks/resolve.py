@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from latentreason.components.task_file import is_task_file, load_task_file
 from latentreason.config import (
     Component,
     PluginOptions,
@@ -147,7 +148,12 @@ def _chooser(registry: Registry, style: str, problems: list[str]):
 
     def lookup(kind: str, where: str, name: str) -> Any:
         try:
+            if kind == "task" and is_task_file(name):
+                return load_task_file(name, registry.names("evaluator"))
             return registry.get(kind, name)
+        except ConfigError as exc:
+            problems.extend(f"{where}: {exc.source}: {problem}" for problem in exc.problems)
+            return None
         except LatentReasonError as exc:
             problems.append(f"{where}: {exc}")
             return None
@@ -197,6 +203,15 @@ def resolve(config: RunConfig, registry: Registry) -> Plan:
         raise ConfigError(problems)
     assert task and producer and projector and injector and evaluator  # each failure appended a problem
     return Plan(config, task, producer, projector, injector, evaluator, decoder)
+
+
+def check_task_file(path: str | Path, registry: Registry) -> TaskSpec:
+    """Load a task file and check that its evaluator is registered.
+
+    Raises:
+        ConfigError: every problem of the file at once.
+    """
+    return load_task_file(path, registry.names("evaluator"))
 
 
 def load_checked(path: str | Path | None, overrides: dict[str, Any] | None, registry: Registry) -> RunConfig:
