@@ -276,8 +276,8 @@ class Pipeline:
             check_shape(
                 thoughts.vectors,
                 {"B*sets": rows, "N": None, "d": width},
-                f"the vectors producer {name!r} returned for {questions} question(s) x {thoughts.sets} thought "
-                f"set(s) with thought_dim {width}",
+                f"the output of producer {name!r} (for {questions} question(s) x {thoughts.sets} thought set(s), "
+                f"thought_dim {width})",
             )
         if thoughts.hints is not None and len(thoughts.hints) != rows:
             raise LatentReasonError(

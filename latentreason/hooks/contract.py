@@ -179,7 +179,7 @@ def blame(kind: str, name: str, origin: str, instance: object | None = None) -> 
     except Exception as exc:
         if instance is not None and not _raised_in(exc, instance):
             raise
-        where = f"{kind} {name!r} ({origin})"
+        where = f"{kind} {name!r} of {origin}"
         if isinstance(exc, LatentReasonError):
             raise ComponentError(f"{where}: {exc}") from exc
         raise PluginFailure(

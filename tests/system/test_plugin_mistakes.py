@@ -97,5 +97,6 @@ def test_an_exception_in_a_producer_shows_its_traceback_then_names_it(installed,
     assert result.exit_code == 1
     assert "ZeroDivisionError: division by zero" in result.output  # the plugin's own traceback
     assert (
-        "error: producer 'broken' (plugin 'mistakes' (latentreason-mistakes)) raised ZeroDivisionError" in result.output
+        "error: producer 'broken' of plugin 'mistakes' (latentreason-mistakes) raised ZeroDivisionError"
+        in result.output
     )

@@ -183,7 +183,7 @@ def test_an_exception_inside_a_producer_names_it_and_keeps_the_original(runtime)
     with pytest.raises(PluginFailure) as caught:
         _run(runtime, Registry([_plugin("producers", broken=Broken)]), producer={"name": "broken"})
     message = str(caught.value)
-    assert message.startswith("producer 'broken' (plugin 'Mistakes' (registered in code)) raised KeyError: 'vectors'")
+    assert message.startswith("producer 'broken' of plugin 'Mistakes' (registered in code) raised KeyError: 'vectors'")
     assert "This is a bug in that plugin" in message
     assert isinstance(caught.value.__cause__, KeyError)
 
@@ -195,7 +195,7 @@ def test_an_exception_inside_a_decoder_names_it(runtime):
 
     registry = Registry([_plugin("decoders", broken=Broken)])
     for continuous in (True, False):
-        with pytest.raises(PluginFailure, match=r"^decoder 'broken' \(plugin 'Mistakes' .*ValueError: no segment"):
+        with pytest.raises(PluginFailure, match=r"^decoder 'broken' of plugin 'Mistakes' .*ValueError: no segment"):
             _run(
                 runtime,
                 registry,
@@ -222,7 +222,9 @@ def test_producer_vectors_of_the_wrong_shape(runtime, reshape, expected):
     with pytest.raises(LatentReasonError) as caught:
         _run(runtime, Registry([_plugin("producers", misshapen=Misshapen)]), producer={"name": "misshapen"})
     message = str(caught.value)
-    assert message.startswith("producer 'misshapen' (plugin 'Mistakes' (registered in code)): the vectors")
+    assert message.startswith(
+        "producer 'misshapen' of plugin 'Mistakes' (registered in code): the output of producer 'misshapen'"
+    )
     assert expected in message
 
 
@@ -234,7 +236,7 @@ def test_projector_output_wider_than_the_llm(runtime):
     registry = Registry([_plugin("projectors", wide=Wide)])
     with pytest.raises(LatentReasonError) as caught:
         _run(runtime, registry, producer={"name": "pause", "options": {"n_thoughts": 2}}, projector={"name": "wide"})
-    assert "projector 'wide' (plugin 'Mistakes' (registered in code)): the output of projector 'wide'" in str(
+    assert "projector 'wide' of plugin 'Mistakes' (registered in code): the output of projector 'wide'" in str(
         caught.value
     )
     assert "has shape (2, 2, 65), expected (B*sets, N, d_llm) = (2, 2, 64)" in str(caught.value)
@@ -249,7 +251,7 @@ def test_insert_of_a_flat_vector_is_refused(runtime):
     with pytest.raises(LatentReasonError) as caught:
         _run(runtime, Registry([_plugin("decoders", flat=Flat)]), producer={"name": "cot"}, decoder={"name": "flat"})
     message = str(caught.value)
-    assert message.startswith("decoder 'flat' (plugin 'Mistakes' (registered in code)): state.insert(")
+    assert message.startswith("decoder 'flat' of plugin 'Mistakes' (registered in code): state.insert(")
     assert "vectors has shape (64,), expected (C, d_llm) = (C, 64)" in message
 
 
