@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -142,3 +143,23 @@ def test_a_built_in_task_on_another_source_is_labelled_with_it(tmp_path, runtime
     pipeline = Pipeline.from_config(load_config(overrides=settings), Registry(), runtime)
     assert task_label(pipeline) == "gsm8k@f.jsonl"
     assert default_output(pipeline).name == "gsm8k@f.jsonl-cot-test"
+
+
+def test_run_a_task_file_and_a_built_in_task_on_another_source_from_the_cli(tmp_path, tiny_dirs):
+    llm, assistant = tiny_dirs
+    data = tmp_path / "dev.jsonl"
+    data.write_text('{"id": "a", "question": "1+1?", "answer": "2"}\n')
+    (tmp_path / "arith.yaml").write_text(
+        "answer_type: number\ninstruction: Add.\ndata: {files: {dev: dev.jsonl}}\neval_split: dev\n"
+    )
+    models = ["--llm", llm, "--assistant", assistant, "--device", "cpu", "--max-new-tokens", "3", "--quiet"]
+    for task, source, label in (
+        (str(tmp_path / "arith.yaml"), [], "arith"),
+        ("gsm8k", ["--source", str(data)], "gsm8k@dev.jsonl"),
+    ):
+        out = tmp_path / label
+        result = CliRunner().invoke(
+            main, ["run", "--task", task, *source, "--producer", "cot", *models, "--output", str(out)]
+        )
+        assert result.exit_code == 0, result.output
+        assert json.loads((out / "summary.json").read_text())["task"] == label
