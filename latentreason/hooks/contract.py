@@ -183,6 +183,6 @@ def blame(kind: str, name: str, origin: str, instance: object | None = None) -> 
         if isinstance(exc, LatentReasonError):
             raise ComponentError(f"{where}: {exc}") from exc
         raise PluginFailure(
-            f"{where} raised {type(exc).__name__}: {exc}. This is a bug in that plugin, not in your input: its "
-            f"traceback is above; fix the plugin or choose another {kind}."
+            f"{where} raised {type(exc).__name__}: {exc}. Its traceback is above; where it points into the "
+            f"plugin's code, fix the plugin or choose another {kind}."
         ) from exc

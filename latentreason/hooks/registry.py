@@ -6,7 +6,9 @@ plugins are found through the ``latentreason`` entry-point group and imported
 only when a registry is first asked for something.
 
 The task files of the folder ``$LATENTREASON_TASKS_DIR`` are registered as
-the plugin ``tasks-dir``. Which entry points load can be restricted by name, from the config or the
+the plugin ``tasks-dir``.
+
+Which entry points load can be restricted by name, from the config or the
 environment (``LATENTREASON_PLUGINS`` = allow list, ``LATENTREASON_DISABLE_PLUGINS``
 = deny list, both comma-separated). A deny-list entry ``plugin:name`` drops
 one component of a plugin (``builtin:gsm8k`` makes room for a plugin's own
@@ -155,8 +157,9 @@ class Registry:
                     if f"{impl.plugin_name}:{name}" in self._deny:
                         continue
                     self._owners.setdefault((kind, name), []).append(impl.plugin_name)
-                    merged.setdefault(name, value)
-                    self._problems[(kind, name)] = component_problems(kind, value)
+                    if name not in merged:  # a second one is a clash, reported when the name is used
+                        merged[name] = value
+                        self._problems[(kind, name)] = component_problems(kind, value)
             self._cache[kind] = merged
         return self._cache[kind]
 

@@ -184,7 +184,7 @@ def test_an_exception_inside_a_producer_names_it_and_keeps_the_original(runtime)
         _run(runtime, Registry([_plugin("producers", broken=Broken)]), producer={"name": "broken"})
     message = str(caught.value)
     assert message.startswith("producer 'broken' of plugin 'Mistakes' (registered in code) raised KeyError: 'vectors'")
-    assert "This is a bug in that plugin" in message
+    assert "Its traceback is above; where it points into the plugin's code, fix the plugin" in message
     assert isinstance(caught.value.__cause__, KeyError)
 
 
