@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
@@ -17,6 +17,7 @@ from torch import nn
 from latentreason.config import PluginOptions
 
 if TYPE_CHECKING:
+    from latentreason.components.example import Example
     from latentreason.models.runtime import Runtime
 
 
@@ -50,7 +51,9 @@ class ThoughtProducer:
 
     Subclasses set ``Options`` if they take options, ``default_projector`` to
     the projector they expect (``"identity"`` if their vectors already live in
-    the LLM's embedding space), and implement :meth:`produce`.
+    the LLM's embedding space), and implement :meth:`produce`. A control
+    (a ceiling or a floor for the methods, never a method itself) sets
+    ``control`` to what makes it one; reports label its rows with it.
 
     Args:
         options: validated instance of ``Options``.
@@ -59,6 +62,7 @@ class ThoughtProducer:
 
     Options: ClassVar[type[PluginOptions]] = PluginOptions
     default_projector: ClassVar[str] = "identity"
+    control: ClassVar[str | None] = None
 
     def __init__(self, options: PluginOptions, runtime: Runtime) -> None:
         self.options = options
@@ -68,6 +72,14 @@ class ThoughtProducer:
     def thought_dim(self) -> int | None:
         """Width of the produced vectors, or None if this producer makes none."""
         return None
+
+    def reads(self, question: str, example: Example) -> str:
+        """The text this producer reads for one example: its task-formatted ``question`` (what every method reads).
+
+        Only a control overrides it (the oracle adds the example's gold
+        answer); the LLM always reads the question alone.
+        """
+        return question
 
     def produce(self, questions: list[str], *, instruction: str, training: bool = False) -> Thoughts:
         """Produce thoughts for a batch of formatted questions.
@@ -89,5 +101,29 @@ class ThoughtProducer:
         return None
 
     def trainable(self) -> nn.Module | None:
-        """The producer's own trainable parameters (e.g. learned embeddings), if any."""
+        """The producer's own trainable parameters (e.g. learned embeddings) and fitted buffers, if any."""
         return None
+
+    def fitted_from(self) -> dict[str, Any]:
+        """What the producer's fitted state depends on (e.g. the assistant, the read-out layer); empty: it fits nothing.
+
+        A producer that returns something here implements :meth:`fit` and
+        keeps what it fits as buffers of :meth:`trainable`, so checkpoints
+        store it. The pipeline stores this dict beside it and refuses a
+        checkpoint whose fitted state depends on other values.
+        """
+        return {}
+
+    def fit(self, questions: list[str], *, instruction: str, batch_size: int) -> None:
+        """Fit the state the producer learns from data without gradients (e.g. statistics of its vectors).
+
+        ``latentreason train`` calls it once before the first step, with what
+        the producer reads for each training example (never validation or
+        test examples), unless a checkpoint gave the state.
+
+        Args:
+            questions: the training questions, as :meth:`reads` gives them.
+            instruction: the task's system prompt for the LLM.
+            batch_size: questions to read at once.
+        """
+        raise NotImplementedError(f"{type(self).__name__} fits nothing (its fitted_from() is empty)")

@@ -10,6 +10,7 @@ which lets the controller rewrite the KV cache as the LLM writes.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from collections import deque
@@ -81,6 +82,7 @@ class Pipeline:
         self.task = plan.task
         self.runtime = runtime
         self.producer = plan.producer.cls(plan.producer.options, runtime)
+        self.fitted = self._stored_fit()  # before any model loads
         self.injector = plan.injector.cls(plan.injector.options, runtime.llm)
         self.evaluator = plan.evaluator.cls(plan.evaluator.options)
         self.decoder = plan.decoder.cls(plan.decoder.options, runtime) if plan.decoder else None
@@ -92,7 +94,7 @@ class Pipeline:
             ).to(llm.model.device)
         self.checkpoints, self.untrained = self._load_weights(default_weights)
         self.instruction = self.task.instruction_for(self.config.prompt_style)
-        self._next_question: dict[str, str] | None = None
+        self._next_example: dict[str, Example] | None = None
 
     @classmethod
     def from_config(
@@ -130,16 +132,65 @@ class Pipeline:
         return modules
 
     def components(self) -> dict[str, object]:
-        """Names and options of the components, as stored in checkpoints."""
+        """Names and options of the components, as stored in checkpoints (with the producer's fitted state's provenance)."""
         plan = self.plan
         adapter = self.config.adapter.model_dump(mode="json", exclude={"merge"}) if self.config.adapter else None
+        fitted = {"fitted": self.fitted} if self.fitted else {}
         return {
             kind: {"name": choice.name, "options": choice.options.model_dump(mode="json")}
+            | (fitted if kind == "producer" else {})
             for kind, choice in (("producer", plan.producer), ("projector", plan.projector))
         } | {
             "llm": self.runtime.model_name("llm"),
             "assistant": self.runtime.model_name("assistant"),
             "adapter": adapter,
+        }
+
+    def _stored_fit(self) -> dict[str, Any]:
+        """The provenance of the producer's fitted state in ``config.checkpoint`` (empty: none there).
+
+        Raises:
+            LatentReasonError: a checkpoint's fitted state depends on other
+                values than this producer's (another assistant, placeholder, layer, ...).
+        """
+        mine = self.producer.fitted_from()
+        for path in self.config.checkpoints():
+            stored = read_meta(path).get("components", {}).get("producer", {}).get("fitted")
+            if not stored or not mine:
+                continue
+            differ = [
+                f"{key}: {stored.get(key)!r} there, {value!r} here"
+                for key, value in mine.items()
+                if stored.get(key) != value
+            ]
+            if differ:
+                raise LatentReasonError(
+                    f"Checkpoint {path!r} holds producer state fitted for another setup ({'; '.join(differ)}); "
+                    "statistics of other states would be applied to this run's. Use the run's settings the checkpoint "
+                    "was trained with, or train for these with `latentreason train`."
+                )
+            return stored
+        return {}
+
+    def fit(self, examples: list[Example]) -> None:
+        """Fit the producer's data-dependent state on training ``examples`` (see :meth:`ThoughtProducer.fit`).
+
+        Nothing happens when the producer fits nothing or a checkpoint gave
+        its state. The provenance (what :meth:`ThoughtProducer.fitted_from`
+        names, the number of questions and their ids) goes into every
+        checkpoint saved from this pipeline.
+        """
+        basis = self.producer.fitted_from()
+        if not basis or "producer" not in self.untrained:
+            return
+        step = self.config.generation.batch_size
+        self.producer.fit(self.read(examples), instruction=self.instruction, batch_size=step)
+        ids = [ex.id for ex in examples]
+        self.fitted = basis | {
+            "task": self.task.name,
+            "questions": len(ids),
+            "rows": f"ids {ids[0]} .. {ids[-1]}",
+            "ids sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest(),
         }
 
     def _fitting_default(self) -> Path | None:
@@ -186,19 +237,22 @@ class Pipeline:
             adapter.merge()  # a trained adapter, folded into the LLM's weights for evaluation
         return loaded, sorted(modules)
 
-    def _next_questions(self, examples: list[Example]) -> list[str]:
-        """For ``thoughts_from: next``: the question after each example's in its split (cyclically).
+    def _next_examples(self, examples: list[Example]) -> list[Example]:
+        """For ``thoughts_from: next``: the example after each one in its split (cyclically).
 
         The whole split is read once; an example not in it (another source)
-        gets the next question of the split's first example.
+        gets the one after the split's first example.
         """
-        if self._next_question is None:
+        if self._next_example is None:
             data = self.config.data
             split = self.task.load(data.split, data.source)
-            following = split[1:] + split[:1]
-            self._next_question = {ex.id: self.task.format_question(nxt) for ex, nxt in zip(split, following)}
-        fallback = next(iter(self._next_question.values()))
-        return [self._next_question.get(ex.id, fallback) for ex in examples]
+            self._next_example = {ex.id: nxt for ex, nxt in zip(split, split[1:] + split[:1])}
+        fallback = next(iter(self._next_example.values()))
+        return [self._next_example.get(ex.id, fallback) for ex in examples]
+
+    def read(self, examples: list[Example]) -> list[str]:
+        """What the producer reads for each example: its formatted question (a control may add more, see :meth:`ThoughtProducer.reads`)."""
+        return [self.producer.reads(self.task.format_question(ex), ex) for ex in examples]
 
     def inputs(
         self, examples: list[Example], targets: list[list[int]] | None = None, *, training: bool | None = None
@@ -217,9 +271,9 @@ class Pipeline:
         """
         training = targets is not None if training is None else training
         questions = [self.task.format_question(ex) for ex in examples]
-        read = questions if self.config.thoughts_from == "own" or training else self._next_questions(examples)
+        source = examples if self.config.thoughts_from == "own" or training else self._next_examples(examples)
         thoughts = self.producer.produce(
-            read, instruction=self.instruction, training=training
+            self.read(source), instruction=self.instruction, training=training
         )  # (B*K, N, d_src) or hints
         k = thoughts.sets  # rows per question, consecutive
         questions = [q for q in questions for _ in range(k)]
