@@ -18,6 +18,7 @@ from latentreason.config import PluginOptions
 
 if TYPE_CHECKING:
     from latentreason.components.example import Example
+    from latentreason.components.task import TaskSpec
     from latentreason.models.runtime import Runtime
 
 
@@ -73,13 +74,13 @@ class ThoughtProducer:
         """Width of the produced vectors, or None if this producer makes none."""
         return None
 
-    def reads(self, question: str, example: Example) -> str:
-        """The text this producer reads for one example: its task-formatted ``question`` (what every method reads).
+    def reads(self, task: TaskSpec, example: Example) -> str:
+        """The text this producer reads for one example: its question as ``task`` formats it (what every method reads).
 
         Only a control overrides it (the oracle adds the example's gold
         answer); the LLM always reads the question alone.
         """
-        return question
+        return task.format_question(example)
 
     def produce(self, questions: list[str], *, instruction: str, training: bool = False) -> Thoughts:
         """Produce thoughts for a batch of formatted questions.

@@ -252,7 +252,7 @@ class Pipeline:
 
     def read(self, examples: list[Example]) -> list[str]:
         """What the producer reads for each example: its formatted question (a control may add more, see :meth:`ThoughtProducer.reads`)."""
-        return [self.producer.reads(self.task.format_question(ex), ex) for ex in examples]
+        return [self.producer.reads(self.task, ex) for ex in examples]
 
     def inputs(
         self, examples: list[Example], targets: list[list[int]] | None = None, *, training: bool | None = None

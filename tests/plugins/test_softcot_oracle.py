@@ -14,7 +14,7 @@ from latentreason.errors import LatentReasonError
 from latentreason.evaluation.runner import evaluate
 from latentreason.evaluation.tables import markdown_table, read_cell
 from latentreason.storage import read_meta
-from latentreason_softcot.oracle import OracleOptions, OracleProducer
+from latentreason_softcot.oracle import OracleProducer
 from latentreason_softcot.producer import SoftCoTOptions, SoftCoTProducer
 
 
@@ -60,15 +60,14 @@ def test_at_evaluation_the_llm_reads_the_question_alone_and_the_oracle_its_gold(
     assert torch.allclose(told.inputs_embeds[slots].view(2, 3, -1), expected, atol=1e-5)
 
 
-def test_the_rationale_variant_reads_the_gold_rationale_and_needs_one(runtime):
-    producer = OracleProducer(OracleOptions(gold="rationale"), runtime)
+def test_the_rationale_variant_reads_the_training_target_and_needs_a_rationale(runtime):
     pipeline = _oracle(runtime, gold="rationale")
     example = pipeline.task.load("train", limit=1)[0]
-    assert example.rationale and pipeline.read([example]) == [
-        f"{pipeline.task.format_question(example)}\n\nA correct solution:\n{example.rationale}"
-    ]
+    target = pipeline.task.target_text(example)
+    assert example.rationale and "<<" in example.rationale and "<<" not in target  # the cleaned rationale
+    assert pipeline.read([example]) == [f"{pipeline.task.format_question(example)}\n\nA correct solution:\n{target}"]
     with pytest.raises(LatentReasonError, match="example 'x' has none .* use gold: answer"):
-        producer.reads("q", replace(example, id="x", rationale=None))
+        pipeline.read([replace(example, id="x", rationale=None)])
 
 
 def test_the_oracle_trains_like_softcot_and_is_labelled_a_control(runtime, tmp_path):

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from latentreason.plugin import Example, LatentReasonError
+from latentreason.plugin import Example, LatentReasonError, TaskSpec
 from latentreason_softcot.producer import SoftCoTOptions, SoftCoTProducer
 
-GOLD_TEXT = {
-    "answer": "The correct final answer is {answer}.",
-    "rationale": "A correct solution:\n{rationale}",
-}
-"""What the assistant reads after the question, per ``gold`` variant."""
+ANSWER_TEXT = "The correct final answer is {answer}."
+"""What the assistant reads after the question with ``gold: answer``."""
+
+RATIONALE_TEXT = "A correct solution:\n{target}"
+"""What it reads with ``gold: rationale``: the task's training target (the cleaned rationale and the boxed answer)."""
 
 
 class OracleOptions(SoftCoTOptions):
@@ -28,7 +28,8 @@ class OracleOptions(SoftCoTOptions):
 
     Attributes:
         gold: ``answer`` (the gold final answer) or ``rationale`` (the gold
-            worked solution, which ends with the answer on GSM8K).
+            worked solution as the method is trained to write it, ending
+            with the boxed answer).
     """
 
     gold: Literal["answer", "rationale"] = "answer"
@@ -41,19 +42,21 @@ class OracleProducer(SoftCoTProducer):
     options: OracleOptions
     control = "oracle: its assistant reads the gold of the example it answers"
 
-    def reads(self, question: str, example: Example) -> str:
-        """The question, then the example's gold (see :data:`GOLD_TEXT`).
+    def reads(self, task: TaskSpec, example: Example) -> str:
+        """The question, then the example's gold (:data:`ANSWER_TEXT` or :data:`RATIONALE_TEXT`).
 
         Raises:
-            LatentReasonError: ``gold: rationale`` and the example has none.
+            LatentReasonError: ``gold: rationale`` and the example has no rationale.
         """
-        if self.options.gold == "rationale" and example.rationale is None:
+        question = task.format_question(example)
+        if self.options.gold == "answer":
+            return f"{question}\n\n{ANSWER_TEXT.format(answer=example.answer)}"
+        if example.rationale is None:
             raise LatentReasonError(
                 f"softcot-oracle with gold: rationale reads each example's gold rationale, but example "
                 f"{example.id!r} has none (its task's data carry no rationales); use gold: answer."
             )
-        gold = GOLD_TEXT[self.options.gold].format(answer=example.answer, rationale=example.rationale)
-        return f"{question}\n\n{gold}"
+        return f"{question}\n\n{RATIONALE_TEXT.format(target=task.target_text(example))}"
 
     def fitted_from(self) -> dict[str, Any]:
         """SoftCoT's, and which gold the assistant reads (it changes the states' statistics)."""
