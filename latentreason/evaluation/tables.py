@@ -282,8 +282,8 @@ def csv_table(cells: list[Cell], reference: str | Sequence[str] | None = None) -
         "peak_memory_gib",
         "mean_peak_kv",
         "mean_dependency",
-        "machine",
         "control",
+        "machine",
     ]
     writer = csv.DictWriter(buffer, fieldnames=fields)
     writer.writeheader()
@@ -321,8 +321,8 @@ def csv_table(cells: list[Cell], reference: str | Sequence[str] | None = None) -
                     "peak_memory_gib": s.peak_memory_gib,
                     "mean_peak_kv": s.mean_peak_kv,
                     "mean_dependency": s.mean_dependency,
-                    "machine": cell.machines,
                     "control": s.control or "",
+                    "machine": cell.machines,
                 }
             )
     return buffer.getvalue()
