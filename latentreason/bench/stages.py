@@ -33,12 +33,13 @@ class Stages:
         self.examples = examples
         self.llm = pipeline.runtime.llm
         self.questions = [pipeline.task.format_question(ex) for ex in examples]
-        self.reads = pipeline.read(examples)  # what the producer reads (the questions, for every method)
 
     def produce(self) -> Thoughts:
         """The producer's thoughts (for SoftCoT: one assistant forward pass)."""
         with torch.no_grad():
-            return self.pipeline.producer.produce(self.reads, instruction=self.pipeline.instruction)
+            return self.pipeline.producer.produce_for(
+                self.examples, self.questions, instruction=self.pipeline.instruction
+            )
 
     def project(self, thoughts: Thoughts) -> tuple[Thoughts, torch.Tensor | None]:
         """The projected thoughts ``(B, N, d_llm)``, or None without vectors."""

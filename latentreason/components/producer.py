@@ -14,11 +14,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import nn
 
+from latentreason.components.example import Example
 from latentreason.config import PluginOptions
 
 if TYPE_CHECKING:
-    from latentreason.components.example import Example
-    from latentreason.components.task import TaskSpec
     from latentreason.models.runtime import Runtime
 
 
@@ -52,9 +51,11 @@ class ThoughtProducer:
 
     Subclasses set ``Options`` if they take options, ``default_projector`` to
     the projector they expect (``"identity"`` if their vectors already live in
-    the LLM's embedding space), and implement :meth:`produce`. A control
-    (a ceiling or a floor for the methods, never a method itself) sets
-    ``control`` to what makes it one; reports label its rows with it.
+    the LLM's embedding space), and implement :meth:`produce`. A control that
+    reads more of each example than its question (e.g. its gold answer)
+    overrides :meth:`produce_for` instead. A control (a ceiling or a floor for
+    the methods, never a method itself) sets ``control`` to what makes it one;
+    reports label its rows with it.
 
     Args:
         options: validated instance of ``Options``.
@@ -74,14 +75,6 @@ class ThoughtProducer:
         """Width of the produced vectors, or None if this producer makes none."""
         return None
 
-    def reads(self, task: TaskSpec, example: Example) -> str:
-        """The text this producer reads for one example: its question as ``task`` formats it (what every method reads).
-
-        Only a control overrides it (the oracle adds the example's gold
-        answer); the LLM always reads the question alone.
-        """
-        return task.format_question(example)
-
     def produce(self, questions: list[str], *, instruction: str, training: bool = False) -> Thoughts:
         """Produce thoughts for a batch of formatted questions.
 
@@ -92,6 +85,24 @@ class ThoughtProducer:
                 different number of thoughts).
         """
         raise NotImplementedError
+
+    def produce_for(
+        self, examples: list[Example], questions: list[str], *, instruction: str, training: bool = False
+    ) -> Thoughts:
+        """Produce thoughts for a batch of examples; what the pipeline calls.
+
+        By default :meth:`produce` on their questions. Controls that read the
+        examples' gold answers override it; with ``thoughts_from: next`` the
+        pipeline passes the next examples of the split, so such a control then
+        reads another question's answer.
+
+        Args:
+            examples: the examples the thoughts are made from.
+            questions: the same examples, formatted by the task.
+            instruction: the task's system prompt for the LLM.
+            training: True inside the trainer.
+        """
+        return self.produce(questions, instruction=instruction, training=training)
 
     def default_checkpoint(self) -> Path | None:
         """Trained weights to use when the run names none (e.g. shipped for the default models).
@@ -115,16 +126,17 @@ class ThoughtProducer:
         """
         return {}
 
-    def fit(self, questions: list[str], *, instruction: str, batch_size: int) -> None:
+    def fit(self, examples: list[Example], questions: list[str], *, instruction: str, batch_size: int) -> None:
         """Fit the state the producer learns from data without gradients (e.g. statistics of its vectors).
 
-        ``latentreason train`` calls it once before the first step, with what
-        the producer reads for each training example (never validation or
-        test examples), unless a checkpoint gave the state.
+        ``latentreason train`` calls it once before the first step, with the
+        training examples (never validation or test examples), unless a
+        checkpoint gave the state.
 
         Args:
-            questions: the training questions, as :meth:`reads` gives them.
+            examples: the training examples (what :meth:`produce_for` gets).
+            questions: the same examples, formatted by the task.
             instruction: the task's system prompt for the LLM.
-            batch_size: questions to read at once.
+            batch_size: examples to read at once.
         """
         raise NotImplementedError(f"{type(self).__name__} fits nothing (its fitted_from() is empty)")

@@ -183,8 +183,10 @@ class Pipeline:
         basis = self.producer.fitted_from()
         if not basis or "producer" not in self.untrained:
             return
-        step = self.config.generation.batch_size
-        self.producer.fit(self.read(examples), instruction=self.instruction, batch_size=step)
+        questions = [self.task.format_question(ex) for ex in examples]
+        self.producer.fit(
+            examples, questions, instruction=self.instruction, batch_size=self.config.generation.batch_size
+        )
         ids = [ex.id for ex in examples]
         self.fitted = basis | {
             "task": self.task.name,
@@ -246,13 +248,10 @@ class Pipeline:
         if self._next_example is None:
             data = self.config.data
             split = self.task.load(data.split, data.source)
-            self._next_example = {ex.id: nxt for ex, nxt in zip(split, split[1:] + split[:1])}
+            following = split[1:] + split[:1]
+            self._next_example = {ex.id: nxt for ex, nxt in zip(split, following)}
         fallback = next(iter(self._next_example.values()))
         return [self._next_example.get(ex.id, fallback) for ex in examples]
-
-    def read(self, examples: list[Example]) -> list[str]:
-        """What the producer reads for each example: its formatted question (a control may add more, see :meth:`ThoughtProducer.reads`)."""
-        return [self.producer.reads(self.task, ex) for ex in examples]
 
     def inputs(
         self, examples: list[Example], targets: list[list[int]] | None = None, *, training: bool | None = None
@@ -261,8 +260,8 @@ class Pipeline:
 
         A producer with K thought sets per question gets K consecutive rows
         per example (``inputs.group = K``), each with the example's targets.
-        With ``thoughts_from: next`` the producer reads another question
-        (evaluation only; see :meth:`_next_questions`).
+        With ``thoughts_from: next`` the producer reads another example
+        (evaluation only; see :meth:`_next_examples`).
 
         Args:
             examples: the batch.
@@ -271,9 +270,9 @@ class Pipeline:
         """
         training = targets is not None if training is None else training
         questions = [self.task.format_question(ex) for ex in examples]
-        source = examples if self.config.thoughts_from == "own" or training else self._next_examples(examples)
-        thoughts = self.producer.produce(
-            self.read(source), instruction=self.instruction, training=training
+        read = examples if self.config.thoughts_from == "own" or training else self._next_examples(examples)
+        thoughts = self.producer.produce_for(
+            read, [self.task.format_question(ex) for ex in read], instruction=self.instruction, training=training
         )  # (B*K, N, d_src) or hints
         k = thoughts.sets  # rows per question, consecutive
         questions = [q for q in questions for _ in range(k)]

@@ -212,7 +212,7 @@ class LatentReasonLM(LM):
                 node[path[-1]] = value
         registry = Registry(plugins=[self._request_task(str(system or ""), instruction)])
         plan = resolve(load_checked(config, overrides, registry), registry)
-        if plan.producer.cls.reads is not ThoughtProducer.reads:
+        if plan.producer.cls.produce_for is not ThoughtProducer.produce_for:
             raise LatentReasonError(
                 f"producer {plan.producer.name!r} reads more than the question (e.g. the gold answer, for a control), "
                 "and lm-eval's requests carry only the question; evaluate it with `latentreason run` or `compare`."

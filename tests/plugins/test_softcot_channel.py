@@ -88,11 +88,13 @@ def test_standardise_fits_training_statistics_and_stores_them_with_their_provena
     loaded = Pipeline.from_config(config.model_copy(update={"checkpoint": str(trained.weights)}), runtime=runtime)
     assert loaded.checkpoints == [str(trained.weights)] and loaded.untrained == []
     train_rows = loaded.task.load("train", limit=6, offset=2)  # the training rows: validation's 2 come first
-    vectors = loaded.producer.produce(loaded.read(train_rows), instruction="", training=True).vectors  # (6, 2, d)
+    questions = [loaded.task.format_question(ex) for ex in train_rows]
+    vectors = loaded.producer.produce(questions, instruction="", training=True).vectors  # (6, 2, d)
     flat = vectors.flatten(0, 1).double()  # (12, d)
     assert flat.mean(0).abs().max() < 1e-4
     assert torch.allclose(flat.std(0, unbiased=False), torch.ones(flat.shape[1], dtype=torch.float64), atol=1e-4)
-    validation = loaded.producer.produce(loaded.read(loaded.task.load("train", limit=2)), instruction="").vectors
+    held_back = [loaded.task.format_question(ex) for ex in loaded.task.load("train", limit=2)]
+    validation = loaded.producer.produce(held_back, instruction="").vectors
     assert validation.flatten(0, 1).mean(0).abs().max() > 1e-3  # held-back rows were not part of the statistics
 
 

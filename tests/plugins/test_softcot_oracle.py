@@ -34,13 +34,13 @@ def test_the_oracle_is_softcot_reading_the_question_and_its_gold_answer(runtime)
     pipeline = _oracle(runtime)
     example = pipeline.task.load("test", limit=1)[0]
     question = pipeline.task.format_question(example)
-    oracle = pipeline.producer.produce(pipeline.read([example]), instruction="").vectors  # (1, 3, d)
+    oracle = pipeline.producer.produce_for([example], [question], instruction="").vectors  # (1, 3, d)
     softcot = SoftCoTProducer(SoftCoTOptions(n_thoughts=3), runtime)
     told = f"{question}\n\nThe correct final answer is {example.answer}."
     assert torch.equal(oracle, softcot.produce([told], instruction="").vectors)
     assert not torch.allclose(oracle, softcot.produce([question], instruction="").vectors)
     other_gold = replace(example, answer=str(int(example.answer) + 1))
-    assert not torch.allclose(oracle, pipeline.producer.produce(pipeline.read([other_gold]), instruction="").vectors)
+    assert not torch.allclose(oracle, pipeline.producer.produce_for([other_gold], [question], instruction="").vectors)
 
 
 def test_at_evaluation_the_llm_reads_the_question_alone_and_the_oracle_its_gold(runtime):
@@ -53,21 +53,21 @@ def test_at_evaluation_the_llm_reads_the_question_alone_and_the_oracle_its_gold(
     examples = oracle.task.load("test", limit=2)
     with torch.no_grad():
         told, plain = oracle.inputs(examples), softcot.inputs(examples)
-        expected = oracle.projector(oracle.producer.produce(oracle.read(examples), instruction="").vectors)  # (2, 3, d)
+        questions = [oracle.task.format_question(ex) for ex in examples]
+        expected = oracle.projector(oracle.producer.produce_for(examples, questions, instruction="").vectors)
     assert told.prompts == plain.prompts  # the LLM's prompt holds no gold
     slots = (told.inputs_embeds != plain.inputs_embeds).any(-1)  # (B, T): only the thought positions differ
     assert slots.sum(-1).tolist() == [3, 3]
     assert torch.allclose(told.inputs_embeds[slots].view(2, 3, -1), expected, atol=1e-5)
 
 
-def test_the_rationale_variant_reads_the_training_target_and_needs_a_rationale(runtime):
-    pipeline = _oracle(runtime, gold="rationale")
-    example = pipeline.task.load("train", limit=1)[0]
-    target = pipeline.task.target_text(example)
-    assert example.rationale and "<<" in example.rationale and "<<" not in target  # the cleaned rationale
-    assert pipeline.read([example]) == [f"{pipeline.task.format_question(example)}\n\nA correct solution:\n{target}"]
+def test_the_rationale_variant_reads_the_gold_rationale_and_needs_one(runtime):
+    producer = _oracle(runtime, gold="rationale").producer
+    example = _oracle(runtime).task.load("train", limit=1)[0]
+    assert example.rationale
+    assert producer.told([example], ["Q?"]) == [f"Q?\n\nA correct solution:\n{example.rationale}"]
     with pytest.raises(LatentReasonError, match="example 'x' has none .* use gold: answer"):
-        pipeline.read([replace(example, id="x", rationale=None)])
+        producer.produce_for([example, replace(example, id="x", rationale=None)], ["Q?", "Q?"], instruction="")
 
 
 def test_the_oracle_trains_like_softcot_and_is_labelled_a_control(runtime, tmp_path):

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from latentreason.plugin import Example, LatentReasonError, TaskSpec
+from latentreason.plugin import Example, LatentReasonError, Thoughts
 from latentreason_softcot.producer import SoftCoTOptions, SoftCoTProducer
 
 ANSWER_TEXT = "The correct final answer is {answer}."
 """What the assistant reads after the question with ``gold: answer``."""
 
-RATIONALE_TEXT = "A correct solution:\n{target}"
-"""What it reads with ``gold: rationale``: the task's training target (the cleaned rationale and the boxed answer)."""
+RATIONALE_TEXT = "A correct solution:\n{rationale}"
+"""What it reads with ``gold: rationale``: the example's rationale as its data hold it."""
 
 
 class OracleOptions(SoftCoTOptions):
@@ -28,8 +28,7 @@ class OracleOptions(SoftCoTOptions):
 
     Attributes:
         gold: ``answer`` (the gold final answer) or ``rationale`` (the gold
-            worked solution as the method is trained to write it, ending
-            with the boxed answer).
+            worked solution as the data hold it; GSM8K's ends with the answer).
     """
 
     gold: Literal["answer", "rationale"] = "answer"
@@ -42,21 +41,31 @@ class OracleProducer(SoftCoTProducer):
     options: OracleOptions
     control = "oracle: its assistant reads the gold of the example it answers"
 
-    def reads(self, task: TaskSpec, example: Example) -> str:
-        """The question, then the example's gold (:data:`ANSWER_TEXT` or :data:`RATIONALE_TEXT`).
+    def told(self, examples: list[Example], questions: list[str]) -> list[str]:
+        """Each question, then its example's gold (:data:`ANSWER_TEXT` or :data:`RATIONALE_TEXT`).
 
         Raises:
-            LatentReasonError: ``gold: rationale`` and the example has no rationale.
+            LatentReasonError: ``gold: rationale`` and an example has no rationale.
         """
-        question = task.format_question(example)
         if self.options.gold == "answer":
-            return f"{question}\n\n{ANSWER_TEXT.format(answer=example.answer)}"
-        if example.rationale is None:
+            return [f"{q}\n\n{ANSWER_TEXT.format(answer=ex.answer)}" for ex, q in zip(examples, questions)]
+        missing = next((ex.id for ex in examples if ex.rationale is None), None)
+        if missing is not None:
             raise LatentReasonError(
                 f"softcot-oracle with gold: rationale reads each example's gold rationale, but example "
-                f"{example.id!r} has none (its task's data carry no rationales); use gold: answer."
+                f"{missing!r} has none (its task's data carry no rationales); use gold: answer."
             )
-        return f"{question}\n\n{RATIONALE_TEXT.format(target=task.target_text(example))}"
+        return [f"{q}\n\n{RATIONALE_TEXT.format(rationale=ex.rationale)}" for ex, q in zip(examples, questions)]
+
+    def produce_for(
+        self, examples: list[Example], questions: list[str], *, instruction: str, training: bool = False
+    ) -> Thoughts:
+        """SoftCoT's thoughts from the questions told their gold (see :meth:`told`)."""
+        return self.produce(self.told(examples, questions), instruction=instruction, training=training)
+
+    def fit(self, examples: list[Example], questions: list[str], *, instruction: str, batch_size: int) -> None:
+        """SoftCoT's statistics, on states that read the gold as at evaluation."""
+        super().fit(examples, self.told(examples, questions), instruction=instruction, batch_size=batch_size)
 
     def fitted_from(self) -> dict[str, Any]:
         """SoftCoT's, and which gold the assistant reads (it changes the states' statistics)."""

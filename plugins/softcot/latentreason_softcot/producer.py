@@ -20,6 +20,7 @@ from pydantic import Field
 from torch import nn
 
 from latentreason.plugin import (
+    Example,
     LatentReasonError,
     PluginOptions,
     ThoughtProducer,
@@ -142,8 +143,8 @@ class SoftCoTProducer(ThoughtProducer):
             "layer": options.layer,
         }
 
-    def fit(self, questions: list[str], *, instruction: str, batch_size: int) -> None:
-        """Fit ``standardise``'s statistics on the states at every thought position of the training prompts."""
+    def fit(self, examples: list[Example], questions: list[str], *, instruction: str, batch_size: int) -> None:
+        """Fit ``standardise``'s statistics on the states at every thought position of the training ``questions``."""
         n = self._count(True)
         batches = (
             self._states(questions[start : start + batch_size], n).flatten(0, 1)  # (B*N, d_assistant)
