@@ -108,3 +108,37 @@ def test_the_audit_of_the_shipped_softcot_projector_finds_the_documented_collaps
     assert audit.attention is not None and 0 < audit.attention.thoughts < 1 and 0 < audit.attention.before < 1
     dollar = audit.probes["producer"]["dollar"]  # the question is in the states all the same (0.97 vs 0.70 on 320)
     assert dollar.accuracy > dollar.chance
+
+
+def test_default_pair_channel_options_read_out_other_states(real_runtime):
+    """`placeholder: " thought"` is one SmolLM2 token, and each channel option changes the assistant's states."""
+    from latentreason_softcot.producer import SoftCoTOptions, SoftCoTProducer
+
+    questions = ["Natalia sold 48 clips in April and half as many in May. How many in total?", "What is 2 + 3?"]
+    states = {
+        name: SoftCoTProducer(SoftCoTOptions(**options), real_runtime).produce(questions, instruction="").vectors
+        for name, options in {"default": {}, "thought": {"placeholder": " thought"}, "middle": {"layer": 15}}.items()
+    }  # each (2, 4, 576)
+    assert states["default"].shape == (2, 4, 576)
+    assert not any(states[name].allclose(states["default"]) for name in ("thought", "middle"))
+
+
+def test_the_llm_as_its_own_assistant_loads_once(tmp_path):
+    config = load_config(overrides={"models": {"assistant": "qwen2.5-coder-0.5b-instruct"}})
+    if not is_cached(config.models.llm):
+        pytest.skip("default LLM not cached: run `latentreason models fetch` first")
+    loads = []
+    registry = Registry()
+    runtime = Runtime(config.models, lambda spec: loads.append(spec.name) or registry.load_model(spec))
+    summary = run(
+        config.model_copy(
+            update={
+                "data": config.data.model_copy(update={"task": "gsm8k", "limit": 2}),
+                "generation": config.generation.model_copy(update={"max_new_tokens": 64}),
+            }
+        ),
+        output=tmp_path,
+        progress=False,
+        runtime=runtime,
+    )
+    assert summary.n == 2 and runtime.assistant is runtime.llm and loads == ["qwen2.5-coder-0.5b-instruct"]
