@@ -11,7 +11,7 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -22,11 +22,11 @@ from latentreason.components.example import Example
 from latentreason.config import RunConfig
 from latentreason.engine.pipeline import Pipeline
 from latentreason.errors import LatentReasonError
+from latentreason.evaluation.audit import AUDIT_FILE, MIN_QUESTIONS, Audit, audit, check_slice
 from latentreason.evaluation.results import Summary
 from latentreason.evaluation.runner import evaluate
-from latentreason.evaluation.spread import Spread, spread
 from latentreason.hooks.registry import Registry
-from latentreason.hooks.resolve import Plan, resolve
+from latentreason.hooks.resolve import HeldBack, Plan, resolve
 from latentreason.models.runtime import Runtime
 from latentreason.training.trainer import Trainer, TrainResult, gold_targets, mean_loss
 from latentreason.training.trigger import TriggerReport, label_rule
@@ -117,7 +117,7 @@ def train(
     registry: Registry | None = None,
     runtime: Runtime | None = None,
 ) -> TrainResult:
-    """Train the configured method's trainable components; resumes if interrupted.
+    """Train the configured method's trainable components; resumes if interrupted; then audit their thoughts.
 
     They start from ``config.checkpoint`` where it names them, else from their
     seeded initialization, never from a producer's shipped default: a
@@ -126,18 +126,27 @@ def train(
     A producer that fits state from data (SoftCoT's ``standardise``) fits it
     first, on the training examples (see :meth:`Pipeline.fit`).
 
+    A method that injects vectors is then audited on held-back training
+    questions (:func:`audit_rows`, checked before training starts), with
+    ``audit.json`` beside the weights.
+
     Returns:
-        Where the weights are and the loss history.
+        Where the weights are, the loss history and the audit.
     """
     _full_precision(config)
     torch.manual_seed(config.seed)
     pipeline = build_pipeline(config, registry, runtime, default_weights=False)
     train_examples, validation = training_examples(pipeline)
+    held_back = audit_rows(pipeline)  # checked before hours of training
     pipeline.fit(train_examples)  # e.g. statistics of the producer's vectors, on training examples only
     trainer = Trainer(
         pipeline, train_examples, validation, config.train, checkpoint_dir(config), seed=config.seed, progress=progress
     )
-    return trainer.run()
+    result = trainer.run()
+    if held_back is not None and distributed.current().is_main:
+        result.audit = audit_after_training(pipeline, held_back, result.weights)
+    distributed.barrier()  # the first rank's audit is written before any rank returns
+    return result
 
 
 @dataclass(frozen=True)
@@ -181,63 +190,61 @@ def loss(config: RunConfig, *, registry: Registry | None = None, runtime: Runtim
     return LossReport(value, len(examples), list(pipeline.checkpoints))
 
 
-@dataclass
-class SpreadReport:
-    """What :func:`thought_spread` measured.
+def thought_audit(config: RunConfig, *, registry: Registry | None = None, runtime: Runtime | None = None) -> Audit:
+    """Audit the configured method's soft thoughts on the held-back training questions ``config.data`` selects.
 
-    Attributes:
-        stages: the producer's vectors, then (with a projector) what the LLM receives.
-        examples: how many questions.
-        weights: the weights files the method loaded (checkpoints, a shipped projector).
-    """
-
-    stages: list[Spread]
-    examples: int
-    weights: list[str]
-
-
-def thought_spread(
-    config: RunConfig, *, registry: Registry | None = None, runtime: Runtime | None = None
-) -> SpreadReport:
-    """How much the configured method's soft thoughts vary between the questions ``config.data`` selects.
-
-    The producer reads each question as at evaluation (its own question,
-    whatever ``thoughts_from`` says), in batches of ``generation.batch_size``;
-    see :mod:`latentreason.evaluation.spread` for the figures.
+    See :mod:`latentreason.evaluation.audit` for the figures. ``config.data``
+    must name a training split (e.g. ``split: train`` with an ``offset`` past
+    every training run's rows); the evaluation split is refused before any
+    model loads.
 
     Raises:
-        LatentReasonError: the producer makes no vectors (text hints or
-            none), or fewer than two examples are selected.
+        LatentReasonError: the evaluation split, fewer than 10 examples, or a
+            producer that makes no vectors (text hints or none).
     """
     registry = registry or Registry()
     plan = resolve(config, registry)
+    split = config.data.split or plan.task.eval_split
     examples = plan.check()  # data and checkpoints, before any model loads
-    if len(examples) < 2:
-        raise LatentReasonError(
-            f"The spread between questions needs at least 2 examples; data selects {len(examples)}."
-        )
+    check_slice(plan.task, split, len(examples))
     pipeline = pipeline_for(plan, registry, runtime)
-    produced, projected = [], []
-    step = config.generation.batch_size
-    with torch.no_grad():
-        for start in range(0, len(examples), step):
-            batch = examples[start : start + step]
-            questions = [pipeline.task.format_question(ex) for ex in batch]
-            thoughts = pipeline.producer.produce_for(batch, questions, instruction=pipeline.instruction)
-            if thoughts.vectors is None:
-                raise LatentReasonError(
-                    f"Producer {config.producer.name!r} makes no soft thoughts (it gives "
-                    f"{'text hints' if thoughts.hints else 'nothing'} to the LLM); there is no spread to measure."
-                )
-            vectors = thoughts.vectors  # (B*K, N, d_src)
-            produced.append(vectors.reshape(len(questions), -1, vectors.shape[-1]))  # (B, K*N, d_src)
-            if pipeline.projector is not None:
-                out = pipeline.projector(vectors.to(pipeline.runtime.llm.model.device))  # (B*K, N, d_llm)
-                projected.append(out.reshape(len(questions), -1, out.shape[-1]))  # (B, K*N, d_llm)
-    stages = [spread("producer", torch.cat(produced))]
-    if projected:
-        stages.append(spread("projected", torch.cat(projected)))
-    return SpreadReport(stages, len(examples), list(pipeline.checkpoints))
+    return audit(pipeline, examples, split, config.data.offset)
+
+
+def audit_rows(pipeline: Pipeline) -> HeldBack | None:
+    """The held-back training rows ``train`` audits its thoughts on (``config.audit``), or None for no audit.
+
+    None when ``audit.after_training`` is off or the producer makes no soft
+    thoughts (e.g. a LoRA on ``cot``).
+
+    Raises:
+        LatentReasonError: the rows are not there (the evaluation split, no
+            rows past the training's, fewer than 10), with the settings that fix it.
+    """
+    config = pipeline.config
+    if not config.audit.after_training or pipeline.producer.thought_dim is None:
+        return None
+    fix = "set audit.offset/audit.split to held-back training rows, or audit.after_training=false"
+    try:
+        held_back = pipeline.plan.held_back()
+    except LatentReasonError as exc:
+        raise LatentReasonError(f"The thought audit after training has no rows: {exc} ({fix})") from None
+    if len(held_back.examples) < MIN_QUESTIONS:
+        raise LatentReasonError(
+            f"The thought audit after training needs at least {MIN_QUESTIONS} held-back rows; {held_back.split} has "
+            f"{len(held_back.examples)} from row {held_back.offset} ({fix})."
+        )
+    return held_back
+
+
+def audit_after_training(pipeline: Pipeline, held_back: HeldBack, weights: Path) -> Audit:
+    """Audit the trained thoughts on ``held_back`` (see :func:`audit_rows`) and write ``audit.json`` beside ``weights``.
+
+    ``weights`` is the file the pipeline's trained parts were saved to.
+    """
+    report = replace(audit(pipeline, held_back.examples, held_back.split, held_back.offset), weights=[str(weights)])
+    report.write(weights.parent / AUDIT_FILE)
+    return report
 
 
 def _full_precision(config: RunConfig) -> None:

@@ -328,10 +328,13 @@ def train(config_path, sets, quiet, **flags):
     --checkpoint if given, else from their seeded initialization (never from a
     shipped projector). Checkpoints (safetensors) are written every epoch; an
     interrupted run resumes when the same command is run again. The weights to
-    pass to `run --checkpoint` are <out>/last.safetensors.
+    pass to `run --checkpoint` are <out>/last.safetensors. A method that
+    injects vectors is then audited on held-back training rows (the `audit`
+    section; docs/thought-audit.md): two lines here, <out>/audit.json in full.
     """
     from latentreason.api import checkpoint_dir
     from latentreason.api import train as train_api
+    from latentreason.evaluation.audit import AUDIT_FILE
 
     config = _build_config(config_path, sets, **flags)
     result = train_api(config, progress=not quiet)
@@ -343,6 +346,9 @@ def train(config_path, sets, quiet, **flags):
         _echo(f"epoch {v['epoch']}: validation loss {v['loss']:.4f}")
     _echo(f"throughput: {result.examples_per_s:.2f} examples/s")
     _echo(f"weights: {result.weights}  (folder {checkpoint_dir(config)})")
+    if result.audit is not None:
+        _echo(result.audit.short())
+        _echo(f"full audit: {checkpoint_dir(config) / AUDIT_FILE}")
 
 
 def _slice_text(config, examples: int, weights: list[str]) -> str:
@@ -377,28 +383,57 @@ def loss(config_path, sets, quiet, offset, **flags):
 @main.command()
 @_config_options
 @click.option("--offset", type=int, help="Skip the first N examples of the split (e.g. past the training rows).")
+@click.option("--out", type=click.Path(dir_okay=False), help="Also write the full audit as JSON to this file.")
 @_friendly
-def thoughts(config_path, sets, quiet, offset, **flags):
-    """How much a method's soft thoughts vary between questions (a collapse check).
+def thoughts(config_path, sets, quiet, offset, out, **flags):
+    """Audit a method's soft thoughts on held-back training questions.
 
-    For the producer's vectors and, with a projector, for what the LLM
-    receives: the share of a vector's energy that is specific to its question
-    (0: every question gets the same thoughts) and the mean cosine between two
-    questions' thoughts in the same slot, on the examples --split/--offset/--limit
-    select. Thoughts that barely vary make the method a trained prompt
-    (pause-trained), whatever reads the question. Example:
+    Per stage (the producer's vectors, the projector's output, what the LLM
+    receives at the thought positions): the share of a vector's energy that
+    is specific to its question (0: every question gets the same thoughts),
+    the mean cosine between two questions' thoughts in the same slot, the
+    effective rank of how they differ, and their norm against the LLM's
+    token embeddings; a 5-fold linear probe from the thoughts to properties
+    of the question ($ in it, length tertile, count of numbers), with the
+    majority class's share; and the attention mass the LLM puts on the
+    thoughts over its first 32 greedy tokens. Reads a training split only
+    (--split train with an --offset past the training rows), at least 10
+    examples. What each number means: docs/thought-audit.md. Example:
 
     \b
       latentreason thoughts --producer softcot --checkpoint A.safetensors --split train --offset 1100 --limit 64
     """
-    from latentreason.api import thought_spread
+    from latentreason.api import thought_audit
+    from latentreason.evaluation.attention import NEW_TOKENS
 
     config = _build_config(config_path, [*sets, *([f"data.offset={offset}"] if offset is not None else [])], **flags)
-    report = thought_spread(config)
-    _echo(f"thoughts of {config.producer.name} ({_slice_text(config, report.examples, report.weights)})")
-    _echo("| stage | question-specific share | cosine between questions | mean norm |\n|---|---|---|---|")
-    for stage in report.stages:
-        _echo(f"| {stage.stage} | {stage.specific_share:.3g} | {stage.cosine:.6f} | {stage.norm:.3f} |")
+    report = thought_audit(config)
+    _echo(
+        f"thoughts of {report.method}, thoughts_from: {report.thoughts_from} "
+        f"({_slice_text(config, report.examples, report.weights)})"
+    )
+    _echo(
+        "| stage | question-specific share | cosine between questions | effective rank | mean norm "
+        "| norm / token embedding |\n|---|---|---|---|---|---|"
+    )
+    for s in report.stages:
+        _echo(
+            f"| {s.stage} | {s.specific_share:.3g} | {s.cosine:.6f} | {s.effective_rank:.2f} | {s.norm:.3f} "
+            f"| {s.norm_ratio:.3f} |"
+        )
+    _echo("")
+    _echo("probe accuracy (chance: the majority class), 5-fold ridge:")
+    for s in report.stages:
+        _echo(f"  {s.stage}: {report.probe_text(s.stage)}")
+    if report.attention is not None:
+        a = report.attention
+        _echo(
+            f"attention over the first {NEW_TOKENS} new tokens (mean over layers, heads, {a.tokens} tokens): "
+            f"{a.thoughts:.4f} on the thoughts, {a.before:.4f} on as many prompt tokens just before them"
+        )
+    if out:
+        report.write(out)
+        _echo(f"audit: {out}")
 
 
 @main.command()

@@ -141,6 +141,25 @@ class TrainConfig(Strict):
     save_every: int = Field(0, ge=0, description="also checkpoint every N optimizer steps (0: only per epoch)")
 
 
+class AuditConfig(Strict):
+    """Held-back training questions: the rows the thought audit reads after training, and ``thoughts_from: mean`` averages.
+
+    Never the task's evaluation split. By default they are the rows just
+    after the ones ``train`` (with this config's ``train`` section) reads
+    from the training split: validation's ``val_limit``, then ``limit``.
+    """
+
+    split: str | None = Field(None, description="default: train.split, else the task's training split")
+    offset: int | None = Field(
+        None,
+        ge=0,
+        description="default: just past the rows `train` reads from the training split (train.val_limit + "
+        "train.limit when validation is held back from it, else train.limit)",
+    )
+    limit: int = Field(64, ge=1, description="questions (the audit needs at least 10, for its 5-fold probe)")
+    after_training: bool = Field(True, description="`train` audits the trained method's thoughts at the end")
+
+
 class RunConfig(Strict):
     """Everything a run or a training needs; it fully reproduces a run."""
 
@@ -168,13 +187,16 @@ class RunConfig(Strict):
         description="'softcot': the SoftCoT reference wording (concise '## Step' reasoning, a note that the thoughts come "
         "from a weaker assistant, an assistant turn that announces its thought tokens)",
     )
-    thoughts_from: Literal["own", "next"] = Field(
+    thoughts_from: Literal["own", "next", "zero", "mean"] = Field(
         "own",
-        description="'next' (a control, at evaluation): the producer reads the next example of the split instead of "
-        "the example's own (its question; for the answer-embedding control, its gold answer), so thoughts keep their "
-        "form but lose what is specific to the question",
+        description="an ablation at evaluation (training always uses 'own'): 'next': the producer reads the next "
+        "example of the split instead of the example's own (its question; for the answer-embedding control, its gold "
+        "answer), so thoughts keep their form but lose what is specific to the question; 'zero': the LLM receives zero "
+        "vectors; 'mean': it receives the mean of the method's own LLM-input vectors over the held-back training "
+        "questions of `audit`, the same for every question",
     )
     train: TrainConfig = Field(default_factory=TrainConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
     seed: int = Field(0, ge=0, lt=2**32, description="seeds initialization, data order and sampling (0 to 2**32-1)")
     output_dir: str = "results"
 

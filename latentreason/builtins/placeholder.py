@@ -118,13 +118,15 @@ class PlaceholderInjector(Injector):
         device = self.llm.model.device
         with torch.no_grad():
             embeds = self.llm.embed(input_ids.to(device))  # (B, T, d_llm)
+        slot_mask: torch.Tensor | None = None
         if thoughts is not None and n:
             slot_mask = torch.zeros(input_ids.shape, dtype=torch.bool)  # (B, T)
             for b, positions in enumerate(slots):
                 offset = width - len(rows[b])
                 slot_mask[b, [offset + p for p in positions]] = True
+            slot_mask = slot_mask.to(device)
             embeds = embeds.masked_scatter(
-                slot_mask.to(device).unsqueeze(-1),
+                slot_mask.unsqueeze(-1),
                 thoughts.to(device=device, dtype=embeds.dtype),  # (B, N, d_llm), row-major like the mask
             )
         return LLMInputs(
@@ -132,4 +134,5 @@ class PlaceholderInjector(Injector):
             attention_mask=attention_mask.to(device),
             labels=pad_left(labels, IGNORE_INDEX).to(device) if targets else None,
             prompts=[tokenizer.decode(r[: len(r) - len(targets[i]) if targets else None]) for i, r in enumerate(rows)],
+            thought_mask=slot_mask,
         )

@@ -28,6 +28,9 @@ class LLMInputs:
         prompts: the prompt of each row as text (placeholders shown as tokens), for logs.
         group: consecutive rows per example (a producer's thought sets).
         loss: an extra training-loss term from the producer, or None.
+        thought_mask: ``(B, T)``, True at the positions that hold the thoughts,
+            or None (no thoughts, or an injector that does not say); the
+            thought audit reads the LLM's input and attention there.
     """
 
     inputs_embeds: torch.Tensor
@@ -36,6 +39,7 @@ class LLMInputs:
     prompts: list[str]
     group: int = 1
     loss: torch.Tensor | None = None
+    thought_mask: torch.Tensor | None = None
 
 
 class Injector(ABC):

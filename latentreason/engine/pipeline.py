@@ -111,6 +111,7 @@ class Pipeline:
         self.checkpoints, self.untrained = self._load_weights(default_weights)
         self.instruction = self.task.instruction_for(self.config.prompt_style)
         self._next_example: dict[str, Example] | None = None
+        self._mean_thoughts: torch.Tensor | None = None
 
     @classmethod
     def from_config(
@@ -277,6 +278,55 @@ class Pipeline:
         fallback = next(iter(self._next_example.values()))
         return [self._next_example.get(ex.id, fallback) for ex in examples]
 
+    def mean_thoughts(self) -> torch.Tensor:
+        """For ``thoughts_from: mean``: the mean LLM-input thoughts ``(K, N, d_llm)`` over the held-back training questions.
+
+        Each question's own thoughts, projected as at evaluation, averaged
+        over the questions of ``config.audit`` (see :meth:`Plan.held_back`)
+        per thought set and slot; computed once.
+
+        Raises:
+            LatentReasonError: the producer makes no soft thoughts.
+        """
+        if self._mean_thoughts is None:
+            rows = self.plan.held_back().examples
+            total = torch.zeros(())
+            step = self.config.generation.batch_size
+            with torch.no_grad():
+                for start in range(0, len(rows), step):
+                    batch = rows[start : start + step]
+                    questions = [self.task.format_question(ex) for ex in batch]
+                    with self._blame("producer"):
+                        thoughts = self.producer.produce_for(batch, questions, instruction=self.instruction)
+                        self._check_thoughts(thoughts, len(batch))
+                    vectors = self._projected(thoughts)  # (B*K, N, d_llm)
+                    if vectors is None:
+                        raise self._no_vectors()
+                    total = total + vectors.reshape(len(batch), thoughts.sets, *vectors.shape[1:]).sum(0)  # (K, N, d)
+            self._mean_thoughts = total / len(rows)
+        return self._mean_thoughts
+
+    def _projected(self, thoughts: Thoughts) -> torch.Tensor | None:
+        """The projector's output ``(B*K, N, d_llm)`` for a producer's vectors ``(B*K, N, d_src)``, or None without them."""
+        if thoughts.vectors is None or self.projector is None:
+            return None
+        with self._blame("projector"):
+            vectors = self.projector(thoughts.vectors.to(self.runtime.llm.model.device))  # (B*K, N, d_llm)
+            d_llm = self.runtime.llm.hidden_size
+            check_shape(
+                vectors,
+                {"B*sets": thoughts.vectors.shape[0], "N": thoughts.count, "d_llm": d_llm},
+                f"the output of projector {self.plan.projector.name!r} (LLM hidden size {d_llm})",
+            )
+        return vectors
+
+    def _no_vectors(self) -> LatentReasonError:
+        """The error of an ablation of soft thoughts on a producer that makes none."""
+        return LatentReasonError(
+            f"thoughts_from: {self.config.thoughts_from} replaces the soft thoughts the LLM receives, but producer "
+            f"{self.plan.producer.name!r} makes none (text hints or nothing); use it with a producer that injects vectors."
+        )
+
     def inputs(
         self, examples: list[Example], targets: list[list[int]] | None = None, *, training: bool | None = None
     ) -> LLMInputs:
@@ -284,8 +334,10 @@ class Pipeline:
 
         A producer with K thought sets per question gets K consecutive rows
         per example (``inputs.group = K``), each with the example's targets.
-        With ``thoughts_from: next`` the producer reads another example
-        (evaluation only; see :meth:`_next_examples`).
+        The ablations apply at evaluation only: with ``thoughts_from: next``
+        the producer reads another example (see :meth:`_next_examples`);
+        with ``zero`` the LLM receives zero vectors, with ``mean`` the mean
+        thoughts of :meth:`mean_thoughts`, in place of the projected ones.
 
         Args:
             examples: the batch.
@@ -294,7 +346,7 @@ class Pipeline:
         """
         training = targets is not None if training is None else training
         questions = [self.task.format_question(ex) for ex in examples]
-        read = examples if self.config.thoughts_from == "own" or training else self._next_examples(examples)
+        read = self._next_examples(examples) if self.config.thoughts_from == "next" and not training else examples
         with self._blame("producer"):
             thoughts = self.producer.produce_for(
                 read, [self.task.format_question(ex) for ex in read], instruction=self.instruction, training=training
@@ -304,16 +356,15 @@ class Pipeline:
         questions = [q for q in questions for _ in range(k)]
         if targets is not None:
             targets = [t for t in targets for _ in range(k)]
-        vectors = None
-        if thoughts.vectors is not None and self.projector is not None:
-            with self._blame("projector"):
-                vectors = self.projector(thoughts.vectors.to(self.runtime.llm.model.device))  # (B*K, N, d_llm)
-                d_llm = self.runtime.llm.hidden_size
-                check_shape(
-                    vectors,
-                    {"B*sets": len(questions), "N": thoughts.count, "d_llm": d_llm},
-                    f"the output of projector {self.plan.projector.name!r} (LLM hidden size {d_llm})",
-                )
+        vectors = self._projected(thoughts)  # (B*K, N, d_llm) or None
+        ablation = None if training else self.config.thoughts_from
+        if ablation in ("zero", "mean"):
+            if vectors is None:
+                raise self._no_vectors()
+            # (B*K, N, d_llm); the mean's K sets repeat per example, as the rows are ordered
+            vectors = (
+                torch.zeros_like(vectors) if ablation == "zero" else self.mean_thoughts().repeat(len(examples), 1, 1)
+            )
         with self._blame("injector"):
             inputs = self.injector.build(self.instruction, questions, vectors, thoughts.hints, targets)
         inputs.group, inputs.loss = k, thoughts.loss
@@ -355,6 +406,8 @@ class Pipeline:
         if samples > 1:
             inputs.inputs_embeds = inputs.inputs_embeds.repeat_interleave(samples, dim=0)  # (B*K*s, T, d_llm)
             inputs.attention_mask = inputs.attention_mask.repeat_interleave(samples, dim=0)  # (B*K*s, T)
+            if inputs.thought_mask is not None:
+                inputs.thought_mask = inputs.thought_mask.repeat_interleave(samples, dim=0)  # (B*K*s, T)
             inputs.prompts = [p for p in inputs.prompts for _ in range(samples)]
         inputs.group *= samples
         return inputs

@@ -11,7 +11,9 @@ with several references (``reference: [cot, pause-trained]``), a pair of
 such columns for each.
 Below the table: the trivial baselines of each task's examples, a
 warning for every run with more than 5% of its chains cut by the token cap,
-and the machine(s) the speeds were measured on.
+and the machine(s) the speeds were measured on; then, where the comparison
+has them, its thought ablations paired with their methods and the thought
+audits found beside its cells (:mod:`latentreason.evaluation.thought_report`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from latentreason.errors import LatentReasonError
+from latentreason.evaluation.audit_table import audit_table
 from latentreason.evaluation.results import (
     UNRECORDED,
     Summary,
@@ -40,10 +45,19 @@ from latentreason.evaluation.stats import Paired, baselines, paired
 
 @dataclass
 class Cell:
-    """One run of a comparison: its summary and its per-example records (in example order)."""
+    """One run of a comparison: its summary and its per-example records (in example order).
+
+    Attributes:
+        summary: the run's summary.
+        records: its per-example records.
+        folder: its results folder, when read from one.
+        config: its resolved config as stored there (``config.yaml``; empty if none).
+    """
 
     summary: Summary
     records: list[dict[str, Any]] = field(default_factory=list)
+    folder: Path | None = None
+    config: dict[str, Any] = field(default_factory=dict)
 
     def correct(self, ids: list[str], kind: str = "flexible") -> list[bool]:
         """Correctness on ``ids``, in that order."""
@@ -71,7 +85,9 @@ def read_cell(folder: str | Path) -> Cell:
         else []
     )
     records = [json.loads(line) for line in lines if line.strip()]
-    return Cell(summary, records[: summary.n])  # the run's examples come first; later lines are other runs' extras
+    config = yaml.safe_load((folder / "config.yaml").read_text()) if (folder / "config.yaml").is_file() else {}
+    # the run's examples come first; later lines are other runs' extras
+    return Cell(summary, records[: summary.n], folder, config or {})
 
 
 def load_cells(folder: str | Path) -> list[Cell]:
@@ -221,7 +237,79 @@ def markdown_table(cells: list[Cell], reference: str | Sequence[str] | None = No
     if any(len(r.cells) > 1 for r in grouped):
         notes.append(POOLED_SEEDS)
     notes.append(machine_line(cells))
-    return "\n".join(out + (["", *notes] if notes else []))
+    sections = [section for section in (ablation_table(cells), audit_table(cells)) if section]
+    return "\n".join(out + (["", *notes] if notes else []) + [line for s in sections for line in ("", *s)])
+
+
+ABLATION_FREE = ("label", "thoughts_from", "audit", "output_dir")
+"""Config fields an ablation cell may differ in from its method's own-thoughts cell."""
+
+
+def own_thoughts_cell(ablation: Cell, cells: list[Cell]) -> Cell | None:
+    """The cell of ``cells`` that is ``ablation``'s method with its own thoughts, or None.
+
+    That is the cell whose stored config is the same but for
+    :data:`ABLATION_FREE` (so the same task, seed, producer and weights), with
+    ``thoughts_from: own``.
+    """
+
+    def key(cell: Cell) -> dict[str, Any]:
+        return {k: v for k, v in cell.config.items() if k not in ABLATION_FREE}
+
+    wanted = key(ablation)
+    return next((c for c in cells if c.config.get("thoughts_from") == "own" and key(c) == wanted), None)
+
+
+def changed(cell: Cell, own: Cell) -> tuple[float, float, int]:
+    """On the problems both answered: the share whose chain's text differs, whose flexible answer differs, and how many."""
+    mine = {r["id"]: r for r in own.records}
+    pairs = [(r, mine[r["id"]]) for r in cell.records if r["id"] in mine]
+    if not pairs:
+        return 0.0, 0.0, 0
+    text = sum(a["generation"] != b["generation"] for a, b in pairs) / len(pairs)
+    answer = sum(a["flexible"] != b["flexible"] for a, b in pairs) / len(pairs)
+    return text, answer, len(pairs)
+
+
+def ablation_table(cells: list[Cell]) -> list[str]:
+    """Each thoughts ablation (``thoughts_from`` other than ``own``) against its method's own thoughts, as Markdown lines.
+
+    Per ablation method and task, over the seeds whose own-thoughts cell is in
+    the comparison (:func:`own_thoughts_cell`): the share of problems whose
+    text and whose answer changed (mean over seeds), and the paired
+    difference in flexible accuracy with its test, as in the main table.
+    Empty when there is no such pair.
+    """
+    pairs: dict[tuple[str, str, str, str], list[tuple[Cell, Cell]]] = {}
+    for cell in cells:
+        ablation = cell.config.get("thoughts_from", "own")
+        own = own_thoughts_cell(cell, cells) if ablation != "own" else None
+        if own is not None:
+            key = (cell.summary.task, cell.summary.producer, ablation, own.summary.producer)
+            pairs.setdefault(key, []).append((cell, own))
+    if not pairs:
+        return []
+    lines = [
+        "thoughts ablations against the same method with its own thoughts (same seeds, weights and problems):",
+        "",
+        "| task | method | thoughts_from | against | seeds | n | text changed | answer changed "
+        "| Δ flexible [95% CI] | McNemar p (b/c) |",
+        "|" + "---|" * 10,
+    ]
+    for (task, label, ablation, own_label), found in pairs.items():
+        shares = [changed(cell, own) for cell, own in found]
+        test = Row(task, label, [c for c, _ in found]).against(Row(task, own_label, [o for _, o in found]))
+        lines.append(
+            f"| {task} | {label} | {ablation} | {own_label} | {len(found)} | {shares[0][2]} "
+            f"| {statistics.fmean(s[0] for s in shares):.1%} | {statistics.fmean(s[1] for s in shares):.1%} "
+            + (
+                f"| {test.difference:+.3f} [{test.low:+.3f}, {test.high:+.3f}] "
+                f"| {test.p_value:.3g} ({test.only_method}/{test.only_reference}) |"
+                if test
+                else "| - | - |"
+            )
+        )
+    return lines
 
 
 def baseline_lines(cells: list[Cell]) -> list[str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pydantic import ValidationError
 
@@ -50,6 +50,14 @@ class Choice:
     origin: str = ""
 
 
+class HeldBack(NamedTuple):
+    """Held-back training examples and where they start: rows ``offset`` onwards of ``split``."""
+
+    split: str
+    offset: int
+    examples: list[Example]
+
+
 @dataclass(frozen=True)
 class Plan:
     """A run's components, resolved and validated.
@@ -74,6 +82,39 @@ class Plan:
         data = self.config.data
         return self.task.load(data.split, data.source, data.limit, data.offset)
 
+    def held_back(self) -> HeldBack:
+        """The held-back training examples ``config.audit`` selects (see :class:`~latentreason.config.AuditConfig`).
+
+        Raises:
+            LatentReasonError: the rows would be the evaluation split, the task
+                has no training split, or the default offset is undefined
+                (``train.limit`` unset: training reads the whole split).
+        """
+        config, task = self.config, self.task
+        train = config.train
+        training_split = train.split or task.train_split
+        split = config.audit.split or training_split
+        if split is None:
+            raise LatentReasonError(
+                f"Task {task.name!r} has no training split to hold questions back from; name one with audit.split."
+            )
+        if split == task.eval_split:
+            raise LatentReasonError(
+                f"audit.split {split!r} is {task.name}'s evaluation split: the thought audit and the mean-thoughts "
+                "ablation read held-back training questions only, never test data."
+            )
+        offset = config.audit.offset
+        if offset is None and split != training_split:
+            offset = 0
+        if offset is None:
+            if train.limit is None:
+                raise LatentReasonError(
+                    "train.limit is unset (training reads the whole training split), so no rows after it are held "
+                    "back; name the held-back rows with audit.offset (and audit.split)."
+                )
+            offset = (train.val_limit if train.val_split in (None, training_split) else 0) + train.limit
+        return HeldBack(split, offset, task.load(split, config.data.source, config.audit.limit, offset))
+
     def check(self) -> list[Example]:
         """Everything a run needs that needs no model: its examples and its checkpoint files.
 
@@ -88,6 +129,11 @@ class Plan:
             examples = self.examples()
         except LatentReasonError as exc:
             problems.append(str(exc))
+        if self.config.thoughts_from == "mean":
+            try:
+                self.held_back()
+            except LatentReasonError as exc:
+                problems.append(f"thoughts_from: mean: {exc}")
         for path in self.config.checkpoints():
             try:
                 read_meta(path)

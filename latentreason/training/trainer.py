@@ -27,7 +27,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +45,9 @@ from latentreason.engine.pipeline import Pipeline
 from latentreason.errors import LatentReasonError
 from latentreason.storage import atomic_write, file_digest, save_weights
 
+if TYPE_CHECKING:
+    from latentreason.evaluation.audit import Audit
+
 STATE_FILE = "state.safetensors"
 WEIGHTS_FILE = "last.safetensors"
 
@@ -60,6 +63,7 @@ class TrainResult:
         examples_per_s: training throughput of this invocation.
         started_from: the checkpoint files the trained parts started from
             (empty: their seeded initialization).
+        audit: the trained method's thought audit (set by ``api.train``), or None.
     """
 
     weights: Path
@@ -67,6 +71,7 @@ class TrainResult:
     validation: list[dict[str, float]] = field(default_factory=list)
     examples_per_s: float = 0.0
     started_from: list[str] = field(default_factory=list)
+    audit: Audit | None = None
 
 
 def _jsonable_rng(state: tuple) -> list:

@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from latentreason.cli import main
+from latentreason.evaluation.audit import read_audit
 
 
 @pytest.fixture()
@@ -106,6 +107,8 @@ def test_train_then_run_with_the_trained_projector(cli, tmp_path):
         "train.max_target_tokens=16",
         "--n-thoughts",
         "2",
+        "--set",
+        "audit.limit=10",
         "--quiet",
         *cli.models,
     )
@@ -114,6 +117,11 @@ def test_train_then_run_with_the_trained_projector(cli, tmp_path):
     assert "started from: seeded initialization" in result.output
     weights = ckpt / "last.safetensors"
     assert weights.exists()
+    # the audit of the trained thoughts on the 10 training rows after the 2 + 4 it read
+    assert "thought audit (gsm8k/train rows 6-15, llm input): question-specific share" in result.output
+    assert "probe accuracy (chance): $ " in result.output and f"full audit: {ckpt / 'audit.json'}" in result.output
+    audit = read_audit(ckpt / "audit.json")
+    assert audit.weights == [str(weights)] and [s.stage for s in audit.stages] == ["producer", "projected", "llm input"]
 
     def run_softcot(n_thoughts: str, limit: str, max_new_tokens: str, out: str):
         return cli(
@@ -166,7 +174,7 @@ def test_loss_of_a_method_on_held_back_rows(cli):
     assert float(result.output.split("loss: ")[1].split()[0]) > 0
 
 
-def test_thoughts_measures_how_much_soft_thoughts_vary_between_questions(cli):
+def test_thoughts_audits_soft_thoughts_on_held_back_training_questions(cli, tmp_path):
     def table(producer, *options):
         result = cli(
             "thoughts",
@@ -176,27 +184,44 @@ def test_thoughts_measures_how_much_soft_thoughts_vary_between_questions(cli):
             "gsm8k",
             "--split",
             "train",
+            "--offset",
+            "300",
             "--limit",
-            "3",
+            "10",
+            "--out",
+            str(tmp_path / f"{producer}.json"),
             *options,
             *cli.models,
         )
         assert result.exit_code == 0, result.output
-        assert f"thoughts of {producer} (gsm8k/train, 3 examples from offset 0; weights: none)" in result.output
+        assert f"thoughts of {producer}, thoughts_from: own (gsm8k/train, 10 examples from offset 300" in result.output
+        assert "attention over the first 32 new tokens" in result.output
         return {
             line.split(" | ")[0].strip("| "): [float(v) for v in line.strip(" |").split(" | ")[1:]]
             for line in result.output.splitlines()
-            if line.startswith(("| producer", "| projected"))
+            if line.startswith(("| producer", "| projected", "| llm input"))
         }
 
     softcot = table("softcot")  # the assistant reads each question
-    assert set(softcot) == {"producer", "projected"}
-    assert 0 < softcot["producer"][0] < 1 and softcot["producer"][1] < 1
+    assert set(softcot) == {"producer", "projected", "llm input"}
+    share, cosine, rank, norm, ratio = softcot["producer"]
+    assert 0 < share < 1 and cosine < 1 and rank > 1 and norm > 0 and ratio > 0
+    assert softcot["llm input"] == pytest.approx(softcot["projected"], rel=1e-4)  # the injector writes them as they are
+    audit = read_audit(tmp_path / "softcot.json")
+    assert audit.rows() == "gsm8k/train rows 300-309" and set(audit.probes) == set(softcot)
+    assert audit.final.specific_share == pytest.approx(softcot["llm input"][0], rel=1e-2)
     # the same vectors for every question (a placeholder whose tiny embedding is not the zero padding row)
     trained_prompt = table("pause-trained", "--set", "producer.options.placeholder_token=<|im_end|>")
-    assert trained_prompt and all(v[:2] == pytest.approx([0.0, 1.0], abs=1e-6) for v in trained_prompt.values())
-    result = cli("thoughts", "--producer", "cot", "--task", "gsm8k", "--limit", "2", *cli.models)
-    assert result.exit_code != 0 and "Producer 'cot' makes no soft thoughts" in result.output
+    assert trained_prompt and all(v[:3] == pytest.approx([0.0, 1.0, 0.0], abs=1e-6) for v in trained_prompt.values())
+
+    refused = [
+        (["--producer", "cot", "--split", "train", "--limit", "10"], "Producer 'cot' makes no soft thoughts"),
+        (["--producer", "softcot", "--limit", "10"], "never gsm8k's evaluation split 'test'"),
+        (["--producer", "softcot", "--split", "train", "--limit", "9"], "needs at least 10 examples"),
+    ]
+    for args, message in refused:
+        result = cli("thoughts", "--task", "gsm8k", *args, *cli.models)
+        assert result.exit_code != 0 and message in result.output
 
 
 @pytest.mark.parametrize(

@@ -41,6 +41,7 @@ TRAIN = {
         "warmup_steps": 0,
         "max_target_tokens": 16,
     },
+    "audit": {"after_training": False},  # audited in tests/system/test_cli.py
 }
 # SoftCoT + LightThinker as published: the projector, learned gists and a LoRA adapter, trained under the gist mask
 LIGHTTHINKER_TRAIN = TRAIN | {

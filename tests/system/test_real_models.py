@@ -89,6 +89,27 @@ def test_default_pair_trains_a_trigger_and_reinjects_where_it_fires(real_runtime
         assert fired >= 1 and fired <= record["generation"].count("\n") + record["new_tokens"] // 48 + 1
 
 
+def test_the_audit_of_the_shipped_softcot_projector_finds_the_documented_collapse(real_runtime):
+    """Issue #24 on rows 1100-1163: the LLM receives nearly one vector for every question, yet the states carry it."""
+    from latentreason.api import thought_audit
+
+    config = load_config(
+        overrides={
+            "producer": {"name": "softcot"},
+            "data": {"task": "gsm8k", "split": "train", "offset": 1100, "limit": 64},
+        }
+    )
+    audit = thought_audit(config, runtime=real_runtime)
+    assert [s.stage for s in audit.stages] == ["producer", "projected", "llm input"]
+    received = audit.final
+    assert received.specific_share < 1e-3 and received.cosine > 0.999  # documented: 4.3e-5 and 0.99996
+    assert 0.5 < received.norm_ratio < 2  # the projector matches the token embeddings' scale
+    assert audit.stages[0].specific_share > received.specific_share  # the projector passes less of what differs
+    assert audit.attention is not None and 0 < audit.attention.thoughts < 1 and 0 < audit.attention.before < 1
+    dollar = audit.probes["producer"]["dollar"]  # the question is in the states all the same (0.97 vs 0.70 on 320)
+    assert dollar.accuracy > dollar.chance
+
+
 def test_default_pair_channel_options_read_out_other_states(real_runtime):
     """`placeholder: " thought"` is one SmolLM2 token, and each channel option changes the assistant's states."""
     from latentreason_softcot.producer import SoftCoTOptions, SoftCoTProducer

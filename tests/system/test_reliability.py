@@ -53,6 +53,8 @@ def _train_args(tiny_dirs, out) -> list[str]:
         "train.max_target_tokens=12",
         "--set",
         "train.warmup_steps=2",
+        "--set",
+        "audit.after_training=false",  # audited in tests/system/test_cli.py
         "--out",
         str(out),
         "--quiet",

@@ -59,6 +59,47 @@ def test_next_question_thoughts_are_another_questions_thoughts(runtime):
     assert torch.allclose(b.inputs_embeds[0][slots[0].any(-1)], expected, atol=1e-5)  # example 0 got example 1's
 
 
+def test_zero_and_mean_ablations_replace_exactly_what_the_llm_receives(runtime):
+    own = _pipeline(runtime, audit={"offset": 40, "limit": 5})
+    zero, mean = (_pipeline(runtime, thoughts_from=t, audit={"offset": 40, "limit": 5}) for t in ("zero", "mean"))
+    for ablation in (zero, mean):
+        ablation.projector.load_state_dict(own.projector.state_dict())
+    examples = own.task.load(limit=3)
+    with torch.no_grad():
+        a, z, m = own.inputs(examples), zero.inputs(examples), mean.inputs(examples)
+    slots = a.thought_mask  # (B, T): 4 thought positions per row
+    assert slots.sum(-1).tolist() == [4, 4, 4] and a.prompts == z.prompts == m.prompts
+    assert torch.equal(z.inputs_embeds[~slots], a.inputs_embeds[~slots])  # only the thoughts change
+    assert torch.equal(m.inputs_embeds[~slots], a.inputs_embeds[~slots])
+    assert not z.inputs_embeds[slots].any()  # zero vectors
+    # the mean of the method's own LLM-input thoughts over training rows 40-44, the same for every question
+    rows = own.task.load("train", limit=5, offset=40)
+    assert [e.id for e in rows] == [e.id for e in mean.plan.held_back().examples]
+    with torch.no_grad():
+        expected = own.inputs(rows).inputs_embeds[own.inputs(rows).thought_mask].reshape(5, 4, -1).mean(0)  # (4, d)
+    assert torch.allclose(m.inputs_embeds[slots].reshape(3, 4, -1), expected.expand(3, 4, -1), atol=1e-5)
+    with torch.no_grad():  # training reads the method's own thoughts
+        trained = zero.inputs(examples, [[1, 2]] * 3)
+    assert trained.inputs_embeds[trained.thought_mask].any()
+
+
+def test_the_mean_ablation_never_reads_the_test_split(runtime):
+    with pytest.raises(ConfigError, match="thoughts_from: mean: audit.split 'test' is gsm8k's evaluation split"):
+        resolve(load_config(overrides={"thoughts_from": "mean", "audit": {"split": "test"}}), Registry()).check()
+    # by default the rows just after the ones `train` reads: validation's 16, then 256
+    plan = resolve(load_config(overrides={"thoughts_from": "mean", "audit": {"limit": 2}}), Registry())
+    assert [e.id for e in plan.held_back().examples] == ["gsm8k-train-272", "gsm8k-train-273"]
+    unbounded = resolve(load_config(overrides={"thoughts_from": "mean", "train": {"limit": None}}), Registry())
+    with pytest.raises(ConfigError, match="train.limit is unset.*audit.offset"):
+        unbounded.check()
+
+
+def test_ablating_soft_thoughts_needs_a_producer_that_makes_them(runtime):
+    pipeline = _pipeline(runtime, producer={"name": "cot"}, thoughts_from="zero")
+    with pytest.raises(LatentReasonError, match="thoughts_from: zero replaces the soft thoughts.*'cot' makes none"):
+        pipeline.inputs(pipeline.task.load(limit=1))
+
+
 def test_the_softcot_prompt_style_uses_the_reference_wording(runtime):
     pipeline = _pipeline(runtime, prompt_style="softcot")
     prompt = pipeline.inputs(pipeline.task.load(limit=1)).prompts[0]

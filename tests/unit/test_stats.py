@@ -7,10 +7,8 @@ import math
 import random
 
 import pytest
-import torch
 
 from latentreason.evaluation.results import summarize
-from latentreason.evaluation.spread import spread
 from latentreason.evaluation.stats import baselines, mcnemar_exact, paired, sign_flip_exact, wilson_interval
 from latentreason.evaluation.tables import Cell, Row, csv_table, markdown_table
 
@@ -46,19 +44,6 @@ def test_trivial_baselines():
 def test_wilson_interval_contains_the_proportion():
     low, high = wilson_interval(5, 20)
     assert low < 0.25 < high and wilson_interval(0, 0) == (0.0, 0.0)
-
-
-def test_spread_separates_constant_thoughts_from_question_specific_ones():
-    common = torch.randn(1, 3, 16)  # (1, slots, d)
-    constant = spread("producer", common.expand(5, 3, 16))
-    assert constant.specific_share == pytest.approx(0.0, abs=1e-12) and constant.cosine == pytest.approx(1.0)
-    orthogonal = spread("projected", torch.eye(4).reshape(4, 1, 4))  # one slot, four orthogonal questions
-    assert orthogonal.cosine == pytest.approx(0.0) and orthogonal.norm == pytest.approx(1.0)
-    assert orthogonal.specific_share == pytest.approx(3 / 4)  # |e_q - 1/4|^2 = 3/4
-    nearly = spread("producer", common + 0.01 * torch.randn(6, 3, 16))
-    assert 0 < nearly.specific_share < 1e-3 and 0.99 < nearly.cosine < 1
-    with pytest.raises(ValueError, match="at least two questions"):
-        spread("producer", common)
 
 
 def _cell(method, correct, truncated=0, seed=0, machine=None):

@@ -37,6 +37,7 @@ def _train_config(**train):
             "producer": {"name": "softcot", "options": {"n_thoughts": 2}},
             "data": {"task": "gsm8k"},
             "train": train,
+            "audit": {"after_training": False},  # audited in tests/system/test_cli.py
         }
     )
 
@@ -230,3 +231,17 @@ def test_loss_is_the_validation_loss_of_the_same_examples(runtime, tmp_path):
     assert report.loss == pytest.approx(trained.validation[-1]["loss"], rel=1e-5)
     later = held_back.model_copy(update={"data": held_back.data.model_copy(update={"offset": 3})})
     assert api.loss(later, runtime=runtime).loss != pytest.approx(report.loss)  # other rows, another number
+
+
+def test_training_refuses_before_it_starts_when_its_thought_audit_has_no_rows(runtime, tmp_path):
+    from latentreason import api
+
+    config = _train_config(limit=2, val_limit=0, checkpoint_dir=str(tmp_path / "t"))
+    near_the_end = config.model_copy(
+        update={"audit": config.audit.model_copy(update={"after_training": True, "offset": 1997})}
+    )
+    with pytest.raises(
+        LatentReasonError, match=r"at least 10 held-back rows; train has 3 from row 1997.*after_training=false"
+    ):
+        api.train(near_the_end, progress=False, runtime=runtime)
+    assert not (tmp_path / "t").exists()  # nothing was trained
