@@ -28,6 +28,7 @@ from latentreason.evaluation.spread import Spread, spread
 from latentreason.hooks.registry import Registry
 from latentreason.hooks.resolve import Plan, resolve
 from latentreason.models.runtime import Runtime
+from latentreason.training.tensorboard import require_tensorboard
 from latentreason.training.trainer import Trainer, TrainResult, gold_targets, mean_loss
 from latentreason.training.trigger import TriggerReport, label_rule
 from latentreason.training.trigger import train_trigger as fit_trigger
@@ -128,6 +129,8 @@ def train(
         Where the weights are and the loss history.
     """
     _full_precision(config)
+    if config.train.tensorboard:
+        require_tensorboard()  # before any model loads
     torch.manual_seed(config.seed)
     pipeline = build_pipeline(config, registry, runtime, default_weights=False)
     train_examples, validation = training_examples(pipeline)

@@ -84,6 +84,8 @@ class Summary:
     truncated_share: float = 0.0
     machines: dict[str, int] = field(default_factory=dict)
     """How many examples each machine answered (:data:`UNRECORDED` for records older than the field)."""
+    dtype: str = ""
+    """The dtype the models computed in (``auto`` resolved); empty in summaries written before the field."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Summary:
@@ -103,13 +105,19 @@ class Summary:
             f"| {self.flexible_acc:.3f} ({self.flexible_ci[0]:.3f}-{self.flexible_ci[1]:.3f}) | {self.truncated_share:.1%} "
             f"| {self.mean_new_tokens:.1f} | {self.examples_per_s:.3f} | {self.tokens_per_s:.1f} | {self.peak_memory_gib:.2f} |"
         )
-        return "\n".join([head, sep, row, "", f"machine: {machines_text(self.machines)}"])
+        dtype = f"; dtype: {self.dtype}" if self.dtype else ""
+        return "\n".join([head, sep, row, "", f"machine: {machines_text(self.machines)}{dtype}"])
 
 
 def summarize(
-    task: str, producer: str, records: list[dict[str, Any]], seed: int = 0, peak_memory_gib: float = 0.0
+    task: str,
+    producer: str,
+    records: list[dict[str, Any]],
+    seed: int = 0,
+    peak_memory_gib: float = 0.0,
+    dtype: str = "",
 ) -> Summary:
-    """Summarize per-example records (speed from their per-example latencies)."""
+    """Summarize per-example records (speed from their per-example latencies), computed in ``dtype``."""
     n = len(records)
     strict = sum(r["strict_correct"] for r in records)
     flexible = sum(r["flexible_correct"] for r in records)
@@ -132,6 +140,7 @@ def summarize(
         mean_dependency=sum(r.get("dependency", 0) for r in records) / n if n else 0.0,
         truncated_share=truncated_share(records),
         machines=dict(Counter(r.get("machine", UNRECORDED) for r in records)),
+        dtype=dtype,
     )
 
 
@@ -202,6 +211,17 @@ def _check_same_run(config_file: Path, config: RunConfig) -> None:
     defaults = _flatten(RunConfig().model_dump(mode="json"))
     old |= {k: defaults[k] for k in new if k not in old and k in defaults}
     differ = sorted(".".join(k) for k in set(old) | set(new) if k not in RESUME_FREE_KEYS and old.get(k) != new.get(k))
+    dtype = ("models", "dtype")
+    if "models.dtype" in differ:
+        others = [k for k in differ if k != "models.dtype"]
+        raise LatentReasonError(
+            f"Results folder {str(config_file.parent)!r} was started in {old.get(dtype)} and this run computes in "
+            f"{new.get(dtype)} (models.dtype, 'auto' resolved on this machine)"
+            + (f", with other settings too ({', '.join(others)})" if others else "")
+            + f"; its finished examples cannot be mixed with new ones. Pin the dtype it started with (--dtype "
+            f"{old.get(dtype)}, or models: {{dtype: {old.get(dtype)}}} in the experiment file's base), or choose "
+            "another --output folder."
+        )
     if differ:
         raise LatentReasonError(
             f"Results folder {str(config_file.parent)!r} holds a run with other settings ({', '.join(differ)}); "

@@ -96,7 +96,7 @@ def evaluate(
         # nothing left to do keeps the stored one, so reading a finished cell back rewrites nothing
         stored = folder.stored_peak_memory()
         top = max(peak, stored) if todo else stored or peak
-        summary = summarize(pipeline.task.name, method_name(config), records, config.seed, top)
+        summary = summarize(pipeline.task.name, method_name(config), records, config.seed, top, config.models.dtype)
         folder.write_summary(summary)
         return asdict(summary)
 
