@@ -27,6 +27,9 @@ class LLMInputs:
         prompts: the prompt of each row as text (placeholders shown as tokens), for logs.
         group: consecutive rows per example (a producer's thought sets).
         loss: an extra training-loss term from the producer, or None.
+        fixed_columns: how many leading columns no trainable part shapes (padding and
+            the prompt before every row's first thought); training runs them
+            without gradients where the LLM itself has nothing to train (0: none known).
     """
 
     inputs_embeds: torch.Tensor
@@ -35,6 +38,7 @@ class LLMInputs:
     prompts: list[str]
     group: int = 1
     loss: torch.Tensor | None = None
+    fixed_columns: int = 0
 
 
 class Injector:

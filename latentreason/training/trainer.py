@@ -118,18 +118,43 @@ def teacher_forced(
 ) -> tuple[LLMInputs, torch.Tensor]:
     """One forward pass of the frozen LLM over each example's prompt, thoughts and gold ``targets``.
 
+    With gradients on and nothing to train inside the LLM, the leading
+    columns no trainable part shapes (``inputs.fixed_columns``: padding, the
+    system prompt and question before the thoughts) run first without
+    gradients, and the rest attends to their cached keys and values: the
+    backward pass then skips them, with the same loss and gradients.
+
     Returns:
         The inputs (``labels`` mark the target tokens) and the last-layer
         hidden states ``(B*K, T, d_llm)`` (K thought sets per example, consecutive rows).
     """
     inputs = pipeline.inputs(examples, targets)
-    hidden = pipeline.runtime.llm.model.base_model(
-        inputs_embeds=inputs.inputs_embeds,
-        attention_mask=inputs.attention_mask,
-        position_ids=position_ids(inputs.attention_mask),
-        use_cache=False,
-    ).last_hidden_state  # (B*K, T, d_llm)
-    return inputs, hidden
+    model = pipeline.runtime.llm.model
+    embeds, mask = inputs.inputs_embeds, inputs.attention_mask  # (B*K, T, d_llm), (B*K, T)
+    positions = position_ids(mask)  # (B*K, T)
+    split = inputs.fixed_columns
+    if not torch.is_grad_enabled() or any(p.requires_grad for p in model.parameters()):
+        split = 0  # nothing to save without a backward pass; an adapter's gradients need every column
+    if not 0 < split < embeds.shape[1]:
+        hidden = model.base_model(
+            inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=False
+        ).last_hidden_state  # (B*K, T, d_llm)
+        return inputs, hidden
+    with torch.no_grad():
+        fixed = model.base_model(
+            inputs_embeds=embeds[:, :split],
+            attention_mask=mask[:, :split],
+            position_ids=positions[:, :split],
+            use_cache=True,
+        )  # last_hidden_state (B*K, F, d_llm), with the keys and values of those F columns
+    rest = model.base_model(
+        inputs_embeds=embeds[:, split:],
+        attention_mask=mask,
+        position_ids=positions[:, split:],
+        cache=fixed.cache,
+        use_cache=True,
+    ).last_hidden_state  # (B*K, T-F, d_llm)
+    return inputs, torch.cat([fixed.last_hidden_state, rest], dim=1)
 
 
 def supervised_loss(pipeline: Pipeline, examples: list[Example], targets: list[list[int]]) -> torch.Tensor:
@@ -337,10 +362,14 @@ class Trainer:
         return {
             "train examples": hashlib.sha256("\n".join(ids[0]).encode()).hexdigest(),
             "validation examples": hashlib.sha256("\n".join(ids[1]).encode()).hexdigest(),
-            "optimization": self.config.model_dump(mode="json", exclude={"checkpoint_dir", "save_every", "tensorboard"}),
+            "optimization": self.config.model_dump(
+                mode="json", exclude={"checkpoint_dir", "save_every", "tensorboard"}
+            ),
             "components": self.pipeline.components(),
             "started from": sorted(file_digest(p) for p in self.pipeline.checkpoints),
-            "models dtype": str(self.pipeline.runtime.llm.model.get_input_embeddings().weight.dtype).removeprefix("torch."),
+            "models dtype": str(self.pipeline.runtime.llm.model.get_input_embeddings().weight.dtype).removeprefix(
+                "torch."
+            ),
         }
 
     def _differences(self, stored: dict[str, Any]) -> list[str]:

@@ -267,7 +267,7 @@ def test_bf16_frozen_models_train_float32_masters_with_a_float32_loss(tmp_path):
     assert frozen and all(p.dtype == torch.bfloat16 and not p.requires_grad for p in frozen)
 
     targets = [trainer.targets[e.id] for e in examples[:2]]
-    inputs, hidden = training.teacher_forced(pipeline, examples[:2], targets)
+    _, hidden = training.teacher_forced(pipeline, examples[:2], targets)
     assert hidden.dtype == torch.bfloat16  # the frozen LLM computes in bf16, the adapter inside it included
     loss = training.supervised_loss(pipeline, examples[:2], targets)
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
@@ -285,27 +285,34 @@ def test_bf16_frozen_models_train_float32_masters_with_a_float32_loss(tmp_path):
     assert all(v.dtype == torch.float32 for v in load_file(result.weights).values())
 
 
-def test_the_head_on_supervised_positions_gives_the_full_logits_loss(runtime):
+def test_the_loss_on_what_needs_it_equals_the_full_pass_with_the_same_gradients(runtime):
+    """The head on supervised positions only, the prompt before the thoughts without gradients: nothing changes."""
     from latentreason.components.batching import position_ids
     from latentreason.components.injector import IGNORE_INDEX
 
     pipeline = _pipeline(runtime)
     examples = pipeline.task.load("train", limit=3)
     targets = list(training.gold_targets(pipeline, examples, 20).values())
+    params = list(pipeline.projector.parameters())
     torch.manual_seed(0)
-    head_only = training.supervised_loss(pipeline, examples, targets)
+    saving = training.supervised_loss(pipeline, examples, targets)
+    saving_grads = torch.autograd.grad(saving, params)
     torch.manual_seed(0)
     inputs = pipeline.inputs(examples, targets)
+    assert 0 < inputs.fixed_columns < inputs.attention_mask.shape[1] - max(map(len, targets))
     logits = runtime.llm.model(
         inputs_embeds=inputs.inputs_embeds,
         attention_mask=inputs.attention_mask,
         position_ids=position_ids(inputs.attention_mask),
-    ).logits  # (B, T, V): every position
+    ).logits  # (B, T, V): every position, one pass with gradients everywhere
     full = torch.nn.functional.cross_entropy(
         logits[:, :-1].flatten(0, 1).float(), inputs.labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX
     )
+    full_grads = torch.autograd.grad(full, params)
     assert (inputs.labels != IGNORE_INDEX).sum() == sum(len(t) for t in targets)
-    assert torch.allclose(head_only, full, rtol=1e-5, atol=1e-6)
+    assert torch.allclose(saving, full, rtol=1e-5, atol=1e-6)
+    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(saving_grads, full_grads))
+    assert any(g.abs().sum() > 0 for g in full_grads)
 
 
 def test_a_training_state_is_not_resumed_in_another_dtype(runtime, tmp_path):
@@ -331,7 +338,9 @@ def test_training_logs_history_json_scalars_to_tensorboard(runtime, tmp_path):
     assert steps == {"train/loss": [1, 2, 3, 4], "train/lr": [1, 2, 3, 4], "validation/loss": [2, 4]}
     assert values["train/loss"] == pytest.approx([h["loss"] for h in result.history])
     assert values["train/lr"] == pytest.approx([h["lr"] for h in result.history])
-    assert values["validation/loss"] == pytest.approx([v["loss"] for v in result.validation])  # at each epoch's last step
+    assert values["validation/loss"] == pytest.approx(
+        [v["loss"] for v in result.validation]
+    )  # at each epoch's last step
 
 
 def test_tensorboard_without_the_extra_says_how_to_install_it(tmp_path, monkeypatch):
