@@ -14,7 +14,7 @@ import re
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,8 @@ class Prediction:
         peak_kv: most KV-cache entries any of its chains could attend to.
         dependency: KV entries attended to, summed over generated tokens and chains.
         truncated: how many of its chains were cut by ``max_new_tokens``.
+        soft_steps: per chain, the indices of its soft steps (generated tokens
+            whose input a decoding controller chose; see ``Generated.soft_steps``).
     """
 
     example: Example
@@ -61,6 +63,7 @@ class Prediction:
     peak_kv: int = 0
     dependency: int = 0
     truncated: int = 0
+    soft_steps: list[list[int]] = field(default_factory=list)
 
 
 class Pipeline:
@@ -261,6 +264,7 @@ class Pipeline:
             max(c.peak_kv for c in chains),
             sum(c.dependency for c in chains),
             sum(c.truncated for c in chains),
+            [c.soft_steps for c in chains],
         )
 
     def stream(self, examples: list[Example]) -> Iterator[Prediction]:

@@ -115,8 +115,9 @@ def vllm_problems(config: RunConfig) -> list[str]:
     problems = []
     if config.decoder is not None:
         problems.append(
-            f"generation.engine: vllm cannot run decoder {config.decoder.name!r} (it rewrites the KV cache while the "
-            "LLM writes); use the transformers engine"
+            f"generation.engine: vllm cannot run decoder {config.decoder.name!r}: a decoding controller runs at every "
+            "step (it may choose the LLM's next input and rewrite the KV cache), and vLLM has no per-step hook; "
+            "use the transformers engine"
         )
     if config.adapter is not None:
         problems.append(
