@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -41,7 +42,7 @@ class LLMInputs:
     fixed_columns: int = 0
 
 
-class Injector:
+class Injector(ABC):
     """Base class of injectors.
 
     Args:
@@ -55,6 +56,7 @@ class Injector:
         self.options = options
         self.llm = llm
 
+    @abstractmethod
     def build(
         self,
         instruction: str,
@@ -72,4 +74,3 @@ class Injector:
             hints: text hints, one per row, or None.
             targets: token ids to append and supervise (training), or None.
         """
-        raise NotImplementedError

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from latentreason.components.shapes import check_shape
 from latentreason.models.spec import LoadedModel
 
 
@@ -85,10 +86,11 @@ class DecodeState:
         """Feed ``vectors`` ``(C, d_llm)`` to the LLM for ``row`` before its next token.
 
         The vectors may have any float dtype; they are cast to the dtype of
-        the LLM's hidden states (``models.dtype``) when fed. They get cache columns and positions of their own but are
-        not generated tokens: no ``tokens``, ``generated`` or
-        ``segment_hidden`` entry.
+        the LLM's hidden states (``models.dtype``) when fed. They get cache
+        columns and positions of their own but are not generated tokens: no
+        ``tokens``, ``generated`` or ``segment_hidden`` entry.
         """
+        check_shape(vectors, {"C": None, "d_llm": self.llm.hidden_size}, f"state.insert({row}, vectors): vectors")
         self._inserts[row] = vectors
 
     def drop(self, row: int, columns: torch.Tensor, *, before_insert: bool = False) -> None:
