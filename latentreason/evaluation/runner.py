@@ -102,7 +102,15 @@ def evaluate(
         # nothing left to do keeps the stored one, so reading a finished cell back rewrites nothing
         stored = folder.stored_peak_memory()
         top = max(peak, stored) if todo else stored or peak
-        summary = summarize(task_label(pipeline), method_name(config), records, config.seed, top, config.models.dtype)
+        summary = summarize(
+            task_label(pipeline),
+            method_name(config),
+            records,
+            config.seed,
+            top,
+            pipeline.producer.control,
+            config.models.dtype,
+        )
         folder.write_summary(summary)
         return asdict(summary)
 
