@@ -28,6 +28,7 @@ from latentreason.evaluation.runner import evaluate
 from latentreason.hooks.registry import Registry
 from latentreason.hooks.resolve import HeldBack, Plan, resolve
 from latentreason.models.runtime import Runtime
+from latentreason.training.tensorboard import require_tensorboard
 from latentreason.training.trainer import Trainer, TrainResult, gold_targets, mean_loss
 from latentreason.training.trigger import TriggerReport, label_rule
 from latentreason.training.trigger import train_trigger as fit_trigger
@@ -134,6 +135,8 @@ def train(
         Where the weights are, the loss history and the audit.
     """
     _full_precision(config)
+    if config.train.tensorboard:
+        require_tensorboard()  # before any model loads
     torch.manual_seed(config.seed)
     pipeline = build_pipeline(config, registry, runtime, default_weights=False)
     train_examples, validation = training_examples(pipeline)

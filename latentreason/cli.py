@@ -200,7 +200,6 @@ def run(config_path, sets, quiet, output, seeds, **flags):
     from latentreason.evaluation.runner import default_output, evaluate
     from latentreason.hooks.registry import Registry
     from latentreason.hooks.resolve import resolve
-    from latentreason.models.runtime import resolve_device, resolve_dtype
     from latentreason.storage import read_meta, unfinished_training
 
     producers = _split(flags.pop("producer"))
@@ -227,8 +226,7 @@ def run(config_path, sets, quiet, output, seeds, **flags):
     registry = Registry()
     plan = resolve(config, registry)
     examples = plan.check()  # data and checkpoints, before any model loads
-    dtype, why = resolve_dtype(config.models.dtype, resolve_device(config.models.device))
-    _echo(f"models: {dtype} ({why})" + (", int8 decoding" if config.models.quantize == "int8" else ""), err=True)
+    _models_note(config)
     torch.manual_seed(config.seed)
     pipeline = pipeline_for(plan, registry)
     if pipeline.untrained:
@@ -261,6 +259,18 @@ def run(config_path, sets, quiet, output, seeds, **flags):
     _echo(f"results: {output}")
 
 
+def _models_note(config) -> None:
+    """Print the dtype the models run in and why; warn where bf16 is asked for on a CPU that emulates it."""
+    from latentreason.models.runtime import dtype_warning, resolve_device, resolve_dtype
+
+    device = resolve_device(config.models.device)
+    dtype, why = resolve_dtype(config.models.dtype, device)
+    _echo(f"models: {dtype} ({why})" + (", int8 decoding" if config.models.quantize == "int8" else ""), err=True)
+    warning = dtype_warning(dtype, device)
+    if warning:
+        _echo(warning, err=True)
+
+
 def _echo(message: str, *, err: bool = False) -> None:
     """Print on rank 0 only (under torchrun every rank runs the command and has the same result)."""
     from latentreason import distributed
@@ -278,6 +288,9 @@ def _compare(
     from latentreason import distributed
     from latentreason.evaluation.comparison import compare
 
+    bf16 = [m.config for m in methods if m.config.models.dtype == "bfloat16"]
+    if bf16:
+        _models_note(bf16[0])
     compare(methods, tasks, seeds, output, reference=reference, table=table, progress=not quiet, registry=registry)
     if distributed.current().is_main:  # the rank that wrote it
         _echo((Path(output) / "comparison.md").read_text().rstrip("\n"))
@@ -337,6 +350,7 @@ def train(config_path, sets, quiet, **flags):
     from latentreason.evaluation.audit import AUDIT_FILE
 
     config = _build_config(config_path, sets, **flags)
+    _models_note(config)
     result = train_api(config, progress=not quiet)
     _echo(f"started from: {', '.join(result.started_from) or 'seeded initialization (no --checkpoint)'}")
     if result.history:

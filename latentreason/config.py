@@ -132,6 +132,11 @@ class TrainConfig(Strict):
     epochs: int = Field(1, gt=0)
     batch_size: int = Field(4, gt=0)
     grad_accum: int = Field(1, gt=0)
+    group_by_length: bool = Field(
+        True,
+        description="batch examples of similar length together (less padding; the order is still set by the seed), "
+        "see latentreason/training/order.py; false: a plain shuffle, the order of earlier versions",
+    )
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     warmup_steps: int = Field(5, ge=0)
@@ -139,6 +144,11 @@ class TrainConfig(Strict):
     max_target_tokens: int = Field(256, gt=0, description="gold rationale+answer tokens kept per example")
     checkpoint_dir: str = Field("checkpoints/{producer}-{task}", description="{producer} and {task} are filled in")
     save_every: int = Field(0, ge=0, description="also checkpoint every N optimizer steps (0: only per epoch)")
+    tensorboard: bool = Field(
+        False,
+        description="also log history.json's scalars to TensorBoard, in <checkpoint_dir>/tensorboard "
+        "(pip install 'latentreason[tensorboard]')",
+    )
 
 
 class AuditConfig(Strict):

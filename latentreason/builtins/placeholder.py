@@ -105,13 +105,14 @@ class PlaceholderInjector(Injector):
     ) -> LLMInputs:
         """Build the left-padded LLM input; see :meth:`Injector.build`."""
         n = 0 if thoughts is None else thoughts.shape[1]
-        rows, slots, labels = [], [], []
+        rows, slots, labels, fixed = [], [], [], []
         for i, question in enumerate(questions):
             ids, positions = self._encode(instruction, question, n, hints[i] if hints else None)
             target = targets[i] if targets else []
             rows.append(ids + target)
             slots.append(positions)
             labels.append([IGNORE_INDEX] * len(ids) + target)
+            fixed.append(positions[0] if positions else len(ids))  # the row's columns before its first thought
         tokenizer = self.llm.tokenizer
         input_ids, attention_mask = pad_batch(rows, tokenizer.pad_token_id)  # (B, T), (B, T)
         width = input_ids.shape[1]
@@ -135,4 +136,5 @@ class PlaceholderInjector(Injector):
             labels=pad_left(labels, IGNORE_INDEX).to(device) if targets else None,
             prompts=[tokenizer.decode(r[: len(r) - len(targets[i]) if targets else None]) for i, r in enumerate(rows)],
             thought_mask=slot_mask,
+            fixed_columns=min(width - len(row) + before for row, before in zip(rows, fixed)),
         )

@@ -31,6 +31,9 @@ class LLMInputs:
         thought_mask: ``(B, T)``, True at the positions that hold the thoughts,
             or None (no thoughts, or an injector that does not say); the
             thought audit reads the LLM's input and attention there.
+        fixed_columns: how many leading columns no trainable part shapes (padding and
+            the prompt before every row's first thought); training runs them
+            without gradients where the LLM itself has nothing to train (0: none known).
     """
 
     inputs_embeds: torch.Tensor
@@ -40,6 +43,7 @@ class LLMInputs:
     group: int = 1
     loss: torch.Tensor | None = None
     thought_mask: torch.Tensor | None = None
+    fixed_columns: int = 0
 
 
 class Injector(ABC):

@@ -87,6 +87,8 @@ class Summary:
     """How many examples each machine answered (:data:`UNRECORDED` for records older than the field)."""
     control: str | None = None
     """What makes the method a control (e.g. an oracle that reads the gold), or None for a method."""
+    dtype: str = ""
+    """The dtype the models computed in (``auto`` resolved); empty in summaries written before the field."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Summary:
@@ -106,8 +108,9 @@ class Summary:
             f"| {self.flexible_acc:.3f} ({self.flexible_ci[0]:.3f}-{self.flexible_ci[1]:.3f}) | {self.truncated_share:.1%} "
             f"| {self.mean_new_tokens:.1f} | {self.examples_per_s:.3f} | {self.tokens_per_s:.1f} | {self.peak_memory_gib:.2f} |"
         )
+        dtype = f"; dtype: {self.dtype}" if self.dtype else ""
         notes = [control_note(self.producer, self.control)] if self.control else []
-        return "\n".join([head, sep, row, "", *notes, f"machine: {machines_text(self.machines)}"])
+        return "\n".join([head, sep, row, "", *notes, f"machine: {machines_text(self.machines)}{dtype}"])
 
 
 def method_cell(name: str, control: str | None) -> str:
@@ -127,8 +130,9 @@ def summarize(
     seed: int = 0,
     peak_memory_gib: float = 0.0,
     control: str | None = None,
+    dtype: str = "",
 ) -> Summary:
-    """Summarize per-example records (speed from their per-example latencies); ``control`` marks a control (see :class:`Summary`)."""
+    """Summarize per-example records (speed from their per-example latencies), computed in ``dtype``; ``control`` marks a control (see :class:`Summary`)."""
     n = len(records)
     strict = sum(r["strict_correct"] for r in records)
     flexible = sum(r["flexible_correct"] for r in records)
@@ -152,6 +156,7 @@ def summarize(
         truncated_share=truncated_share(records),
         machines=dict(Counter(r.get("machine", UNRECORDED) for r in records)),
         control=control,
+        dtype=dtype,
     )
 
 
@@ -222,6 +227,17 @@ def _check_same_run(config_file: Path, config: RunConfig) -> None:
     defaults = _flatten(RunConfig().model_dump(mode="json"))
     old |= {k: defaults[k] for k in new if k not in old and k in defaults}
     differ = sorted(".".join(k) for k in set(old) | set(new) if k not in RESUME_FREE_KEYS and old.get(k) != new.get(k))
+    dtype = ("models", "dtype")
+    if "models.dtype" in differ:
+        others = [k for k in differ if k != "models.dtype"]
+        raise LatentReasonError(
+            f"Results folder {str(config_file.parent)!r} was started in {old.get(dtype)} and this run computes in "
+            f"{new.get(dtype)} (models.dtype, 'auto' resolved on this machine)"
+            + (f", with other settings too ({', '.join(others)})" if others else "")
+            + f"; its finished examples cannot be mixed with new ones. Pin the dtype it started with (--dtype "
+            f"{old.get(dtype)}, or models: {{dtype: {old.get(dtype)}}} in the experiment file's base), or choose "
+            "another --output folder."
+        )
     if differ:
         raise LatentReasonError(
             f"Results folder {str(config_file.parent)!r} holds a run with other settings ({', '.join(differ)}); "

@@ -103,7 +103,13 @@ def evaluate(
         stored = folder.stored_peak_memory()
         top = max(peak, stored) if todo else stored or peak
         summary = summarize(
-            task_label(pipeline), method_name(config), records, config.seed, top, pipeline.producer.control
+            task_label(pipeline),
+            method_name(config),
+            records,
+            config.seed,
+            top,
+            pipeline.producer.control,
+            config.models.dtype,
         )
         folder.write_summary(summary)
         return asdict(summary)

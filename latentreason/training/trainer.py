@@ -15,6 +15,14 @@ Under torchrun every rank takes its contiguous share of each global batch
 trainable parameters are summed over ranks, with each rank's loss weighted so
 that the sum is exactly the loss of the whole batch: N ranks train the same
 weights as one process, up to float rounding. Only rank 0 writes files.
+
+The frozen models compute in the dtype of ``models.dtype`` (``auto``: bf16
+where the hardware has it); every trainable part keeps float32 master
+weights, their gradients and optimizer state are float32, and the loss's
+log-softmax runs in float32. Batches group examples of similar length
+(:mod:`latentreason.training.order`). The progress bar shows the loss,
+examples/s and the time left; ``train.tensorboard`` also logs
+``history.json``'s scalars to TensorBoard.
 """
 
 from __future__ import annotations
@@ -44,12 +52,18 @@ from latentreason.config import TrainConfig
 from latentreason.engine.pipeline import Pipeline
 from latentreason.errors import LatentReasonError
 from latentreason.storage import atomic_write, file_digest, save_weights
+from latentreason.training.order import epoch_order
+from latentreason.training.tensorboard import summary_writer
 
 if TYPE_CHECKING:
     from latentreason.evaluation.audit import Audit
 
 STATE_FILE = "state.safetensors"
 WEIGHTS_FILE = "last.safetensors"
+TENSORBOARD_FOLDER = "tensorboard"
+
+EARLIER_OPTIMIZATION = {"group_by_length": False}
+"""What a training state written before an optimization setting existed ran with (compared on resume)."""
 
 
 @dataclass
@@ -109,18 +123,43 @@ def teacher_forced(
 ) -> tuple[LLMInputs, torch.Tensor]:
     """One forward pass of the frozen LLM over each example's prompt, thoughts and gold ``targets``.
 
+    With gradients on and nothing to train inside the LLM, the leading
+    columns no trainable part shapes (``inputs.fixed_columns``: padding, the
+    system prompt and question before the thoughts) run first without
+    gradients, and the rest attends to their cached keys and values: the
+    backward pass then skips them, with the same loss and gradients.
+
     Returns:
         The inputs (``labels`` mark the target tokens) and the last-layer
         hidden states ``(B*K, T, d_llm)`` (K thought sets per example, consecutive rows).
     """
     inputs = pipeline.inputs(examples, targets)
-    hidden = pipeline.runtime.llm.model.base_model(
-        inputs_embeds=inputs.inputs_embeds,
-        attention_mask=inputs.attention_mask,
-        position_ids=position_ids(inputs.attention_mask),
-        use_cache=False,
-    ).last_hidden_state  # (B*K, T, d_llm)
-    return inputs, hidden
+    model = pipeline.runtime.llm.model
+    embeds, mask = inputs.inputs_embeds, inputs.attention_mask  # (B*K, T, d_llm), (B*K, T)
+    positions = position_ids(mask)  # (B*K, T)
+    split = inputs.fixed_columns
+    if not torch.is_grad_enabled() or any(p.requires_grad for p in model.parameters()):
+        split = 0  # nothing to save without a backward pass; an adapter's gradients need every column
+    if not 0 < split < embeds.shape[1]:
+        hidden = model.base_model(
+            inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=False
+        ).last_hidden_state  # (B*K, T, d_llm)
+        return inputs, hidden
+    with torch.no_grad():
+        fixed = model.base_model(
+            inputs_embeds=embeds[:, :split],
+            attention_mask=mask[:, :split],
+            position_ids=positions[:, :split],
+            use_cache=True,
+        )  # last_hidden_state (B*K, F, d_llm), with the keys and values of those F columns
+    rest = model.base_model(
+        inputs_embeds=embeds[:, split:],
+        attention_mask=mask,
+        position_ids=positions[:, split:],
+        cache=fixed.cache,
+        use_cache=True,
+    ).last_hidden_state  # (B*K, T-F, d_llm)
+    return inputs, torch.cat([fixed.last_hidden_state, rest], dim=1)
 
 
 def supervised_loss(pipeline: Pipeline, examples: list[Example], targets: list[list[int]]) -> torch.Tensor:
@@ -237,6 +276,12 @@ class Trainer:
         self.world = distributed.setup(pipeline.runtime.device)
         self.progress = progress and self.world.is_main
         self.targets = gold_targets(pipeline, train + validation, config.max_target_tokens)
+        tokenizer = pipeline.runtime.llm.tokenizer
+        self.lengths = [  # what each example adds to a row beyond the prompt every example shares
+            len(tokenizer("\n".join((ex.question, *ex.choices)), add_special_tokens=False)["input_ids"])
+            + len(self.targets[ex.id])
+            for ex in train
+        ]
         self.params = [p for m in self.modules.values() for p in m.parameters() if p.requires_grad]
         for p in self.params:
             p.data = p.data.float()  # fp32 master weights, whatever the LLM's dtype
@@ -250,6 +295,8 @@ class Trainer:
         self.batch = 0  # next batch within the epoch
         self.history: list[dict[str, float]] = []
         self.val_history: list[dict[str, float]] = []
+        self.tensorboard: Any = None  # a SummaryWriter while run() runs with train.tensorboard
+        self.seen, self.start_time = 0, 0.0  # examples trained and start time of this sitting
         self.settings = self._settings()  # fixed for the run: written with each state, checked on resume
 
     def _lr_factor(self, step: int) -> float:
@@ -262,7 +309,7 @@ class Trainer:
 
     def _order(self, epoch: int) -> list[int]:
         generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-        return torch.randperm(len(self.train_examples), generator=generator).tolist()
+        return epoch_order(self.lengths, self.config.batch_size, generator, self.config.group_by_length)
 
     # -- state -------------------------------------------------------------
 
@@ -320,10 +367,38 @@ class Trainer:
         return {
             "train examples": hashlib.sha256("\n".join(ids[0]).encode()).hexdigest(),
             "validation examples": hashlib.sha256("\n".join(ids[1]).encode()).hexdigest(),
-            "optimization": self.config.model_dump(mode="json", exclude={"checkpoint_dir", "save_every"}),
+            "optimization": self.config.model_dump(
+                mode="json", exclude={"checkpoint_dir", "save_every", "tensorboard"}
+            ),
             "components": self.pipeline.components(),
             "started from": sorted(file_digest(p) for p in self.pipeline.checkpoints),
+            "models dtype": str(self.pipeline.runtime.llm.model.get_input_embeddings().weight.dtype).removeprefix(
+                "torch."
+            ),
         }
+
+    def _differences(self, stored: dict[str, Any]) -> list[str]:
+        """The settings in which a stored state's run differs from this one, each with both values where short.
+
+        A setting the state does not record (written before it existed) is
+        not compared, except optimization settings, which count with the value
+        earlier versions ran (:data:`EARLIER_OPTIMIZATION`).
+        """
+        differ = []
+        for key, mine in self.settings.items():
+            if key not in stored:
+                continue
+            theirs = stored[key]
+            if key == "optimization":
+                theirs = EARLIER_OPTIMIZATION | theirs
+                differ += [
+                    f"train.{k} ({theirs.get(k)!r} there, {mine[k]!r} here)" for k in mine if theirs.get(k) != mine[k]
+                ]
+            elif key == "models dtype" and theirs != mine:
+                differ.append(f"models.dtype ({theirs} there, {mine} here)")
+            elif theirs != mine:
+                differ.append(key)
+        return differ
 
     def resume(self) -> bool:
         """Load ``state.safetensors`` if present. Returns whether it was found."""
@@ -345,7 +420,7 @@ class Trainer:
                 f"not {len(self.train_examples)} and {self.seed}; use another checkpoint_dir or delete it."
             )
         stored = info.get("settings")  # states written before 2026-11-29 have none
-        differ = [key for key in self.settings if stored is not None and stored.get(key) != self.settings[key]]
+        differ = self._differences(stored) if stored is not None else []
         if differ:
             raise LatentReasonError(
                 f"{str(path)!r} belongs to a run with other {', '.join(differ)}; resuming would mix two trainings. "
@@ -397,6 +472,11 @@ class Trainer:
             f"the training state in {str(self.out_dir)!r}",
             "Every rank reads it, so with several nodes the checkpoint folder must be on a filesystem they all share.",
         )
+        self.tensorboard = (
+            summary_writer(self.out_dir / TENSORBOARD_FOLDER, self.step + 1)
+            if self.config.tensorboard and self.world.is_main
+            else None
+        )
         stop_requested = []
 
         def request_stop(signum, frame):
@@ -405,23 +485,25 @@ class Trainer:
 
         previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
         self._train_mode(True)
-        seen, start_time = 0, time.perf_counter()
-        total_batches = self.batches_per_epoch * self.config.epochs
+        self.seen, self.start_time = 0, time.perf_counter()
+        n = len(self.train_examples)
         bar = tqdm(
-            total=total_batches,
-            initial=self.epoch * self.batches_per_epoch + self.batch,
+            total=n * self.config.epochs,
+            initial=self.epoch * n + min(n, self.batch * self.config.batch_size),
             desc="train",
-            unit="batch",
+            unit="ex",
             disable=not self.progress,
         )
         try:
             while self.epoch < self.config.epochs:
                 order = self._order(self.epoch)
                 while self.batch < self.batches_per_epoch:
-                    seen += self._accumulate(order, bar)
+                    self.seen += self._accumulate(order, bar)
                 loss = self.validate()
                 if loss is not None:
                     self.val_history.append({"epoch": self.epoch + 1, "loss": loss})
+                    if self.tensorboard is not None:
+                        self.tensorboard.add_scalar("validation/loss", loss, self.step)
                     if self.world.is_main:
                         bar.write(f"epoch {self.epoch + 1}: validation loss {loss:.4f}")
                 self.epoch += 1
@@ -436,15 +518,16 @@ class Trainer:
         finally:
             self._train_mode(False)
             bar.close()
+            if self.tensorboard is not None:
+                self.tensorboard.close()
             for s, handler in previous.items():
                 signal.signal(s, handler)
         distributed.barrier()  # rank 0's files are complete before any rank returns
-        elapsed = time.perf_counter() - start_time
         return TrainResult(
             self.out_dir / WEIGHTS_FILE,
             self.history,
             self.val_history,
-            seen / elapsed if elapsed else 0.0,
+            self._examples_per_s(),
             list(self.pipeline.checkpoints),
         )
 
@@ -464,7 +547,7 @@ class Trainer:
                     if torch.isfinite(part):
                         part.backward()
                     local += part.item()
-                bar.update(1)
+                bar.update(len(batch))
         except _Stop:
             self.optimizer.zero_grad(set_to_none=True)
             self.save()  # the state of the last finished step; the partial step is redone on resume
@@ -481,8 +564,21 @@ class Trainer:
         self.scheduler.step()
         self.step += 1
         self.batch = last
-        self.history.append({"step": self.step, "loss": loss, "lr": self.scheduler.get_last_lr()[0]})
-        bar.set_postfix(loss=f"{loss:.4f}")
+        record = {"step": self.step, "loss": loss, "lr": self.scheduler.get_last_lr()[0]}
+        self.history.append(record)
+        if self.tensorboard is not None:
+            self.tensorboard.add_scalar("train/loss", loss, self.step)
+            self.tensorboard.add_scalar("train/lr", record["lr"], self.step)
+        bar.set_postfix({"loss": f"{loss:.4f}", "ex/s": f"{(self.seen + count) / self._elapsed():.2f}"})
         if self.config.save_every and self.step % self.config.save_every == 0:
             self.save()
         return count
+
+    def _elapsed(self) -> float:
+        """Seconds since this sitting's training loop started."""
+        return time.perf_counter() - self.start_time
+
+    def _examples_per_s(self) -> float:
+        """Training examples (all ranks) per second in this sitting."""
+        elapsed = self._elapsed()
+        return self.seen / elapsed if elapsed else 0.0

@@ -320,3 +320,20 @@ def test_a_method_with_its_own_seeds_runs_one_checkpoint_per_seed(tiny_dirs, run
     spec["methods"]["cot"]["seeds"] = "all"
     with pytest.raises(ConfigError, match="methods.cot.seeds: a non-empty list of integers"):
         load_experiment(_write(tmp_path / "exp.yaml", spec))
+
+
+def test_a_study_records_its_dtype_and_refuses_to_resume_a_cell_in_another(tiny_dirs, tmp_path):
+    spec = _experiment(tiny_dirs, tmp_path)
+    spec["base"]["data"]["limit"] = 1
+    spec["base"]["models"]["dtype"] = "float32"  # a study pins its dtype
+    spec["methods"] = {"cot": {"producer": "cot"}}
+    path = _write(tmp_path / "exp.yaml", spec)
+    first = CliRunner().invoke(main, ["compare", path, "--quiet"], catch_exceptions=False)
+    assert first.exit_code == 0, first.output
+    cell = tmp_path / "out" / "gsm8k-cot-seed0"
+    assert json.loads((cell / "summary.json").read_text())["dtype"] == "float32"
+
+    again = CliRunner().invoke(main, ["compare", path, "--quiet", "--set", "models.dtype=bfloat16"])
+    assert again.exit_code == 2
+    assert f"{str(cell)!r} was started in float32 and this run computes in bfloat16" in again.output
+    assert "--dtype float32" in again.output

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -13,7 +15,7 @@ from latentreason.errors import ConfigError
 from latentreason.hooks.registry import Registry
 from latentreason.hooks.resolve import resolve
 from latentreason.models.quantization import Int8Linear, check_int8, int8_twin
-from latentreason.models.runtime import Runtime, machine_label, resolve_dtype
+from latentreason.models.runtime import Runtime, dtype_warning, machine_label, resolve_dtype
 from latentreason.testing import tiny_model
 
 pytestmark = pytest.mark.plugins  # these tests run the shipped producers
@@ -145,6 +147,17 @@ def test_auto_dtype_follows_the_hardware():
     assert resolve_dtype("auto", "cpu", {"amx_bf16"})[0] == "bfloat16"
     assert resolve_dtype("auto", "cuda:0", set())[0] == "bfloat16"
     assert resolve_dtype("float16", "cpu", set()) == ("float16", "as configured")
+
+
+def test_bf16_asked_for_on_a_cpu_without_it_warns_with_its_measured_cost():
+    assert resolve_dtype("auto", "cpu", {"avx2", "fma", "avx512f"})[0] == "float32"  # auto never picks it there
+    warning = dtype_warning("bfloat16", "cpu", {"avx2", "fma"})
+    assert warning is not None and "\n" not in warning
+    slower = float(re.search(r"bf16 is ~([0-9.]+)x slower than float32 on this CPU", warning).group(1))
+    assert slower > 0 and "no amx_bf16 or avx512_bf16" in warning
+    assert dtype_warning("bfloat16", "cpu", {"avx2", "amx_bf16"}) is None
+    assert dtype_warning("float32", "cpu", {"avx2"}) is None
+    assert dtype_warning("bfloat16", "cuda:0", set()) is None
 
 
 def test_the_machine_label_names_the_cpu_and_its_bf16(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 
 import pytest
 import torch
@@ -206,7 +207,7 @@ def test_a_training_state_resumes_only_the_run_that_wrote_it(runtime, tmp_path):
 
     state = tmp_path / training.STATE_FILE
     other_lr = config.model_copy(update={"lr": 1e-3})
-    with pytest.raises(LatentReasonError, match="belongs to a run with other optimization"):
+    with pytest.raises(LatentReasonError, match="belongs to a run with other train.lr \\(0.01 there, 0.001 here\\)"):
         Trainer(_pipeline(runtime), examples, [], other_lr, tmp_path, progress=False).resume()
     other_rows = _pipeline(runtime).task.load("train", limit=4, offset=1)
     with pytest.raises(LatentReasonError, match="other train examples"):
@@ -245,3 +246,127 @@ def test_training_refuses_before_it_starts_when_its_thought_audit_has_no_rows(ru
     ):
         api.train(near_the_end, progress=False, runtime=runtime)
     assert not (tmp_path / "t").exists()  # nothing was trained
+
+
+def _bf16_pipeline(adapter: bool = True) -> Pipeline:
+    """:func:`_pipeline`'s method on the tiny pair loaded in bfloat16, optionally with a LoRA adapter on the LLM."""
+    from latentreason.config import AdapterConfig
+    from latentreason.models.runtime import Runtime
+    from latentreason.testing import tiny_model
+
+    llm, assistant = tiny_model("qwen2", hidden=64, seed=1), tiny_model("llama", hidden=48, seed=2)
+    llm.model.to(torch.bfloat16)
+    assistant.model.to(torch.bfloat16)
+    lora = AdapterConfig(rank=4, target_modules=["q_proj", "v_proj", "down_proj"]) if adapter else None
+    config = load_config(
+        overrides={
+            "producer": {"name": "softcot", "options": {"n_thoughts": 2, "n_thoughts_train": 3}},
+            "projector": {"name": "linear"},
+            "data": {"task": "gsm8k"},
+            "models": {"dtype": "bfloat16"},
+            **({"adapter": lora.model_dump()} if lora else {}),
+        }
+    )
+    return Pipeline.from_config(config, runtime=Runtime(llm=llm, assistant=assistant, adapter=lora))
+
+
+def test_bf16_frozen_models_train_float32_masters_with_a_float32_loss(tmp_path):
+    pytest.importorskip("peft")
+    pipeline = _bf16_pipeline()
+    llm = pipeline.runtime.llm.model
+    examples = pipeline.task.load("train", limit=4)
+    trainer = Trainer(pipeline, examples, [], TrainConfig(batch_size=2, max_target_tokens=12), tmp_path, progress=False)
+    assert set(trainer.modules) == {"projector", "adapter"}
+    assert all(p.dtype == torch.float32 for p in trainer.params)
+    frozen = [p for name, p in llm.named_parameters() if "lora_" not in name]
+    assert frozen and all(p.dtype == torch.bfloat16 and not p.requires_grad for p in frozen)
+
+    targets = [trainer.targets[e.id] for e in examples[:2]]
+    _, hidden = training.teacher_forced(pipeline, examples[:2], targets)
+    assert hidden.dtype == torch.bfloat16  # the frozen LLM computes in bf16, the adapter inside it included
+    loss = training.supervised_loss(pipeline, examples[:2], targets)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    loss.backward()
+    for name, module in trainer.modules.items():
+        grads = [p.grad for p in module.parameters()]
+        assert all(g is not None and g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads), name
+        assert any(g.abs().sum() > 0 for g in grads), name  # gradients reach every trained part
+
+    before = [p.detach().clone() for p in trainer.params]
+    trainer.optimizer.zero_grad()
+    result = trainer.run()
+    assert all(p.dtype == torch.float32 for p in trainer.params)
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.params))
+    assert all(v.dtype == torch.float32 for v in load_file(result.weights).values())
+
+
+def test_the_loss_on_what_needs_it_equals_the_full_pass_with_the_same_gradients(runtime):
+    """The head on supervised positions only, the prompt before the thoughts without gradients: nothing changes."""
+    from latentreason.components.batching import position_ids
+    from latentreason.components.injector import IGNORE_INDEX
+
+    pipeline = _pipeline(runtime)
+    examples = pipeline.task.load("train", limit=3)
+    targets = list(training.gold_targets(pipeline, examples, 20).values())
+    params = list(pipeline.projector.parameters())
+    torch.manual_seed(0)
+    saving = training.supervised_loss(pipeline, examples, targets)
+    saving_grads = torch.autograd.grad(saving, params)
+    torch.manual_seed(0)
+    inputs = pipeline.inputs(examples, targets)
+    assert 0 < inputs.fixed_columns < inputs.attention_mask.shape[1] - max(map(len, targets))
+    logits = runtime.llm.model(
+        inputs_embeds=inputs.inputs_embeds,
+        attention_mask=inputs.attention_mask,
+        position_ids=position_ids(inputs.attention_mask),
+    ).logits  # (B, T, V): every position, one pass with gradients everywhere
+    full = torch.nn.functional.cross_entropy(
+        logits[:, :-1].flatten(0, 1).float(), inputs.labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX
+    )
+    full_grads = torch.autograd.grad(full, params)
+    assert (inputs.labels != IGNORE_INDEX).sum() == sum(len(t) for t in targets)
+    assert torch.allclose(saving, full, rtol=1e-5, atol=1e-6)
+    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(saving_grads, full_grads))
+    assert any(g.abs().sum() > 0 for g in full_grads)
+
+
+def test_a_training_state_is_not_resumed_in_another_dtype(runtime, tmp_path):
+    config = TrainConfig(epochs=1, batch_size=2, max_target_tokens=8)
+    examples = _pipeline(runtime).task.load("train", limit=2)
+    Trainer(_pipeline(runtime), examples, [], config, tmp_path, progress=False).run()
+    with pytest.raises(LatentReasonError, match=r"with other models.dtype \(float32 there, bfloat16 here\);"):
+        Trainer(_bf16_pipeline(adapter=False), examples, [], config, tmp_path, progress=False).resume()
+
+
+def test_training_logs_history_json_scalars_to_tensorboard(runtime, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    pipeline = _pipeline(runtime)
+    examples = pipeline.task.load("train", limit=6)
+    config = TrainConfig(epochs=2, batch_size=2, max_target_tokens=8, tensorboard=True)
+    result = Trainer(pipeline, examples[2:], examples[:2], config, tmp_path, progress=False).run()
+    events = EventAccumulator(str(tmp_path / training.TENSORBOARD_FOLDER))
+    events.Reload()
+    steps = {tag: [e.step for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+    values = {tag: [e.value for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+    assert steps == {"train/loss": [1, 2, 3, 4], "train/lr": [1, 2, 3, 4], "validation/loss": [2, 4]}
+    assert values["train/loss"] == pytest.approx([h["loss"] for h in result.history])
+    assert values["train/lr"] == pytest.approx([h["lr"] for h in result.history])
+    assert values["validation/loss"] == pytest.approx(
+        [v["loss"] for v in result.validation]
+    )  # at each epoch's last step
+
+
+def test_tensorboard_without_the_extra_says_how_to_install_it(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from latentreason.cli import main
+
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # what the import system does for a missing package
+    result = CliRunner().invoke(
+        main,
+        ["train", "--producer", "softcot", "--llm", str(tmp_path / "no-model"), "--set", "train.tensorboard=true"],
+    )
+    assert result.exit_code == 2
+    assert "pip install 'latentreason[tensorboard]'" in result.output and "no-model" not in result.output
