@@ -33,6 +33,21 @@ def _friendly(func):
     return wrapper
 
 
+def _quiet(ctx: click.Context, _param: click.Parameter, quiet: bool) -> bool:
+    """``--quiet``: turn off the libraries' progress bars too, for the command.
+
+    transformers' ("Loading weights"), and through it vLLM's (a vLLM engine
+    started with them off loads quietly and logs warnings only).
+    """
+    if quiet:
+        from transformers.utils import logging as hf_logging
+
+        if hf_logging.is_progress_bar_enabled():
+            hf_logging.disable_progress_bar()
+            ctx.call_on_close(hf_logging.enable_progress_bar)
+    return quiet
+
+
 def _config_options(func):
     """Options shared by ``run`` and ``train``; each overrides the config file."""
     options = [
@@ -88,7 +103,7 @@ def _config_options(func):
             metavar="KEY=VALUE",
             help="Any config field, e.g. --set generation.do_sample=true (repeatable).",
         ),
-        click.option("--quiet", is_flag=True, help="No progress bars."),
+        click.option("--quiet", is_flag=True, callback=_quiet, help="No progress bars (the libraries' included)."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -404,7 +419,7 @@ def thoughts(config_path, sets, quiet, offset, **flags):
     metavar="KEY=VALUE",
     help="Override a base field for every method, e.g. --set data.limit=10 (repeatable).",
 )
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--quiet", is_flag=True, callback=_quiet, help="No progress bars (the libraries' included).")
 @_friendly
 def compare(experiment, only, only_seeds, output, sets, quiet):
     """Run every method of an EXPERIMENT file on its tasks and seeds; print one table.
