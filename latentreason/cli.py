@@ -33,18 +33,23 @@ def _friendly(func):
     return wrapper
 
 
-def _quiet(ctx: click.Context, _param: click.Parameter, quiet: bool) -> bool:
-    """``--quiet``: turn off the libraries' progress bars too, for the command.
+def _without_library_bars() -> None:
+    """Turn off the libraries' progress bars until the command ends.
 
     transformers' ("Loading weights"), and through it vLLM's (a vLLM engine
     started with them off loads quietly and logs warnings only).
     """
-    if quiet:
-        from transformers.utils import logging as hf_logging
+    from transformers.utils import logging as hf_logging
 
-        if hf_logging.is_progress_bar_enabled():
-            hf_logging.disable_progress_bar()
-            ctx.call_on_close(hf_logging.enable_progress_bar)
+    if hf_logging.is_progress_bar_enabled():
+        hf_logging.disable_progress_bar()
+        click.get_current_context().call_on_close(hf_logging.enable_progress_bar)
+
+
+def _quiet(_ctx: click.Context, _param: click.Parameter, quiet: bool) -> bool:
+    """``--quiet``: no progress bars, the libraries' included."""
+    if quiet:
+        _without_library_bars()
     return quiet
 
 
@@ -727,12 +732,10 @@ def bench(
     from dataclasses import replace
     from pathlib import Path
 
-    from transformers.utils import logging as hf_logging
-
     from latentreason.bench.run import format_report, run_bench
     from latentreason.bench.settings import BenchSettings, quick_models
 
-    hf_logging.disable_progress_bar()
+    _without_library_bars()
     settings = BenchSettings(
         limit=limit,
         max_new_tokens=max_new_tokens,
