@@ -218,8 +218,9 @@ def thought_spread(
     step = config.generation.batch_size
     with torch.no_grad():
         for start in range(0, len(examples), step):
-            questions = [pipeline.task.format_question(ex) for ex in examples[start : start + step]]
-            thoughts = pipeline.producer.produce(questions, instruction=pipeline.instruction, training=False)
+            batch = examples[start : start + step]
+            questions = [pipeline.task.format_question(ex) for ex in batch]
+            thoughts = pipeline.producer.produce_for(batch, questions, instruction=pipeline.instruction)
             if thoughts.vectors is None:
                 raise LatentReasonError(
                     f"Producer {config.producer.name!r} makes no soft thoughts (it gives "

@@ -167,8 +167,9 @@ class RunConfig(Strict):
     )
     thoughts_from: Literal["own", "next"] = Field(
         "own",
-        description="'next' (a control, at evaluation): the producer reads the next question of the split instead of "
-        "the example's own, so thoughts keep their form but lose what is specific to the question",
+        description="'next' (a control, at evaluation): the producer reads the next example of the split instead of "
+        "the example's own (its question; for the answer-embedding control, its gold answer), so thoughts keep their "
+        "form but lose what is specific to the question",
     )
     train: TrainConfig = Field(default_factory=TrainConfig)
     seed: int = Field(0, ge=0, lt=2**32, description="seeds initialization, data order and sampling (0 to 2**32-1)")

@@ -37,7 +37,9 @@ class Stages:
     def produce(self) -> Thoughts:
         """The producer's thoughts (for SoftCoT: one assistant forward pass)."""
         with torch.no_grad():
-            return self.pipeline.producer.produce(self.questions, instruction=self.pipeline.instruction)
+            return self.pipeline.producer.produce_for(
+                self.examples, self.questions, instruction=self.pipeline.instruction
+            )
 
     def project(self, thoughts: Thoughts) -> tuple[Thoughts, torch.Tensor | None]:
         """The projected thoughts ``(B, N, d_llm)``, or None without vectors."""

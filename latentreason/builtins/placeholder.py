@@ -4,9 +4,13 @@ The LLM prompt is the task instruction (system turn), the question, then an
 optional begin marker, N placeholder tokens and an end marker, all existing
 special tokens (Qwen2.5's ``<|box_start|>``/``<|box_end|>`` around
 ``<|endoftext|>``, as SoftCoT does; no new vocabulary). The embeddings at the
-placeholder positions are replaced by the projected thoughts. It is a core
-built-in because SoftCoT, the pause-token baselines and third-party methods
-all use it; it is registered through the same hook as any plugin's.
+placeholder positions are replaced by the projected thoughts; N is the
+producer's number of thoughts (its ``n_thoughts`` option, ``--n-thoughts``).
+Where the slots go is the ``position`` option: the end of the question (the
+default), a user turn of their own after it, or the start of the assistant's
+reply. It is a core built-in because SoftCoT, the pause-token baselines and
+third-party methods all use it; it is registered through the same hook as any
+plugin's.
 """
 
 from __future__ import annotations
@@ -26,14 +30,22 @@ class PlaceholderOptions(PluginOptions):
 
     Attributes:
         markers: frame the thoughts with a begin/end special-token pair when the
-            vocabulary has one.
+            vocabulary has one. Default (None): framed in a user turn, not at
+            the start of the assistant's reply (``position: answer``), which
+            would then open with two tokens the LLM never wrote (Qwen2.5's
+            box markers are untrained: identical embeddings); True or False
+            decides for every position.
         placeholder_token: token at the thought positions (default: an existing
             special token such as ``<|endoftext|>``).
-        position: ``"question"`` puts the thoughts at the end of the user turn;
-            ``"answer"`` at the start of the assistant turn.
+        position: ``"question"`` puts the thoughts at the end of the user turn,
+            after the question; ``"turn"`` in a second user turn of their own
+            right after it (``thoughts_note``, if any, opens that turn);
+            ``"answer"`` at the start of the assistant turn, right after its
+            header, as the first words of the reply.
         hint_prefix: text before a producer's text hint in the user turn.
-        thoughts_note: a sentence before the thoughts in the user turn
-            (telling the LLM what they are), or None.
+        thoughts_note: a sentence before the thoughts (in the user turn that
+            holds them; with ``position: answer``, at the end of the question),
+            telling the LLM what they are, or None.
     """
 
     style_defaults: ClassVar[dict[str, dict[str, Any]]] = {
@@ -43,9 +55,9 @@ class PlaceholderOptions(PluginOptions):
         }
     }
 
-    markers: bool = True
+    markers: bool | None = None
     placeholder_token: str | None = None
-    position: Literal["question", "answer"] = "question"
+    position: Literal["question", "turn", "answer"] = "question"
     hint_prefix: str = "Hints from an assistant:"
     thoughts_note: str | None = None
 
@@ -60,21 +72,26 @@ class PlaceholderInjector(Injector):
         super().__init__(options, llm)
         tokenizer = llm.tokenizer
         self.placeholder = placeholder_id(tokenizer, options.placeholder_token)
-        self.markers = marker_ids(tokenizer) if options.markers else None
+        framed = options.position != "answer" if options.markers is None else options.markers
+        self.markers = marker_ids(tokenizer) if framed else None
 
     def _encode(self, instruction: str, question: str, n: int, hint: str | None) -> tuple[list[int], list[int]]:
         """Token ids of one prompt and the positions of its ``n`` placeholders."""
         user = question
         if hint:
             user += f"\n\n{self.options.hint_prefix} {hint}"
-        if n and self.options.thoughts_note:
-            user += f"\n\n{self.options.thoughts_note}"
-        if n and self.options.position == "question":
-            user += f"\n\n{SLOT}"
+        note = f"{self.options.thoughts_note}\n\n" if n and self.options.thoughts_note else ""
+        position = self.options.position if n else None
+        if position == "question":
+            turns = [f"{user}\n\n{note}{SLOT}"]
+        elif position == "turn":
+            turns = [user, f"{note}{SLOT}"]
+        else:  # no thoughts, or they open the reply (position answer), after a question that ends with the note
+            turns = [f"{user}\n\n{self.options.thoughts_note}" if note else user]
         span = [self.placeholder] * n
         if n and self.markers:
             span = [self.markers[0], *span, self.markers[1]]
-        ids, start = encode_chat(self.llm.tokenizer, instruction, user, span)
+        ids, start = encode_chat(self.llm.tokenizer, instruction, turns, span)
         first = start + (1 if n and self.markers else 0)
         return ids, list(range(first, first + n))
 

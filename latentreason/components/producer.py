@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, ClassVar
 import torch
 from torch import nn
 
+from latentreason.components.example import Example
 from latentreason.config import PluginOptions
 
 if TYPE_CHECKING:
@@ -50,7 +51,9 @@ class ThoughtProducer:
 
     Subclasses set ``Options`` if they take options, ``default_projector`` to
     the projector they expect (``"identity"`` if their vectors already live in
-    the LLM's embedding space), and implement :meth:`produce`.
+    the LLM's embedding space), and implement :meth:`produce`. A control that
+    reads more of each example than its question (e.g. its gold answer)
+    overrides :meth:`produce_for` instead.
 
     Args:
         options: validated instance of ``Options``.
@@ -79,6 +82,24 @@ class ThoughtProducer:
                 different number of thoughts).
         """
         raise NotImplementedError
+
+    def produce_for(
+        self, examples: list[Example], questions: list[str], *, instruction: str, training: bool = False
+    ) -> Thoughts:
+        """Produce thoughts for a batch of examples; what the pipeline calls.
+
+        By default :meth:`produce` on their questions. Controls that read the
+        examples' gold answers override it; with ``thoughts_from: next`` the
+        pipeline passes the next examples of the split, so such a control then
+        reads another question's answer.
+
+        Args:
+            examples: the examples the thoughts are made from.
+            questions: the same examples, formatted by the task.
+            instruction: the task's system prompt for the LLM.
+            training: True inside the trainer.
+        """
+        return self.produce(questions, instruction=instruction, training=training)
 
     def default_checkpoint(self) -> Path | None:
         """Trained weights to use when the run names none (e.g. shipped for the default models).

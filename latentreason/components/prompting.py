@@ -66,22 +66,26 @@ def placeholder_id(tokenizer: PreTrainedTokenizerBase, token: str | None = None)
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
 
-def render_chat(tokenizer: PreTrainedTokenizerBase, system: str | None, user: str) -> str:
-    """The prompt text for one user turn, ending with the assistant's header.
+def render_chat(tokenizer: PreTrainedTokenizerBase, system: str | None, user: str | list[str]) -> str:
+    """The prompt text for one user turn (or several in a row), ending with the assistant's header.
 
-    Tokenizers without a chat template (base models) get a plain layout.
+    Tokenizers without a chat template (base models) get a plain layout, in
+    which consecutive user turns are paragraphs of one question.
     """
+    turns = [user] if isinstance(user, str) else user
     if tokenizer.chat_template:
-        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
+        messages = [{"role": "system", "content": system}] if system else []
+        messages += [{"role": "user", "content": turn} for turn in turns]
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     head = f"{system}\n\n" if system else ""
-    return f"{head}Question: {user}\nAnswer:"
+    question = "\n\n".join(turns)
+    return f"{head}Question: {question}\nAnswer:"
 
 
 def encode_chat(
     tokenizer: PreTrainedTokenizerBase,
     system: str | None,
-    user: str,
+    user: str | list[str],
     insert: Sequence[int] = (),
 ) -> tuple[list[int], int]:
     """Token ids of a chat prompt with ``insert`` spliced in at :data:`SLOT`.
@@ -89,8 +93,9 @@ def encode_chat(
     Args:
         tokenizer: the model's tokenizer.
         system: system prompt, or None.
-        user: user message; may contain :data:`SLOT` once (where ``insert`` goes).
-            If it does not, ``insert`` goes after the assistant header.
+        user: user message, or several consecutive user turns; :data:`SLOT`
+            may occur once in them (where ``insert`` goes). If it does not,
+            ``insert`` goes after the assistant header.
         insert: token ids to splice in.
 
     Returns:

@@ -92,7 +92,7 @@ class Pipeline:
             ).to(llm.model.device)
         self.checkpoints, self.untrained = self._load_weights(default_weights)
         self.instruction = self.task.instruction_for(self.config.prompt_style)
-        self._next_question: dict[str, str] | None = None
+        self._next_example: dict[str, Example] | None = None
 
     @classmethod
     def from_config(
@@ -186,19 +186,19 @@ class Pipeline:
             adapter.merge()  # a trained adapter, folded into the LLM's weights for evaluation
         return loaded, sorted(modules)
 
-    def _next_questions(self, examples: list[Example]) -> list[str]:
-        """For ``thoughts_from: next``: the question after each example's in its split (cyclically).
+    def _next_examples(self, examples: list[Example]) -> list[Example]:
+        """For ``thoughts_from: next``: the example after each one in its split (cyclically).
 
         The whole split is read once; an example not in it (another source)
-        gets the next question of the split's first example.
+        gets the one after the split's first example.
         """
-        if self._next_question is None:
+        if self._next_example is None:
             data = self.config.data
             split = self.task.load(data.split, data.source)
             following = split[1:] + split[:1]
-            self._next_question = {ex.id: self.task.format_question(nxt) for ex, nxt in zip(split, following)}
-        fallback = next(iter(self._next_question.values()))
-        return [self._next_question.get(ex.id, fallback) for ex in examples]
+            self._next_example = {ex.id: nxt for ex, nxt in zip(split, following)}
+        fallback = next(iter(self._next_example.values()))
+        return [self._next_example.get(ex.id, fallback) for ex in examples]
 
     def inputs(
         self, examples: list[Example], targets: list[list[int]] | None = None, *, training: bool | None = None
@@ -207,8 +207,8 @@ class Pipeline:
 
         A producer with K thought sets per question gets K consecutive rows
         per example (``inputs.group = K``), each with the example's targets.
-        With ``thoughts_from: next`` the producer reads another question
-        (evaluation only; see :meth:`_next_questions`).
+        With ``thoughts_from: next`` the producer reads another example
+        (evaluation only; see :meth:`_next_examples`).
 
         Args:
             examples: the batch.
@@ -217,9 +217,9 @@ class Pipeline:
         """
         training = targets is not None if training is None else training
         questions = [self.task.format_question(ex) for ex in examples]
-        read = questions if self.config.thoughts_from == "own" or training else self._next_questions(examples)
-        thoughts = self.producer.produce(
-            read, instruction=self.instruction, training=training
+        read = examples if self.config.thoughts_from == "own" or training else self._next_examples(examples)
+        thoughts = self.producer.produce_for(
+            read, [self.task.format_question(ex) for ex in read], instruction=self.instruction, training=training
         )  # (B*K, N, d_src) or hints
         k = thoughts.sets  # rows per question, consecutive
         questions = [q for q in questions for _ in range(k)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -9,6 +10,9 @@ from latentreason.components.batching import pad_left, position_ids
 from latentreason.components.prompting import SLOT, encode_chat
 from latentreason.config import load_config
 from latentreason.engine.pipeline import Pipeline
+from latentreason.errors import ConfigError
+from latentreason.hooks.registry import Registry
+from latentreason.hooks.resolve import resolve
 from latentreason_baselines.coconut import CoconutOptions, CoconutThoughts
 
 QUESTIONS = ["Natalia sold 48 clips in April and half as many in May. How many in total?", "What is 2 + 3?"]
@@ -96,3 +100,63 @@ def test_self_consistency_samples_and_votes(runtime):
 def test_position_ids_restart_after_left_padding():
     mask = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]])
     assert position_ids(mask).tolist() == [[0, 0, 0, 1], [0, 1, 2, 3]]
+
+
+def _slot_vectors(pipeline, examples):
+    """The vectors the LLM reads at each prompt's thought positions ``(B, N, d)``."""
+    with torch.no_grad():
+        embeds = pipeline.inputs(examples).inputs_embeds  # (B, T, d)
+    n = pipeline.producer.options.n_thoughts
+    rows = []
+    for b, ex in enumerate(examples):
+        ids, slots = pipeline.injector._encode(pipeline.instruction, pipeline.task.format_question(ex), n, None)
+        offset = embeds.shape[1] - len(ids)  # left padding
+        rows.append(embeds[b, [offset + i for i in slots]])
+    return torch.stack(rows)
+
+
+def _embedded(llm, texts, n):
+    """The LLM's embeddings of each text's tokens, padded to ``n`` by repeating the last ``(B, n, d)``."""
+    rows = []
+    for text in texts:
+        ids = llm.tokenizer(text, add_special_tokens=False)["input_ids"]
+        assert len(ids) < n  # the padding is exercised
+        rows.append(ids + ids[-1:] * (n - len(ids)))
+    with torch.no_grad():
+        return llm.embed(torch.tensor(rows))
+
+
+def test_the_answer_embedding_control_injects_the_llms_embeddings_of_the_templated_answer(runtime):
+    pipeline = _pipeline(runtime, "answer-embedding-control", {"n_thoughts": 12, "template": " So it is {answer}."})
+    examples = pipeline.task.load(limit=2)
+    expected = _embedded(runtime.llm, [f" So it is {ex.answer}." for ex in examples], 12)
+    assert torch.equal(_slot_vectors(pipeline, examples), expected)
+    assert pipeline.plan.projector.name == "identity" and pipeline.trainable() == {}
+
+
+def test_the_answer_embedding_control_keeps_the_last_tokens_of_a_long_text(runtime):
+    pipeline = _pipeline(runtime, "answer-embedding-control", {"n_thoughts": 2})
+    example = pipeline.task.load(limit=1)[0]
+    ids = runtime.llm.tokenizer(f" The answer is {example.answer}.", add_special_tokens=False)["input_ids"]
+    assert len(ids) > 2 and pipeline.producer.slot_ids(example) == ids[-2:]
+
+
+def test_the_wrong_answer_variant_reads_the_next_examples_answer(runtime):
+    config = load_config(
+        overrides={
+            "producer": {"name": "answer-embedding-control", "options": {"n_thoughts": 12}},
+            "data": {"task": "gsm8k", "split": "train"},
+            "thoughts_from": "next",
+        }
+    )
+    pipeline = Pipeline.from_config(config, runtime=runtime)
+    split = pipeline.task.load("train", limit=3)
+    assert len({ex.answer for ex in split}) == 3  # so the slots must change
+    expected = _embedded(runtime.llm, [f" The answer is {ex.answer}." for ex in split[1:3]], 12)
+    assert torch.equal(_slot_vectors(pipeline, split[:2]), expected)
+
+
+def test_the_answer_embedding_template_must_name_the_answer():
+    config = load_config(overrides={"producer": {"name": "answer-embedding-control", "options": {"template": "none"}}})
+    with pytest.raises(ConfigError, match="template.*must contain {answer}"):
+        resolve(config, Registry())

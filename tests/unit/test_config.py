@@ -92,3 +92,14 @@ def test_options_without_a_name_apply_to_the_default_component():
     )
     assert config.injector.name == "placeholder" and config.injector.options == {"markers": False}
     assert config.producer.name == "softcot" and config.producer.options == {"n_thoughts": 8}
+
+
+def test_injection_framings_are_checked_before_models_load():
+    config = load_config(overrides={"injector": {"options": {"position": "system", "markers": "maybe"}}})
+    with pytest.raises(ConfigError) as err:
+        resolve(config, Registry())
+    text = str(err.value)
+    assert "injector.options.position" in text and "'question', 'turn' or 'answer'" in text
+    assert "injector.options.markers" in text
+    plan = resolve(load_config(overrides={"injector": {"options": {"position": "turn"}}}), Registry())
+    assert plan.injector.options.position == "turn" and plan.injector.options.markers is None

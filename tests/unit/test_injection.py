@@ -73,10 +73,49 @@ def test_labels_cover_only_the_targets(llm):
     assert inputs.labels[:, -1].tolist() == [13, 14]  # targets end each left-padded row
 
 
-def test_answer_position_puts_thoughts_after_the_header(llm):
-    injector = PlaceholderInjector(PlaceholderOptions(position="answer", markers=False), llm)
-    inputs = injector.build(SYSTEM, QUESTIONS[:1], torch.ones(1, 2, llm.hidden_size))
-    assert inputs.prompts[0].endswith("<|im_start|>assistant\n<|endoftext|><|endoftext|>")
+def _ids(llm, text):
+    return llm.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def test_answer_position_opens_a_well_formed_assistant_turn_with_the_thoughts(llm):
+    injector = PlaceholderInjector(PlaceholderOptions(position="answer"), llm)
+    ids, slots = injector._encode(SYSTEM, QUESTIONS[0], 3, None)
+    chat = (
+        f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n{QUESTIONS[0]}<|im_end|>\n<|im_start|>assistant\n"
+    )
+    placeholder = placeholder_id(llm.tokenizer)
+    # one system turn, one closed user turn, one assistant header, then the thoughts as the reply's first
+    # tokens: no second header, no end of turn, no markers the LLM never writes
+    assert ids == _ids(llm, chat) + [placeholder] * 3
+    assert slots == [len(ids) - 3, len(ids) - 2, len(ids) - 1]
+    framed = PlaceholderInjector(PlaceholderOptions(position="answer", markers=True), llm)
+    assert framed._encode(SYSTEM, QUESTIONS[0], 3, None)[0] == [
+        *ids[:-3],
+        *marker_ids(llm.tokenizer)[:1],
+        *ids[-3:],
+        marker_ids(llm.tokenizer)[1],
+    ]
+
+
+def test_turn_position_puts_the_thoughts_in_a_user_turn_of_their_own(llm):
+    note = "A hint follows."
+    injector = PlaceholderInjector(PlaceholderOptions(position="turn", thoughts_note=note), llm)
+    ids, slots = injector._encode(SYSTEM, QUESTIONS[0], 3, None)
+    begin, end = marker_ids(llm.tokenizer)
+    head = _ids(
+        llm,
+        f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n{QUESTIONS[0]}<|im_end|>\n<|im_start|>user\n{note}\n\n",
+    )
+    tail = _ids(llm, "<|im_end|>\n<|im_start|>assistant\n")
+    assert ids == [*head, begin, *[placeholder_id(llm.tokenizer)] * 3, end, *tail]
+    assert slots == [len(head) + 1, len(head) + 2, len(head) + 3]
+
+
+def test_without_thoughts_every_position_gives_the_plain_prompt(llm):
+    plain = encode_chat(llm.tokenizer, SYSTEM, QUESTIONS[0])[0]
+    for position in ("question", "turn", "answer"):
+        options = PlaceholderOptions(position=position, thoughts_note="A hint follows.")
+        assert PlaceholderInjector(options, llm)._encode(SYSTEM, QUESTIONS[0], 0, None) == (plain, [])
 
 
 def test_generate_from_embeddings_equals_generate_from_ids(llm):

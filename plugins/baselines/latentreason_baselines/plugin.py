@@ -7,7 +7,8 @@ from latentreason.plugin import hookimpl
 
 @hookimpl
 def latentreason_producers():
-    """Register the baseline producers."""
+    """Register the baseline producers and the answer-embedding control."""
+    from latentreason_baselines.answer import AnswerEmbeddingControl
     from latentreason_baselines.assist import AssistCoT
     from latentreason_baselines.coconut import CoconutThoughts
     from latentreason_baselines.cot import ZeroShotCoT
@@ -19,4 +20,5 @@ def latentreason_producers():
         "pause-trained": TrainedPauseTokens,
         "assist-cot": AssistCoT,
         "coconut": CoconutThoughts,
+        "answer-embedding-control": AnswerEmbeddingControl,
     }
