@@ -9,15 +9,20 @@ from __future__ import annotations
 import functools
 import re
 import sys
+import traceback
 from typing import Any
 
 import click
 
-from latentreason.errors import LatentReasonError
+from latentreason.errors import LatentReasonError, PluginFailure
 
 
 def _friendly(func):
-    """Print user errors as one paragraph and exit 2, without a traceback."""
+    """Print user errors as one paragraph and exit 2, without a traceback.
+
+    A plugin's bug (:class:`PluginFailure`) shows the plugin's own traceback,
+    then the paragraph naming the component, and exits 1.
+    """
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -26,6 +31,10 @@ def _friendly(func):
         except LatentReasonError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
+        except PluginFailure as exc:
+            click.echo("".join(traceback.format_exception(exc.__cause__ or exc)), err=True, nl=False)
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
@@ -68,7 +77,8 @@ def _config_options(func):
         ),
         click.option(
             "--task",
-            help="Task, e.g. gsm8k, aqua, strategyqa (see `latentreason tasks`); run: comma-separated to compare.",
+            help="Task, e.g. gsm8k, aqua, strategyqa (see `latentreason tasks`), or a task file path/to/task.yaml; "
+            "run: comma-separated to compare.",
         ),
         click.option(
             "--checkpoint",
@@ -78,7 +88,11 @@ def _config_options(func):
         ),
         click.option("--limit", type=int, help="Use only the first N examples."),
         click.option("--split", help="Dataset split (default: the task's evaluation split)."),
-        click.option("--source", help="Data source: a JSONL file, a folder of <split>.jsonl, or a hub dataset id."),
+        click.option(
+            "--source",
+            help="Data source: a JSONL file, a folder of <split>.jsonl, or a hub dataset id, read with the task's "
+            "prompt (results are labelled TASK@SOURCE; a new task is a task file, see docs/tasks.md).",
+        ),
         click.option("--llm", help="LLM: alias, local folder, .gguf file or hub id."),
         click.option("--assistant", help="Assistant model: alias, local folder, .gguf file or hub id."),
         click.option("--n-thoughts", type=int, help="Soft thoughts at evaluation (producer option n_thoughts)."),
@@ -459,12 +473,20 @@ def compare(experiment, only, only_seeds, output, sets, quiet):
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Overrides to check as well.")
 @_friendly
 def validate(config_path, sets):
-    """Check a YAML config (every problem at once) without running it."""
-    from latentreason.config import parse_overrides
+    """Check a YAML run config or task file (every problem at once) without running it."""
+    from latentreason.config import parse_overrides, read_yaml
     from latentreason.hooks.registry import Registry
     from latentreason.hooks.resolve import load_checked, resolve
 
     registry = Registry()
+    if "answer_type" in read_yaml(config_path):  # only a task file has one
+        from latentreason.hooks.resolve import check_task_file
+
+        task = check_task_file(config_path, registry)
+        click.echo(
+            f"ok: task {task.name} ({task.answer_type}, evaluator {task.evaluator}), splits: {', '.join(task.splits())}"
+        )
+        return
     plan = resolve(load_checked(config_path, parse_overrides(sets), registry), registry)
     click.echo(
         f"ok: task {plan.task.name}, producer {plan.producer.name}, projector {plan.projector.name}, "
@@ -478,21 +500,31 @@ def plugins():
     """List installed plugins, the hooks each implements and what they provide."""
     from latentreason.hooks.registry import Registry
 
+    broken = False
     for info in Registry().plugins():
         click.echo(f"{info.name}  ({info.distribution})")
         click.echo(f"  hooks: {', '.join(info.hooks) or '-'}")
         for kind, names in info.provides.items():
             click.echo(f"  {kind}s: {', '.join(names)}")
+        for problem in info.problems:
+            click.echo(f"  PROBLEM: {problem}")
+        broken = broken or bool(info.problems)
+    if broken:
+        sys.exit(1)
 
 
 @main.command()
 @_friendly
 def tasks():
-    """List tasks with their splits, answer type and data source."""
+    """List tasks (also the task files of $LATENTREASON_TASKS_DIR) with their splits, answer type and data source."""
     from latentreason.hooks.registry import Registry
 
     registry = Registry()
     for name in registry.names("task"):
+        problem = registry.problem("task", name)
+        if problem is not None:
+            click.echo(f"{name:20s} PROBLEM: {problem}")
+            continue
         spec = registry.get("task", name)
         click.echo(
             f"{name:20s} {spec.answer_type:7s} eval={spec.eval_split:10s} train={spec.train_split or '-':10s} {spec.description}"

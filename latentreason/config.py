@@ -27,8 +27,11 @@ class PluginOptions(Strict):
     """Base class of every component's ``Options`` (no options by default).
 
     ``style_defaults`` maps a prompt style (``RunConfig.prompt_style``) to the
-    option values that render it; options the user sets win.
+    option values that render it; options the user sets win. Defaults are
+    validated too, so a wrong default is found before any model loads.
     """
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
 
     style_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
 

@@ -16,11 +16,24 @@ class LatentReasonError(Exception):
     """An error in the user's input, with a message that says how to fix it."""
 
 
+class ComponentError(LatentReasonError):
+    """A user error raised inside a component; the message names the component, its kind and its plugin."""
+
+
+class PluginFailure(Exception):
+    """A component failed with an unexpected exception (a bug of its plugin).
+
+    The message names the component, its kind and its plugin; the original
+    exception is the ``__cause__``, so its traceback stays visible.
+    """
+
+
 class ConfigError(LatentReasonError):
     """An invalid configuration; the message lists every problem found."""
 
     def __init__(self, problems: list[str], source: str = "config") -> None:
         self.problems = problems
+        self.source = source
         lines = "\n".join(f"  - {p}" for p in problems)
         super().__init__(f"{source} has {len(problems)} problem(s):\n{lines}")
 

@@ -1,4 +1,4 @@
-"""Decoding-controller base: a plugin that steers the KV cache while the LLM writes.
+"""Decoding-controller base: a plugin that steers the LLM's input and KV cache while the LLM writes.
 
 See :mod:`latentreason.decoding.loop` for when it is called and
 :class:`~latentreason.decoding.state.DecodeState` for what it may do.
@@ -31,6 +31,40 @@ class DecodingController:
     def __init__(self, options: PluginOptions, runtime: Runtime) -> None:
         self.options = options
         self.runtime = runtime
+
+    def next_input(
+        self, state: DecodeState, row: int, logits: torch.Tensor, hidden: torch.Tensor
+    ) -> tuple[torch.Tensor, int] | None:
+        """Choose what ``row`` reads at its next position, instead of the embedding of the token drawn.
+
+        Called at every step for every row still writing, after the step's
+        token is drawn and before anything is fed or recorded
+        (``state.tokens[row]`` holds the tokens written before this step).
+        The vector returned is fed at the row's next position, in the same
+        forward pass as the other rows' tokens, so a soft step takes one
+        position and one forward like any token; it is a generated column of
+        the row's current segment (with a ``segment_hidden`` entry) and
+        :meth:`after_token` sees it like any token.
+
+        Args:
+            state: the batch being decoded.
+            row: the row.
+            logits: ``(V,)`` float logits the token is drawn from: the LM head's
+                output (with any final soft-capping) and the ``min_new_tokens``
+                mask, before the run's temperature and top-p.
+            hidden: ``(d_llm,)`` the last layer's hidden state at the position
+                that produced ``logits``, after the model's final norm (the
+                LM head's input).
+
+        Returns:
+            None to feed the drawn token as usual, or ``(vector, token)``: the
+            ``(d_llm,)`` input embedding to feed (any float dtype; it is cast to
+            the LLM's) and the token recorded as written at this step. The token
+            counts like any written token (its text, end of turn, the answer
+            stop and the token cap) and the step is marked soft in the results
+            (``Generated.soft_steps``).
+        """
+        return None
 
     def after_token(self, state: DecodeState, rows: list[int]) -> None:
         """Called after each step with the rows that generated a token; may insert and drop."""

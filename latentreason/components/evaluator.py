@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -27,7 +28,7 @@ class Score:
     flexible_correct: bool
 
 
-class Evaluator:
+class Evaluator(ABC):
     """Scores generations against gold answers.
 
     Subclasses set ``Options`` (a :class:`PluginOptions` model) if they take
@@ -46,6 +47,6 @@ class Evaluator:
     def __init__(self, options: PluginOptions) -> None:
         self.options = options
 
+    @abstractmethod
     def score(self, generation: str, example: Example) -> Score:
         """Extract the answers from ``generation`` and compare them with ``example.answer``."""
-        raise NotImplementedError

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -37,7 +38,7 @@ class LLMInputs:
     loss: torch.Tensor | None = None
 
 
-class Injector:
+class Injector(ABC):
     """Base class of injectors.
 
     Args:
@@ -51,6 +52,7 @@ class Injector:
         self.options = options
         self.llm = llm
 
+    @abstractmethod
     def build(
         self,
         instruction: str,
@@ -68,4 +70,3 @@ class Injector:
             hints: text hints, one per row, or None.
             targets: token ids to append and supervise (training), or None.
         """
-        raise NotImplementedError

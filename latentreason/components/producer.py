@@ -7,6 +7,7 @@ nothing at all (plain chain of thought).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -46,7 +47,7 @@ class Thoughts:
         return 0 if self.vectors is None else self.vectors.shape[1]
 
 
-class ThoughtProducer:
+class ThoughtProducer(ABC):
     """Base class of thought producers.
 
     Subclasses set ``Options`` if they take options, ``default_projector`` to
@@ -72,6 +73,7 @@ class ThoughtProducer:
         """Width of the produced vectors, or None if this producer makes none."""
         return None
 
+    @abstractmethod
     def produce(self, questions: list[str], *, instruction: str, training: bool = False) -> Thoughts:
         """Produce thoughts for a batch of formatted questions.
 
@@ -81,7 +83,6 @@ class ThoughtProducer:
             training: True inside the trainer (producers may then use a
                 different number of thoughts).
         """
-        raise NotImplementedError
 
     def produce_for(
         self, examples: list[Example], questions: list[str], *, instruction: str, training: bool = False

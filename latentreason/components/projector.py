@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from abc import ABCMeta, abstractmethod
 from typing import ClassVar
 
+import torch
 from torch import nn
 
 from latentreason.config import PluginOptions
 
 
-class Projector(nn.Module):
+class Projector(nn.Module, metaclass=ABCMeta):
     """Base class of projectors: ``(B, N, d_in) -> (B, N, d_out)``.
 
     Args:
@@ -28,3 +30,7 @@ class Projector(nn.Module):
         self.d_in = d_in
         self.d_out = d_out
         self.embed_norm = embed_norm
+
+    @abstractmethod
+    def forward(self, thoughts: torch.Tensor) -> torch.Tensor:
+        """Map thoughts ``(B, N, d_in)`` to vectors ``(B, N, d_out)``."""

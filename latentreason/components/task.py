@@ -19,7 +19,7 @@ from latentreason.errors import LatentReasonError
 DATA_DIR_ENV = "LATENTREASON_DATA_DIR"
 
 
-_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+(?::[\w.-]+)?")
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+(?::[\w.-]+)?")
 
 
 _CALC_BEFORE_RESULT = re.compile(r"<<[^<>]*>>(?=\S)")
@@ -51,8 +51,9 @@ class HubSource:
 class TaskSpec:
     """A reasoning task: its data, its prompt and how answers are scored.
 
-    Data for a split is looked up in this order: :attr:`data_dir`, then
-    ``$LATENTREASON_DATA_DIR/<name>/<split>.jsonl``, then the hub copy.
+    Data for a split is looked up in this order: :attr:`files`, then
+    :attr:`data_dir`, then ``$LATENTREASON_DATA_DIR/<name>/<split>.jsonl``,
+    then the hub copy.
 
     Attributes:
         name: registered task name, also its folder name under
@@ -69,9 +70,14 @@ class TaskSpec:
             training data.
         data_dir: folder holding ``<split>.jsonl`` files (e.g. the copy
             shipped in the package), or None.
+        files: a ``.jsonl`` file per split name (e.g. from a task file).
         hub: the hub copy, or None.
         license: the data's license.
         source: where the data comes from (paper, repository).
+        question_template: how a question is shown to the models, with the
+            fields ``{question}``, ``{choices}`` (the options on one line) and
+            ``{id}``; None for the question, then ``Answer Choices: ..`` when
+            it has options.
     """
 
     name: str
@@ -86,6 +92,8 @@ class TaskSpec:
     license: str = "unknown"
     source: str = ""
     instructions: dict[str, str] = field(default_factory=dict, hash=False)
+    files: dict[str, Path] = field(default_factory=dict, hash=False)
+    question_template: str | None = None
 
     def instruction_for(self, style: str) -> str:
         """The LLM's system prompt in a prompt style (``"default"``: :attr:`instruction`)."""
@@ -98,9 +106,11 @@ class TaskSpec:
             ex: the example.
 
         Returns:
-            The question, and for multiple choice a second line
-            ``Answer Choices: A) .. B) ..``.
+            :attr:`question_template` filled in; without one, the question,
+            and for multiple choice a second line ``Answer Choices: A) .. B) ..``.
         """
+        if self.question_template is not None:
+            return self.question_template.format(question=ex.question, choices=" ".join(ex.choices), id=ex.id)
         if not ex.choices:
             return ex.question
         return f"{ex.question}\nAnswer Choices: {' '.join(ex.choices)}"
@@ -126,6 +136,7 @@ class TaskSpec:
     def splits(self) -> list[str]:
         """Every split that can be loaded without an explicit source."""
         found = set(self.hub.splits) if self.hub else set()
+        found.update(self.files)
         for folder in self._folders():
             found.update(p.stem for p in folder.glob("*.jsonl"))
         return sorted(found)
@@ -172,7 +183,7 @@ class TaskSpec:
             return self._load_file(path, offset, stop)
         if path.is_dir():
             return self._load_file(self._file_in_folder(path, split), offset, stop)
-        if _HUB_ID.fullmatch(text) and not text.endswith((".jsonl", ".json")):
+        if HUB_ID.fullmatch(text) and not text.endswith((".jsonl", ".json")):
             dataset_id, _, config = text.partition(":")
             hub_split = split
             if self.hub is not None and dataset_id == self.hub.path:
@@ -199,6 +210,8 @@ class TaskSpec:
         return ", ".join(places)
 
     def _load_default(self, split: str, start: int, stop: int | None) -> list[Example]:
+        if split in self.files:
+            return self._load_file(self.files[split], start, stop)
         for folder in self._folders():
             path = folder / f"{split}.jsonl"
             if path.is_file():

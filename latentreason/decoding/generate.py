@@ -8,7 +8,7 @@ layers), in static batches, and is the reference the loop is tested against.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
@@ -30,6 +30,9 @@ class Generated:
         dependency: KV entries attended to, summed over generated tokens.
         truncated: the chain reached ``max_new_tokens`` without ending its
             turn or completing its answer (cut by the cap).
+        soft_steps: indices into ``token_ids`` of the soft steps: the LLM read
+            a vector its decoding controller chose there, and the token is the
+            one the controller recorded (see ``DecodingController.next_input``).
     """
 
     text: str
@@ -37,6 +40,7 @@ class Generated:
     peak_kv: int = 0
     dependency: int = 0
     truncated: bool = False
+    soft_steps: list[int] = field(default_factory=list)
 
 
 @dataclass

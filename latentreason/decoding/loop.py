@@ -13,7 +13,10 @@ says whether row ``b`` may attend to column ``j``, and each row has its own
 positions, so a row decodes exactly as it would alone (up to float rounding
 of batched kernels).
 
-**Decoding controllers.** A run with a ``decoder`` lets a controller see the
+**Decoding controllers.** A run with a ``decoder`` lets a controller choose,
+at every step and per row, what the row reads next instead of the drawn
+token's embedding (``next_input``: it sees the step's logits and last hidden
+state; a soft step takes one position, like a token), and see the
 :class:`DecodeState` after every generated token; it may insert vectors into
 the LLM's input (they are fed through the LLM at the next positions, so they
 get KV entries of their own) and drop KV entries (they become invisible to
@@ -33,6 +36,7 @@ from typing import TYPE_CHECKING, TypeVar, cast
 
 import torch
 
+from latentreason.components.decoder import DecodingController
 from latentreason.config import GenerationConfig
 from latentreason.decoding.generate import AnswerComplete, Generated
 from latentreason.decoding.state import DecodeState, supports_rewriting
@@ -40,7 +44,6 @@ from latentreason.errors import LatentReasonError
 from latentreason.models.spec import LoadedModel
 
 if TYPE_CHECKING:
-    from latentreason.components.decoder import DecodingController
     from latentreason.components.injector import LLMInputs
 
 
@@ -54,6 +57,17 @@ def _select(logits: torch.Tensor, config: GenerationConfig) -> torch.Tensor:
         keep = sorted_probs.cumsum(-1) - sorted_probs < config.top_p
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs * keep)
     return torch.multinomial(probs, 1)[:, 0]
+
+
+def _checked(chosen: tuple[torch.Tensor, int], width: int, controller: object) -> tuple[torch.Tensor, int]:
+    """A controller's ``next_input`` answer, checked: a ``(d,)`` float vector and a token id."""
+    vector, token = chosen
+    if vector.shape != (width,) or not vector.is_floating_point():
+        raise LatentReasonError(
+            f"{type(controller).__name__}.next_input must return a ({width},) float vector (the LLM's hidden size) "
+            f"and a token id; it returned a {tuple(vector.shape)} {vector.dtype} vector."
+        )
+    return vector, int(token)
 
 
 K = TypeVar("K", bound=Hashable)
@@ -95,6 +109,12 @@ def decode_stream(
     checker = AnswerComplete(llm.tokenizer, answer_complete) if config.stop_at_answer and answer_complete else None
     state = DecodeState(llm, 0, llm.model.device)
     state.keep_hidden = controller is not None
+    # the controller's per-row input hook, or None where it keeps the base class's (which chooses nothing)
+    next_input = (
+        controller.next_input
+        if controller is not None and type(controller).next_input is not DecodingController.next_input
+        else None
+    )
     lm_head = llm.stepper.lm_head
     cap = getattr(llm.model.config, "final_logit_softcapping", None)
     last: torch.Tensor | None = None  # (B, d): each row's latest hidden state
@@ -113,9 +133,14 @@ def decode_stream(
             if early:
                 logits[torch.tensor(early)[:, None], torch.tensor(sorted(stops))] = float("-inf")  # no end of turn yet
             tokens = _select(logits, config).tolist()  # (B,)
+            soft: dict[int, torch.Tensor] = {}
+            if next_input is not None and last is not None:
+                for b in range(state.batch):
+                    if (chosen := next_input(state, b, logits[b], last[b])) is not None:
+                        soft[b], tokens[b] = _checked(chosen, last.shape[-1], controller)
             for b, token in enumerate(tokens):
                 state.tokens[b].append(token)
-            last = state.feed_tokens(torch.tensor(tokens, device=logits.device))  # (B, d)
+            last = state.feed_tokens(torch.tensor(tokens, device=logits.device), soft)  # (B, d)
             capped = [len(state.tokens[b]) >= config.max_new_tokens for b in range(state.batch)]
             answered = checker.finished(state.tokens) if checker is not None else [False] * state.batch
             for b in range(state.batch):
@@ -125,7 +150,10 @@ def decode_stream(
                 ids = state.tokens[b]
                 truncated = capped[b] and tokens[b] not in stops and not answered[b]
                 text = llm.tokenizer.decode(ids, skip_special_tokens=True)
-                yield cast(K, state.keys[b]), Generated(text, ids, state.peak_kv[b], state.dependency[b], truncated)
+                yield (
+                    cast(K, state.keys[b]),
+                    Generated(text, ids, state.peak_kv[b], state.dependency[b], truncated, state.soft_steps[b]),
+                )
             if controller is not None and len(finished) < state.batch:
                 controller.after_token(state, [b for b in range(state.batch) if not state.done[b]])
                 last = state.apply(last)

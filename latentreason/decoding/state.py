@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from latentreason.components.shapes import check_shape
 from latentreason.models.spec import LoadedModel
 
 
@@ -34,8 +35,13 @@ class DecodeState:
         live: ``(B, L)`` visibility of each cache column per row.
         generated: ``(B, L)`` columns holding generated tokens.
         segment: ``(B, L)`` columns of each row's current segment.
-        segment_hidden: per row, last-layer hidden states ``(d,)`` of the current segment's tokens.
+        segment_hidden: per row, last-layer hidden states ``(d,)`` (after the
+            model's final norm: the LM head's input) of the current segment's
+            generated tokens and soft steps, in order; vectors fed with
+            :meth:`insert` get no entry.
         segment_tokens: per row, how many tokens the current segment has.
+        soft_steps: per row, the indices (into ``tokens``) of the steps whose
+            input a controller chose (see ``DecodingController.next_input``).
         peak_kv: per row, most visible columns at any step.
         dependency: per row, visible columns summed over generated tokens.
     """
@@ -53,6 +59,7 @@ class DecodeState:
         self.next_position = torch.zeros(batch, dtype=torch.long, device=device)
         self.segment_hidden: list[list[torch.Tensor]] = [[] for _ in range(batch)]
         self.segment_tokens = [0] * batch
+        self.soft_steps: list[list[int]] = [[] for _ in range(batch)]
         self.peak_kv = [0] * batch
         self.dependency = [0] * batch
         self.keep_hidden = True  # record each token's hidden state in segment_hidden (controllers read them)
@@ -76,7 +83,14 @@ class DecodeState:
     # -- what controllers call ------------------------------------------------
 
     def insert(self, row: int, vectors: torch.Tensor) -> None:
-        """Feed ``vectors`` ``(C, d_llm)`` to the LLM for ``row`` before its next token."""
+        """Feed ``vectors`` ``(C, d_llm)`` to the LLM for ``row`` before its next token.
+
+        The vectors may have any float dtype; they are cast to the dtype of
+        the LLM's hidden states (``models.dtype``) when fed. They get cache
+        columns and positions of their own but are not generated tokens: no
+        ``tokens``, ``generated`` or ``segment_hidden`` entry.
+        """
+        check_shape(vectors, {"C": None, "d_llm": self.llm.hidden_size}, f"state.insert({row}, vectors): vectors")
         self._inserts[row] = vectors
 
     def drop(self, row: int, columns: torch.Tensor, *, before_insert: bool = False) -> None:
@@ -128,10 +142,20 @@ class DecodeState:
         self.next_position = self.next_position + mask.long().sum(-1)
         return out.last_hidden_state
 
-    def feed_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Feed one new token per active row (``tokens`` ``(B,)``); returns hidden ``(B, d)``."""
+    def feed_tokens(self, tokens: torch.Tensor, soft: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
+        """Feed one new token per active row; returns hidden ``(B, d)``.
+
+        Args:
+            tokens: ``(B,)`` the tokens.
+            soft: ``(d,)`` input vectors fed instead of some rows' token
+                embeddings (soft steps, recorded in :attr:`soft_steps`), by row.
+        """
         active = torch.tensor([not d for d in self.done], device=tokens.device)  # (B,)
-        hidden = self.forward(self.llm.embed(tokens[:, None]), active[:, None])[:, -1]  # (B, d)
+        embeds = self.llm.embed(tokens[:, None])  # (B, 1, d)
+        for row, vector in (soft or {}).items():
+            embeds[row, 0] = vector.to(embeds.dtype)
+            self.soft_steps[row].append(len(self.tokens[row]) - 1)
+        hidden = self.forward(embeds, active[:, None])[:, -1]  # (B, d)
         column = self.live.shape[1] - 1
         for b in range(self.batch):
             if self.done[b]:
@@ -229,7 +253,16 @@ class DecodeState:
                 torch.cat([_pad_columns(getattr(self, name), width, 1), _pad_columns(getattr(fresh, name), width, 1)]),
             )
         self.next_position = torch.cat([self.next_position, fresh.next_position])
-        for name in ("keys", "tokens", "done", "segment_hidden", "segment_tokens", "peak_kv", "dependency"):
+        for name in (
+            "keys",
+            "tokens",
+            "done",
+            "segment_hidden",
+            "segment_tokens",
+            "soft_steps",
+            "peak_kv",
+            "dependency",
+        ):
             getattr(self, name).extend(getattr(fresh, name))
         return hidden
 
@@ -239,7 +272,16 @@ class DecodeState:
             return
         gone = set(rows)
         keep = [b for b in range(self.batch) if b not in gone]
-        for name in ("keys", "tokens", "done", "segment_hidden", "segment_tokens", "peak_kv", "dependency"):
+        for name in (
+            "keys",
+            "tokens",
+            "done",
+            "segment_hidden",
+            "segment_tokens",
+            "soft_steps",
+            "peak_kv",
+            "dependency",
+        ):
             setattr(self, name, [getattr(self, name)[b] for b in keep])
         if not keep:
             self.cache = None

@@ -14,7 +14,8 @@ import re
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +25,15 @@ from torch import nn
 from latentreason.components.evaluator import Score
 from latentreason.components.example import Example
 from latentreason.components.injector import LLMInputs
+from latentreason.components.producer import Thoughts
+from latentreason.components.shapes import check_shape
 from latentreason.config import RunConfig
 from latentreason.decoding.generate import Generated, Written, generate
 from latentreason.decoding.loop import decode, decode_stream
 from latentreason.decoding.state import supports_rewriting
 from latentreason.engine.voting import majority_vote
 from latentreason.errors import LatentReasonError
+from latentreason.hooks.contract import blame
 from latentreason.hooks.registry import Registry
 from latentreason.hooks.resolve import Plan, resolve
 from latentreason.models.runtime import Runtime
@@ -50,6 +54,8 @@ class Prediction:
         peak_kv: most KV-cache entries any of its chains could attend to.
         dependency: KV entries attended to, summed over generated tokens and chains.
         truncated: how many of its chains were cut by ``max_new_tokens``.
+        soft_steps: per chain, the indices of its soft steps (generated tokens
+            whose input a decoding controller chose; see ``Generated.soft_steps``).
     """
 
     example: Example
@@ -61,6 +67,7 @@ class Prediction:
     peak_kv: int = 0
     dependency: int = 0
     truncated: int = 0
+    soft_steps: list[list[int]] = field(default_factory=list)
 
 
 class Pipeline:
@@ -80,16 +87,25 @@ class Pipeline:
         self.config = plan.config
         self.task = plan.task
         self.runtime = runtime
-        self.producer = plan.producer.cls(plan.producer.options, runtime)
-        self.injector = plan.injector.cls(plan.injector.options, runtime.llm)
-        self.evaluator = plan.evaluator.cls(plan.evaluator.options)
-        self.decoder = plan.decoder.cls(plan.decoder.options, runtime) if plan.decoder else None
+        with self._blame("producer"):
+            self.producer = plan.producer.cls(plan.producer.options, runtime)
+        with self._blame("injector"):
+            self.injector = plan.injector.cls(plan.injector.options, runtime.llm)
+        with self._blame("evaluator"):
+            self.evaluator = plan.evaluator.cls(plan.evaluator.options)
+        self.decoder = None
+        if plan.decoder:
+            with self._blame("decoder"):
+                self.decoder = plan.decoder.cls(plan.decoder.options, runtime)
         self.projector = None
-        if self.producer.thought_dim is not None:
+        with self._blame("producer"):
+            thought_dim = self.producer.thought_dim
+        if thought_dim is not None:
             llm = runtime.llm
-            self.projector = plan.projector.cls(
-                plan.projector.options, self.producer.thought_dim, llm.hidden_size, llm.embed_norm
-            ).to(llm.model.device)
+            with self._blame("projector"):
+                self.projector = plan.projector.cls(
+                    plan.projector.options, thought_dim, llm.hidden_size, llm.embed_norm
+                ).to(llm.model.device)
         self.checkpoints, self.untrained = self._load_weights(default_weights)
         self.instruction = self.task.instruction_for(self.config.prompt_style)
         self._next_example: dict[str, Example] | None = None
@@ -115,6 +131,11 @@ class Pipeline:
         plan = resolve(config, registry)
         runtime = runtime or Runtime(plan.config.models, registry.load_model, plan.config.adapter)
         return cls(plan, runtime, default_weights=default_weights)
+
+    def _blame(self, kind: str, instance: object | None = None) -> AbstractContextManager[None]:
+        """:func:`~latentreason.hooks.contract.blame` for this run's component of ``kind``."""
+        choice = getattr(self.plan, kind)
+        return blame(kind, choice.name, choice.origin, instance)
 
     def trainable(self) -> dict[str, nn.Module]:
         """The components with trainable parameters, by checkpoint prefix (the LLM's adapter under ``adapter``)."""
@@ -218,19 +239,54 @@ class Pipeline:
         training = targets is not None if training is None else training
         questions = [self.task.format_question(ex) for ex in examples]
         read = examples if self.config.thoughts_from == "own" or training else self._next_examples(examples)
-        thoughts = self.producer.produce_for(
-            read, [self.task.format_question(ex) for ex in read], instruction=self.instruction, training=training
-        )  # (B*K, N, d_src) or hints
+        with self._blame("producer"):
+            thoughts = self.producer.produce_for(
+                read, [self.task.format_question(ex) for ex in read], instruction=self.instruction, training=training
+            )  # (B*K, N, d_src) or hints
+            self._check_thoughts(thoughts, len(read))
         k = thoughts.sets  # rows per question, consecutive
         questions = [q for q in questions for _ in range(k)]
         if targets is not None:
             targets = [t for t in targets for _ in range(k)]
         vectors = None
         if thoughts.vectors is not None and self.projector is not None:
-            vectors = self.projector(thoughts.vectors.to(self.runtime.llm.model.device))  # (B*K, N, d_llm)
-        inputs = self.injector.build(self.instruction, questions, vectors, thoughts.hints, targets)
+            with self._blame("projector"):
+                vectors = self.projector(thoughts.vectors.to(self.runtime.llm.model.device))  # (B*K, N, d_llm)
+                d_llm = self.runtime.llm.hidden_size
+                check_shape(
+                    vectors,
+                    {"B*sets": len(questions), "N": thoughts.count, "d_llm": d_llm},
+                    f"the output of projector {self.plan.projector.name!r} (LLM hidden size {d_llm})",
+                )
+        with self._blame("injector"):
+            inputs = self.injector.build(self.instruction, questions, vectors, thoughts.hints, targets)
         inputs.group, inputs.loss = k, thoughts.loss
         return inputs
+
+    def _check_thoughts(self, thoughts: Thoughts, questions: int) -> None:
+        """Raise unless the producer's thoughts have one row per question and thought set, as wide as it says."""
+        name = self.plan.producer.name
+        if not isinstance(thoughts, Thoughts):
+            raise LatentReasonError(f"produce() returned a {type(thoughts).__name__}, not Thoughts.")
+        rows = questions * thoughts.sets
+        if thoughts.vectors is not None:
+            width = self.producer.thought_dim
+            if width is None:
+                raise LatentReasonError(
+                    "produce() returned vectors, but thought_dim is None, so no projector would take them; "
+                    "give thought_dim the vectors' width."
+                )
+            check_shape(
+                thoughts.vectors,
+                {"B*sets": rows, "N": None, "d": width},
+                f"the output of producer {name!r} (for {questions} question(s) x {thoughts.sets} thought set(s), "
+                f"thought_dim {width})",
+            )
+        if thoughts.hints is not None and len(thoughts.hints) != rows:
+            raise LatentReasonError(
+                f"produce() returned {len(thoughts.hints)} hint(s) for {questions} question(s) x {thoughts.sets} "
+                f"thought set(s); expected {rows}, one per row."
+            )
 
     def prompts(self, examples: list[Example]) -> LLMInputs:
         """The LLM prompts of a batch, one row per chain: K thought sets x ``generation.samples``.
@@ -249,7 +305,8 @@ class Pipeline:
 
     def predict(self, example: Example, prompt: str, chains: list[Generated], seconds: float) -> Prediction:
         """Score an example's chains (majority vote over several) into a prediction."""
-        scores = [self.evaluator.score(c.text, example) for c in chains]
+        with self._blame("evaluator"):
+            scores = [self.evaluator.score(c.text, example) for c in chains]
         score = scores[0] if len(scores) == 1 else majority_vote(scores)
         return Prediction(
             example,
@@ -261,6 +318,7 @@ class Pipeline:
             max(c.peak_kv for c in chains),
             sum(c.dependency for c in chains),
             sum(c.truncated for c in chains),
+            [c.soft_steps for c in chains],
         )
 
     def stream(self, examples: list[Example]) -> Iterator[Prediction]:
@@ -319,17 +377,17 @@ class Pipeline:
         done: dict[int, dict[int, Generated]] = {}
         llm, generation = self.runtime.llm, self.config.generation
         clock = time.perf_counter()
-        for (i, chain), out in decode_stream(
-            llm, source, generation, self.decoder, stop, capacity=generation.batch_size
-        ):
-            done.setdefault(i, {})[chain] = out
-            if len(done[i]) == chains_per_example:
-                now = time.perf_counter()
-                finished = done.pop(i)
-                yield Written(
-                    examples[i], prompts.pop(i), [finished[c] for c in range(chains_per_example)], now - clock
-                )
-                clock = now
+        stream = decode_stream(llm, source, generation, self.decoder, stop, capacity=generation.batch_size)
+        with self._blame("decoder", self.decoder) if self.decoder else nullcontext():
+            for (i, chain), out in stream:
+                done.setdefault(i, {})[chain] = out
+                if len(done[i]) == chains_per_example:
+                    now = time.perf_counter()
+                    finished = done.pop(i)
+                    yield Written(
+                        examples[i], prompts.pop(i), [finished[c] for c in range(chains_per_example)], now - clock
+                    )
+                    clock = now
 
     def _static_batches(self, examples: list[Example], stop: re.Pattern[str] | None) -> Iterator[Written]:
         """:meth:`chains` in static batches with ``generate()``: for LLMs the decoding loop cannot rewrite, or on request."""
@@ -342,7 +400,8 @@ class Pipeline:
             if self.decoder is None:
                 outputs = generate(llm, inputs, generation, stop)
             else:
-                outputs = decode(llm, inputs, generation, self.decoder, stop)
+                with self._blame("decoder", self.decoder):
+                    outputs = decode(llm, inputs, generation, self.decoder, stop)
             seconds = (time.perf_counter() - clock) / len(batch)
             k = inputs.group
             for n, ex in enumerate(batch):

@@ -218,6 +218,7 @@ def compare(
         raise ConfigError(problems)
     references = reference_names(reference) or labels[:1]
     plans = plan_comparison(methods, tasks, seeds, registry)
+    tasks = list(dict.fromkeys(plan.task.name for plan in plans))  # a task file's name, not its path
     examples = _checked_examples(plans)
     distributed.setup(
         runtime.device if runtime else methods[0].config.models.device

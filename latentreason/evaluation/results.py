@@ -60,6 +60,7 @@ def prediction_record(pred: Prediction, machine: str) -> dict[str, Any]:
         }
         | ({"options": len(ex.choices)} if ex.choices else {})
         | ({"samples": pred.generations} if len(pred.generations) > 1 else {})
+        | ({"soft_steps": pred.soft_steps} if any(pred.soft_steps) else {})
     )
 
 

@@ -29,11 +29,17 @@ def method_name(config: RunConfig) -> str:
     return config.label or config.producer.name + (f"+{config.decoder.name}" if config.decoder else "")
 
 
+def task_label(pipeline: Pipeline) -> str:
+    """The task's name in results: ``gsm8k``, or ``gsm8k@f.jsonl`` when the run reads another data source."""
+    source = pipeline.config.data.source
+    return pipeline.task.name if source is None else f"{pipeline.task.name}@{Path(str(source)).name}"
+
+
 def default_output(pipeline: Pipeline) -> Path:
-    """``<output_dir>/<task>-<producer>-<split>`` for a run without an explicit folder."""
+    """``<output_dir>/<task>-<producer>-<split>`` for a run without an explicit folder (task: :func:`task_label`)."""
     config = pipeline.config
     split = config.data.split or pipeline.task.eval_split
-    return Path(config.output_dir) / f"{pipeline.task.name}-{config.producer.name}-{split}"
+    return Path(config.output_dir) / f"{task_label(pipeline)}-{config.producer.name}-{split}"
 
 
 def evaluate(
@@ -78,7 +84,7 @@ def evaluate(
     shard = world.rank if world.size > 1 else None
     skipped = len(examples) - len(todo) if world.size == 1 else 0
     machine = machine_label(pipeline.runtime.device)
-    desc = f"{pipeline.task.name}/{method_name(config)}" + (f" (rank 0 of {world.size})" if world.size > 1 else "")
+    desc = f"{task_label(pipeline)}/{method_name(config)}" + (f" (rank 0 of {world.size})" if world.size > 1 else "")
     with (
         PeakMemory(pipeline.runtime.device) as memory,
         tqdm(
@@ -96,7 +102,7 @@ def evaluate(
         # nothing left to do keeps the stored one, so reading a finished cell back rewrites nothing
         stored = folder.stored_peak_memory()
         top = max(peak, stored) if todo else stored or peak
-        summary = summarize(pipeline.task.name, method_name(config), records, config.seed, top)
+        summary = summarize(task_label(pipeline), method_name(config), records, config.seed, top)
         folder.write_summary(summary)
         return asdict(summary)
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from latentreason.components.task_file import is_task_file, load_task_file
 from latentreason.config import (
     Component,
     PluginOptions,
@@ -34,11 +35,19 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Choice:
-    """A component class with its validated options."""
+    """A component class with its validated options.
+
+    Attributes:
+        name: its registered name.
+        cls: the class.
+        options: its validated options.
+        origin: the plugin that registers it, in words (see :meth:`Registry.origin`).
+    """
 
     name: str
     cls: Any
     options: PluginOptions
+    origin: str = ""
 
 
 @dataclass(frozen=True)
@@ -115,8 +124,9 @@ def vllm_problems(config: RunConfig) -> list[str]:
     problems = []
     if config.decoder is not None:
         problems.append(
-            f"generation.engine: vllm cannot run decoder {config.decoder.name!r} (it rewrites the KV cache while the "
-            "LLM writes); use the transformers engine"
+            f"generation.engine: vllm cannot run decoder {config.decoder.name!r}: a decoding controller runs at every "
+            "step (it may choose the LLM's next input and rewrite the KV cache), and vLLM has no per-step hook; "
+            "use the transformers engine"
         )
     if config.adapter is not None:
         problems.append(
@@ -139,7 +149,12 @@ def _chooser(registry: Registry, style: str, problems: list[str]):
 
     def lookup(kind: str, where: str, name: str) -> Any:
         try:
+            if kind == "task" and is_task_file(name):
+                return load_task_file(name, registry.names("evaluator"))
             return registry.get(kind, name)
+        except ConfigError as exc:
+            problems.extend(f"{where}: {exc.source}: {problem}" for problem in exc.problems)
+            return None
         except LatentReasonError as exc:
             problems.append(f"{where}: {exc}")
             return None
@@ -153,7 +168,7 @@ def _chooser(registry: Registry, style: str, problems: list[str]):
         except ValidationError as exc:
             problems.extend(format_validation_error(exc, prefix=f"{where}.options"))
             return None
-        return Choice(component.name, cls, options)
+        return Choice(component.name, cls, options, registry.origin(kind, component.name))
 
     return lookup, choose
 
@@ -189,6 +204,15 @@ def resolve(config: RunConfig, registry: Registry) -> Plan:
         raise ConfigError(problems)
     assert task and producer and projector and injector and evaluator  # each failure appended a problem
     return Plan(config, task, producer, projector, injector, evaluator, decoder)
+
+
+def check_task_file(path: str | Path, registry: Registry) -> TaskSpec:
+    """Load a task file and check that its evaluator is registered.
+
+    Raises:
+        ConfigError: every problem of the file at once.
+    """
+    return load_task_file(path, registry.names("evaluator"))
 
 
 def load_checked(path: str | Path | None, overrides: dict[str, Any] | None, registry: Registry) -> RunConfig:

@@ -15,6 +15,7 @@ from latentreason.decoding.loop import decode
 from latentreason.decoding.segments import Boundaries, SegmentOptions
 from latentreason.decoding.state import DecodeState
 from latentreason.engine.pipeline import Pipeline
+from latentreason.errors import LatentReasonError
 from latentreason.testing import tiny_model
 from latentreason_lightthinker.compress import Compress, CompressOptions
 from latentreason_lightthinker.reinject import Reinject, ReinjectOptions
@@ -62,6 +63,35 @@ def test_the_loop_without_changes_equals_generate(llm, runtime):
     assert [o.token_ids for o in ours] == [r.token_ids for r in reference]
     assert [o.peak_kv for o in ours] == [r.peak_kv for r in reference]
     assert [o.dependency for o in ours] == [r.dependency for r in reference]
+
+
+def test_next_input_sees_the_drawn_logits_and_the_normed_hidden_state(llm, runtime):
+    class Probe(DecodingController):
+        """Checks what next_input is given and chooses nothing."""
+
+        calls: ClassVar[list[tuple[int, int]]] = []  # (row key, tokens written before the step)
+
+        def next_input(self, state, row, logits, hidden):
+            assert logits.shape == (llm.model.config.vocab_size,) and hidden.shape == (llm.hidden_size,)
+            assert torch.allclose(llm.model.lm_head(hidden), logits, atol=1e-5)  # the LM head's input: after the norm
+            self.calls.append((state.keys[row], len(state.tokens[row])))
+            return None
+
+    inputs = _inputs(llm)
+    probed = decode(llm, inputs, GREEDY, Probe(SegmentOptions(), runtime))
+    assert [p.token_ids for p in probed] == [r.token_ids for r in generate(llm, inputs, GREEDY)]
+    assert all(not p.soft_steps for p in probed)
+    for row, out in enumerate(probed):
+        assert [n for key, n in Probe.calls if key == row] == list(range(len(out.token_ids)))
+
+
+def test_a_wrongly_shaped_next_input_is_refused_with_the_shapes(llm, runtime):
+    class Flat(DecodingController):
+        def next_input(self, state, row, logits, hidden):
+            return hidden[None], 0  # (1, d), not (d,)
+
+    with pytest.raises(LatentReasonError, match=r"Flat.next_input must return a \(64,\) float vector.*\(1, 64\)"):
+        decode(llm, _inputs(llm), GREEDY, Flat(SegmentOptions(), runtime))
 
 
 def test_the_hook_is_called_at_the_configured_boundaries(llm, runtime):

@@ -13,7 +13,7 @@ LAYERS = [
     ["models", "distributed"],
     ["decoding"],
     ["builtins"],
-    ["hooks.registry", "hooks.resolve"],
+    ["hooks.contract", "hooks.registry", "hooks.resolve"],
     ["engine"],
     ["training", "evaluation"],
     ["api", "bench", "interop", "plugin", "testing"],
