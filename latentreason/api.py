@@ -123,6 +123,8 @@ def train(
     seeded initialization, never from a producer's shipped default: a
     trained method and its control then get the same budget, and a shipped
     projector's training data cannot leak into the held-back validation.
+    A producer that fits state from data (SoftCoT's ``standardise``) fits it
+    first, on the training examples (see :meth:`Pipeline.fit`).
 
     Returns:
         Where the weights are and the loss history.
@@ -131,6 +133,7 @@ def train(
     torch.manual_seed(config.seed)
     pipeline = build_pipeline(config, registry, runtime, default_weights=False)
     train_examples, validation = training_examples(pipeline)
+    pipeline.fit(train_examples)  # e.g. statistics of the producer's vectors, on training examples only
     trainer = Trainer(
         pipeline, train_examples, validation, config.train, checkpoint_dir(config), seed=config.seed, progress=progress
     )

@@ -263,14 +263,15 @@ def run(config_path, sets, quiet, output, seeds, **flags):
         if unfinished := unfinished_training(meta):
             _echo(f"warning: {path} is a save from the middle of its training ({unfinished}).", err=True)
         made = meta.get("components", {}).get("producer")
-        if made and made.get("name") == mine["name"] and made.get("options") != mine["options"]:
-            keys = sorted(set(made["options"]) | set(mine["options"]))
+        if made and made.get("name") == mine["name"]:
+            # an option the checkpoint does not record is newer than it: it was trained as at that option's default
             differ = [
-                f"{k}: {made['options'].get(k)!r} there, {mine['options'].get(k)!r} here"
-                for k in keys
-                if made["options"].get(k) != mine["options"].get(k)
+                f"{k}: {v!r} there, {mine['options'].get(k)!r} here"
+                for k, v in sorted(made["options"].items())
+                if v != mine["options"].get(k)
             ]
-            _echo(f"note: {path} was trained with other producer options ({'; '.join(differ)}).", err=True)
+            if differ:
+                _echo(f"note: {path} was trained with other producer options ({'; '.join(differ)}).", err=True)
     output = output or default_output(pipeline)
     summary = evaluate(pipeline, examples, output, progress=not quiet)
     _echo(summary.table())

@@ -26,7 +26,7 @@ Models
 Helpers the shipped plugins use
     prompts with spans spliced in at exact positions (``encode_chat``,
     ``render_chat``, ``SLOT``, ``marker_ids``, ``placeholder_id``,
-    ``end_of_turn_id``); left-padded batches (``pad_batch``, ``pad_left``,
+    ``text_token_id``, ``end_of_turn_id``); left-padded batches (``pad_batch``, ``pad_left``,
     ``position_ids``); text generation with the project's loop (``decode``,
     ``Generated``); segments of a chain for controllers (``SegmentOptions``,
     ``Boundaries``); answer extraction for evaluators (``strict_answer``,
@@ -50,7 +50,15 @@ from latentreason.components.example import AnswerType, Example
 from latentreason.components.injector import IGNORE_INDEX, Injector, LLMInputs
 from latentreason.components.producer import ThoughtProducer, Thoughts
 from latentreason.components.projector import Projector
-from latentreason.components.prompting import SLOT, encode_chat, end_of_turn_id, marker_ids, placeholder_id, render_chat
+from latentreason.components.prompting import (
+    SLOT,
+    encode_chat,
+    end_of_turn_id,
+    marker_ids,
+    placeholder_id,
+    render_chat,
+    text_token_id,
+)
 from latentreason.components.task import HubSource, TaskSpec
 from latentreason.config import GenerationConfig, PluginOptions
 from latentreason.decoding.generate import Generated
@@ -103,4 +111,5 @@ __all__ = [
     "position_ids",
     "render_chat",
     "strict_answer",
+    "text_token_id",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
@@ -54,7 +54,9 @@ class ThoughtProducer(ABC):
     the projector they expect (``"identity"`` if their vectors already live in
     the LLM's embedding space), and implement :meth:`produce`. A control that
     reads more of each example than its question (e.g. its gold answer)
-    overrides :meth:`produce_for` instead.
+    overrides :meth:`produce_for` instead. A control (a ceiling or a floor for
+    the methods, never a method itself) sets ``control`` to what makes it one;
+    reports label its rows with it.
 
     Args:
         options: validated instance of ``Options``.
@@ -63,6 +65,7 @@ class ThoughtProducer(ABC):
 
     Options: ClassVar[type[PluginOptions]] = PluginOptions
     default_projector: ClassVar[str] = "identity"
+    control: ClassVar[str | None] = None
 
     def __init__(self, options: PluginOptions, runtime: Runtime) -> None:
         self.options = options
@@ -111,5 +114,30 @@ class ThoughtProducer(ABC):
         return None
 
     def trainable(self) -> nn.Module | None:
-        """The producer's own trainable parameters (e.g. learned embeddings), if any."""
+        """The producer's own trainable parameters (e.g. learned embeddings) and fitted buffers, if any."""
         return None
+
+    def fitted_from(self) -> dict[str, Any]:
+        """What the producer's fitted state depends on (e.g. the assistant, the read-out layer); empty: it fits nothing.
+
+        A producer that returns something here implements :meth:`fit` and
+        keeps what it fits as buffers of :meth:`trainable`, so checkpoints
+        store it. The pipeline stores this dict beside it and refuses a
+        checkpoint whose fitted state depends on other values.
+        """
+        return {}
+
+    def fit(self, examples: list[Example], questions: list[str], *, instruction: str, batch_size: int) -> None:
+        """Fit the state the producer learns from data without gradients (e.g. statistics of its vectors).
+
+        ``latentreason train`` calls it once before the first step, with the
+        training examples (never validation or test examples), unless a
+        checkpoint gave the state.
+
+        Args:
+            examples: the training examples (what :meth:`produce_for` gets).
+            questions: the same examples, formatted by the task.
+            instruction: the task's system prompt for the LLM.
+            batch_size: examples to read at once.
+        """
+        raise NotImplementedError(f"{type(self).__name__} fits nothing (its fitted_from() is empty)")

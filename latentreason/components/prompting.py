@@ -66,6 +66,22 @@ def placeholder_id(tokenizer: PreTrainedTokenizerBase, token: str | None = None)
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
 
+def text_token_id(tokenizer: PreTrainedTokenizerBase, text: str) -> int:
+    """The id of the one token that ``text`` tokenizes to (``" thought"``, ``"<|endoftext|>"``).
+
+    Raises:
+        LatentReasonError: ``text`` is not exactly one token; the message shows how it tokenizes.
+    """
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if len(ids) != 1:
+        pieces = [tokenizer.decode([i]) for i in ids]
+        raise LatentReasonError(
+            f"{text!r} is not one token of this tokenizer: it tokenizes as {len(ids)} tokens {pieces!r} "
+            f"(ids {ids}). Choose a text that is exactly one token, e.g. {pieces[0] if pieces else ' thought'!r}."
+        )
+    return ids[0]
+
+
 def render_chat(tokenizer: PreTrainedTokenizerBase, system: str | None, user: str | list[str]) -> str:
     """The prompt text for one user turn (or several in a row), ending with the assistant's header.
 

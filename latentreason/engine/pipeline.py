@@ -10,6 +10,7 @@ which lets the controller rewrite the KV cache as the LLM writes.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from collections import deque
@@ -89,6 +90,7 @@ class Pipeline:
         self.runtime = runtime
         with self._blame("producer"):
             self.producer = plan.producer.cls(plan.producer.options, runtime)
+        self.fitted = self._stored_fit()  # before any model loads
         with self._blame("injector"):
             self.injector = plan.injector.cls(plan.injector.options, runtime.llm)
         with self._blame("evaluator"):
@@ -151,16 +153,70 @@ class Pipeline:
         return modules
 
     def components(self) -> dict[str, object]:
-        """Names and options of the components, as stored in checkpoints."""
+        """Names and options of the components, as stored in checkpoints (with the producer's fitted state's provenance)."""
         plan = self.plan
         adapter = self.config.adapter.model_dump(mode="json", exclude={"merge"}) if self.config.adapter else None
+        fitted = {"fitted": self.fitted} if self.fitted else {}
         return {
             kind: {"name": choice.name, "options": choice.options.model_dump(mode="json")}
+            | (fitted if kind == "producer" else {})
             for kind, choice in (("producer", plan.producer), ("projector", plan.projector))
         } | {
             "llm": self.runtime.model_name("llm"),
             "assistant": self.runtime.model_name("assistant"),
             "adapter": adapter,
+        }
+
+    def _stored_fit(self) -> dict[str, Any]:
+        """The provenance of the producer's fitted state in ``config.checkpoint`` (empty: none there).
+
+        Raises:
+            LatentReasonError: a checkpoint's fitted state depends on other
+                values than this producer's (another assistant, placeholder, layer, ...).
+        """
+        with self._blame("producer"):
+            mine = self.producer.fitted_from()
+        for path in self.config.checkpoints():
+            stored = read_meta(path).get("components", {}).get("producer", {}).get("fitted")
+            if not stored or not mine:
+                continue
+            differ = [
+                f"{key}: {stored.get(key)!r} there, {value!r} here"
+                for key, value in mine.items()
+                if stored.get(key) != value
+            ]
+            if differ:
+                raise LatentReasonError(
+                    f"Checkpoint {path!r} holds producer state fitted for another setup ({'; '.join(differ)}); "
+                    "statistics of other states would be applied to this run's. Use the run's settings the checkpoint "
+                    "was trained with, or train for these with `latentreason train`."
+                )
+            return stored
+        return {}
+
+    def fit(self, examples: list[Example]) -> None:
+        """Fit the producer's data-dependent state on training ``examples`` (see :meth:`ThoughtProducer.fit`).
+
+        Nothing happens when the producer fits nothing or a checkpoint gave
+        its state. The provenance (what :meth:`ThoughtProducer.fitted_from`
+        names, the number of questions and their ids) goes into every
+        checkpoint saved from this pipeline.
+        """
+        with self._blame("producer"):
+            basis = self.producer.fitted_from()
+        if not basis or "producer" not in self.untrained:
+            return
+        questions = [self.task.format_question(ex) for ex in examples]
+        with self._blame("producer"):
+            self.producer.fit(
+                examples, questions, instruction=self.instruction, batch_size=self.config.generation.batch_size
+            )
+        ids = [ex.id for ex in examples]
+        self.fitted = basis | {
+            "task": self.task.name,
+            "questions": len(ids),
+            "rows": f"ids {ids[0]} .. {ids[-1]}",
+            "ids sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest(),
         }
 
     def _fitting_default(self) -> Path | None:

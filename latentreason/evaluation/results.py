@@ -85,6 +85,8 @@ class Summary:
     truncated_share: float = 0.0
     machines: dict[str, int] = field(default_factory=dict)
     """How many examples each machine answered (:data:`UNRECORDED` for records older than the field)."""
+    control: str | None = None
+    """What makes the method a control (e.g. an oracle that reads the gold), or None for a method."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Summary:
@@ -99,18 +101,34 @@ class Summary:
         )
         sep = "|---|---|---|---|---|---|---|---|---|---|"
         row = (
-            f"| {self.task} | {self.producer} | {self.n} "
+            f"| {self.task} | {method_cell(self.producer, self.control)} | {self.n} "
             f"| {self.strict_acc:.3f} ({self.strict_ci[0]:.3f}-{self.strict_ci[1]:.3f}) "
             f"| {self.flexible_acc:.3f} ({self.flexible_ci[0]:.3f}-{self.flexible_ci[1]:.3f}) | {self.truncated_share:.1%} "
             f"| {self.mean_new_tokens:.1f} | {self.examples_per_s:.3f} | {self.tokens_per_s:.1f} | {self.peak_memory_gib:.2f} |"
         )
-        return "\n".join([head, sep, row, "", f"machine: {machines_text(self.machines)}"])
+        notes = [control_note(self.producer, self.control)] if self.control else []
+        return "\n".join([head, sep, row, "", *notes, f"machine: {machines_text(self.machines)}"])
+
+
+def method_cell(name: str, control: str | None) -> str:
+    """A method's name in a table, ``"name (control)"`` for a control."""
+    return f"{name} (control)" if control else name
+
+
+def control_note(name: str, control: str) -> str:
+    """The line under a table that says why a row is a control."""
+    return f"{name} is a control, not a method ({control}): a ceiling or floor to read the methods against"
 
 
 def summarize(
-    task: str, producer: str, records: list[dict[str, Any]], seed: int = 0, peak_memory_gib: float = 0.0
+    task: str,
+    producer: str,
+    records: list[dict[str, Any]],
+    seed: int = 0,
+    peak_memory_gib: float = 0.0,
+    control: str | None = None,
 ) -> Summary:
-    """Summarize per-example records (speed from their per-example latencies)."""
+    """Summarize per-example records (speed from their per-example latencies); ``control`` marks a control (see :class:`Summary`)."""
     n = len(records)
     strict = sum(r["strict_correct"] for r in records)
     flexible = sum(r["flexible_correct"] for r in records)
@@ -133,6 +151,7 @@ def summarize(
         mean_dependency=sum(r.get("dependency", 0) for r in records) / n if n else 0.0,
         truncated_share=truncated_share(records),
         machines=dict(Counter(r.get("machine", UNRECORDED) for r in records)),
+        control=control,
     )
 
 

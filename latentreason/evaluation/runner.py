@@ -102,7 +102,9 @@ def evaluate(
         # nothing left to do keeps the stored one, so reading a finished cell back rewrites nothing
         stored = folder.stored_peak_memory()
         top = max(peak, stored) if todo else stored or peak
-        summary = summarize(task_label(pipeline), method_name(config), records, config.seed, top)
+        summary = summarize(
+            task_label(pipeline), method_name(config), records, config.seed, top, pipeline.producer.control
+        )
         folder.write_summary(summary)
         return asdict(summary)
 

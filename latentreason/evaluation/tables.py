@@ -27,7 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from latentreason.errors import LatentReasonError
-from latentreason.evaluation.results import UNRECORDED, Summary, machines_text, truncation_warning
+from latentreason.evaluation.results import (
+    UNRECORDED,
+    Summary,
+    control_note,
+    machines_text,
+    method_cell,
+    truncation_warning,
+)
 from latentreason.evaluation.stats import Paired, baselines, paired
 
 
@@ -124,7 +131,12 @@ class Row:
         Args:
             references: the rows to compare against, one pair of paired columns each (none: no such columns).
         """
-        out = {"task": self.task, "method": self.producer, "n": str(self.runs[0].n), "seeds": str(len(self.runs))}
+        out = {
+            "task": self.task,
+            "method": method_cell(self.producer, self.runs[0].control),
+            "n": str(self.runs[0].n),
+            "seeds": str(len(self.runs)),
+        }
         for kind in ("strict", "flexible"):
             mean, std = self._stat(f"{kind}_acc")
             if len(self.runs) > 1:
@@ -204,6 +216,8 @@ def markdown_table(cells: list[Cell], reference: str | Sequence[str] | None = No
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     out += ["| " + " | ".join(line[h] for h in head) + " |" for line in lines]
     notes = baseline_lines(cells) + [w for r in grouped if (w := truncation_warning(r.pooled_truncation()))]
+    controls = {r.producer: control for r in grouped if (control := r.runs[0].control)}
+    notes += [control_note(name, control) for name, control in controls.items()]
     if any(len(r.cells) > 1 for r in grouped):
         notes.append(POOLED_SEEDS)
     notes.append(machine_line(cells))
@@ -268,6 +282,7 @@ def csv_table(cells: list[Cell], reference: str | Sequence[str] | None = None) -
         "peak_memory_gib",
         "mean_peak_kv",
         "mean_dependency",
+        "control",
         "machine",
     ]
     writer = csv.DictWriter(buffer, fieldnames=fields)
@@ -306,6 +321,7 @@ def csv_table(cells: list[Cell], reference: str | Sequence[str] | None = None) -
                     "peak_memory_gib": s.peak_memory_gib,
                     "mean_peak_kv": s.mean_peak_kv,
                     "mean_dependency": s.mean_dependency,
+                    "control": s.control or "",
                     "machine": cell.machines,
                 }
             )

@@ -44,6 +44,7 @@ from latentreason.api import pipeline_for
 from latentreason.components.batching import position_ids
 from latentreason.components.example import Example
 from latentreason.components.injector import IGNORE_INDEX
+from latentreason.components.producer import ThoughtProducer
 from latentreason.components.task import TaskSpec
 from latentreason.config import GenerationConfig, RunConfig, format_validation_error
 from latentreason.decoding.generate import Generated, Written
@@ -211,6 +212,11 @@ class LatentReasonLM(LM):
                 node[path[-1]] = value
         registry = Registry(plugins=[self._request_task(str(system or ""), instruction)])
         plan = resolve(load_checked(config, overrides, registry), registry)
+        if plan.producer.cls.produce_for is not ThoughtProducer.produce_for:
+            raise LatentReasonError(
+                f"producer {plan.producer.name!r} reads more than the question (e.g. the gold answer, for a control), "
+                "and lm-eval's requests carry only the question; evaluate it with `latentreason run` or `compare`."
+            )
         torch.manual_seed(plan.config.seed)
         self.pipeline: Pipeline = pipeline_for(plan, registry)
         self.config: RunConfig = self.pipeline.config

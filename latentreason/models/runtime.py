@@ -13,7 +13,7 @@ import torch
 from latentreason.config import AdapterConfig, ModelsConfig
 from latentreason.errors import LatentReasonError
 from latentreason.models.adapter import Adapter
-from latentreason.models.loading import load_hf
+from latentreason.models.loading import load_hf, resolve_name
 from latentreason.models.quantization import int8_twin
 from latentreason.models.spec import LoadedModel, ModelSpec
 
@@ -98,7 +98,8 @@ def resolve_dtype(dtype: str, device: str, flags: set[str] | None = None) -> tup
 class Runtime:
     """Holds the assistant and the LLM; each is loaded when first asked for.
 
-    A run whose producer never touches the assistant (plain CoT) never loads it.
+    A run whose producer never touches the assistant (plain CoT) never loads
+    it; an assistant that names the LLM's model is the loaded LLM itself.
 
     Args:
         models: which models to load and how.
@@ -167,7 +168,25 @@ class Runtime:
             )
         return self._load(self.models.llm, self.models.device_map, self.adapter_config)
 
+    def assistant_is_llm(self) -> bool:
+        """Whether ``models.assistant`` names the LLM's model (the same alias, hub id, folder or file)."""
+        if "assistant" in self.__dict__:
+            return self.__dict__["assistant"] is self.__dict__.get("llm")
+        return resolve_name(self.models.assistant) == resolve_name(self.models.llm)
+
     @cached_property
     def assistant(self) -> LoadedModel:
-        """The frozen assistant model."""
-        return self._load(self.models.assistant)
+        """The frozen assistant model; the LLM itself (loaded once) when ``models.assistant`` names the LLM.
+
+        Raises:
+            LatentReasonError: the assistant is the LLM and the run trains an
+                adapter on it, which the assistant would then read through.
+        """
+        if not self.assistant_is_llm():
+            return self._load(self.models.assistant)
+        if self.adapter_config is not None:
+            raise LatentReasonError(
+                f"models.assistant names the LLM ({self.models.llm!r}) and the run trains a LoRA adapter on it: the "
+                "assistant would read through the adapter being trained. Use another assistant or drop the adapter."
+            )
+        return self.llm

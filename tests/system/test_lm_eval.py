@@ -174,6 +174,12 @@ def test_loglikelihood_refuses_methods_it_cannot_score(tiny_dirs, lm):
         lm.loglikelihood_rolling([Instance("loglikelihood_rolling", {}, ("text",), 0)])
 
 
+def test_a_producer_that_reads_the_gold_is_refused_before_any_model_loads(tiny_dirs, monkeypatch):
+    monkeypatch.setattr("latentreason.interop.lm_eval_model.pipeline_for", lambda *a: pytest.fail("models loaded"))
+    with pytest.raises(LatentReasonError, match="'softcot-oracle' reads more than the question"):
+        LatentReasonLM(**_args(tiny_dirs, producer="softcot-oracle"))
+
+
 def test_the_cli_runs_the_shipped_task_with_model_args_and_lm_evals_batch_size(tiny_dirs, tmp_path, monkeypatch):
     # lm-eval's CLI indexes its thousands of own task files (15 s on 2 cores); the shipped tasks are enough here
     monkeypatch.setattr(TaskManager, "__init__", partialmethod(TaskManager.__init__, include_defaults=False))

@@ -87,3 +87,37 @@ def test_default_pair_trains_a_trigger_and_reinjects_where_it_fires(real_runtime
         # keep_text leaves every token visible, so the peak is prompt + generated + 2 vectors per re-injection
         fired = (record["peak_kv"] - prompt - record["new_tokens"]) / 2
         assert fired >= 1 and fired <= record["generation"].count("\n") + record["new_tokens"] // 48 + 1
+
+
+def test_default_pair_channel_options_read_out_other_states(real_runtime):
+    """`placeholder: " thought"` is one SmolLM2 token, and each channel option changes the assistant's states."""
+    from latentreason_softcot.producer import SoftCoTOptions, SoftCoTProducer
+
+    questions = ["Natalia sold 48 clips in April and half as many in May. How many in total?", "What is 2 + 3?"]
+    states = {
+        name: SoftCoTProducer(SoftCoTOptions(**options), real_runtime).produce(questions, instruction="").vectors
+        for name, options in {"default": {}, "thought": {"placeholder": " thought"}, "middle": {"layer": 15}}.items()
+    }  # each (2, 4, 576)
+    assert states["default"].shape == (2, 4, 576)
+    assert not any(states[name].allclose(states["default"]) for name in ("thought", "middle"))
+
+
+def test_the_llm_as_its_own_assistant_loads_once(tmp_path):
+    config = load_config(overrides={"models": {"assistant": "qwen2.5-coder-0.5b-instruct"}})
+    if not is_cached(config.models.llm):
+        pytest.skip("default LLM not cached: run `latentreason models fetch` first")
+    loads = []
+    registry = Registry()
+    runtime = Runtime(config.models, lambda spec: loads.append(spec.name) or registry.load_model(spec))
+    summary = run(
+        config.model_copy(
+            update={
+                "data": config.data.model_copy(update={"task": "gsm8k", "limit": 2}),
+                "generation": config.generation.model_copy(update={"max_new_tokens": 64}),
+            }
+        ),
+        output=tmp_path,
+        progress=False,
+        runtime=runtime,
+    )
+    assert summary.n == 2 and runtime.assistant is runtime.llm and loads == ["qwen2.5-coder-0.5b-instruct"]

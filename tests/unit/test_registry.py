@@ -82,7 +82,7 @@ def test_entry_points_are_loaded_lazily():
 def test_plugins_describe_their_hooks():
     infos = {info.name: info for info in Registry().plugins()}
     assert "latentreason_producers" in infos["softcot"].hooks
-    assert infos["softcot"].provides["producer"] == ("softcot", "softcotpp")
+    assert infos["softcot"].provides["producer"] == ("softcot", "softcot-oracle", "softcotpp")
     assert "latentreason_load_model" in infos["builtin"].hooks
 
 

@@ -50,6 +50,7 @@ class AnswerEmbeddingControl(ThoughtProducer):
 
     Options = AnswerEmbeddingOptions
     options: AnswerEmbeddingOptions
+    control = "its thought slots hold the LLM's own embeddings of the gold answer"
 
     @property
     def thought_dim(self) -> int:

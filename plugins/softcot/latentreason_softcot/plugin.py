@@ -7,11 +7,12 @@ from latentreason.plugin import hookimpl
 
 @hookimpl
 def latentreason_producers():
-    """Register the ``softcot`` and ``softcotpp`` (SoftCoT++) producers."""
+    """Register the ``softcot`` and ``softcotpp`` (SoftCoT++) producers, and the ``softcot-oracle`` control."""
+    from latentreason_softcot.oracle import OracleProducer
     from latentreason_softcot.producer import SoftCoTProducer
     from latentreason_softcot.softcotpp import SoftCoTPPProducer
 
-    return {"softcot": SoftCoTProducer, "softcotpp": SoftCoTPPProducer}
+    return {"softcot": SoftCoTProducer, "softcotpp": SoftCoTPPProducer, "softcot-oracle": OracleProducer}
 
 
 @hookimpl

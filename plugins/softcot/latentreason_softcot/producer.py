@@ -3,17 +3,25 @@
 The assistant reads an instruction and the question in its chat format; its
 turn is N placeholder tokens. Its last-layer (post-norm) hidden states at
 those N positions are the soft thoughts. No tokens are generated.
+
+The channel options (``placeholder``, ``layer``, ``standardise``) change
+what is read out and how; their defaults are the reference behaviour
+(docs/softcot.md).
 """
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from pydantic import Field
+from torch import nn
 
 from latentreason.plugin import (
+    Example,
+    LatentReasonError,
     PluginOptions,
     ThoughtProducer,
     Thoughts,
@@ -21,7 +29,9 @@ from latentreason.plugin import (
     pad_batch,
     placeholder_id,
     position_ids,
+    text_token_id,
 )
+from latentreason_softcot.standardise import Standardiser
 
 WEIGHTS = Path(__file__).parent / "weights"
 
@@ -37,8 +47,16 @@ class SoftCoTOptions(PluginOptions):
         instruction: the assistant's system prompt; ``{n}`` is filled in.
         assistant_prefix: text that opens the assistant's turn before the
             placeholders (``{n}`` is filled in), or None.
-        placeholder_token: assistant token at the thought positions (default:
-            an existing special token).
+        placeholder: the assistant's token at the thought positions, as text
+            that must be exactly one token (``" thought"``, ``"<|endoftext|>"``);
+            default: an existing special token (the reference's choice).
+        layer: which of the assistant's hidden states is read out: ``k`` is
+            the output of decoder block ``k`` before any norm (0: the input
+            embeddings), and the number of blocks (as the default, None)
+            the last block's output after the final norm (the reference's).
+        standardise: standardise each dimension of the read-out states with
+            their mean and standard deviation on the training questions
+            (fitted by ``latentreason train``, stored in its checkpoint).
     """
 
     style_defaults: ClassVar[dict[str, dict[str, Any]]] = {
@@ -56,7 +74,9 @@ class SoftCoTOptions(PluginOptions):
         "Think about the problem and produce {n} tokens of thoughts that help it reason to the answer."
     )
     assistant_prefix: str | None = None
-    placeholder_token: str | None = None
+    placeholder: str | None = Field(None, min_length=1)
+    layer: int | None = Field(None, ge=0)
+    standardise: bool = False
 
 
 class SoftCoTProducer(ThoughtProducer):
@@ -77,10 +97,60 @@ class SoftCoTProducer(ThoughtProducer):
         """The assistant's hidden size."""
         return self.runtime.assistant.hidden_size
 
-    @property
+    @cached_property
     def _placeholder(self) -> int:
-        """The assistant's token id at the thought positions."""
-        return placeholder_id(self.runtime.assistant.tokenizer, self.options.placeholder_token)
+        """The assistant's token id at the thought positions (see ``placeholder``)."""
+        tokenizer = self.runtime.assistant.tokenizer
+        if self.options.placeholder is None:
+            return placeholder_id(tokenizer)
+        try:
+            return text_token_id(tokenizer, self.options.placeholder)
+        except LatentReasonError as exc:
+            raise LatentReasonError(
+                f"producer.options.placeholder for the assistant {self.runtime.model_name('assistant')!r}: {exc}"
+            ) from None
+
+    @cached_property
+    def _layer(self) -> int | None:
+        """The index of the read-out state in the assistant's hidden states, None for the default (checked)."""
+        layer = self.options.layer
+        blocks = self.runtime.assistant.model.config.num_hidden_layers
+        if layer is not None and layer > blocks:
+            raise LatentReasonError(
+                f"producer.options.layer={layer}: the assistant {self.runtime.model_name('assistant')!r} has {blocks} "
+                f"blocks; layer takes 0 (the input embeddings) to {blocks} (the last block after the final norm, "
+                "the default)."
+            )
+        return layer
+
+    @cached_property
+    def _standardiser(self) -> Standardiser:
+        """The statistics of ``standardise``, on the assistant's device."""
+        return Standardiser(self.thought_dim).to(self.runtime.assistant.model.device)
+
+    def trainable(self) -> nn.Module | None:
+        """With ``standardise``: its statistics (buffers that checkpoints store; nothing is trained)."""
+        return self._standardiser if self.options.standardise else None
+
+    def fitted_from(self) -> dict[str, Any]:
+        """With ``standardise``: the assistant, placeholder and read-out layer its statistics are fitted for."""
+        if not self.options.standardise:
+            return {}
+        options = self.options
+        return {
+            "assistant": self.runtime.model_name("assistant"),
+            "placeholder": options.placeholder,
+            "layer": options.layer,
+        }
+
+    def fit(self, examples: list[Example], questions: list[str], *, instruction: str, batch_size: int) -> None:
+        """Fit ``standardise``'s statistics on the states at every thought position of the training ``questions``."""
+        n = self._count(True)
+        batches = (
+            self._states(questions[start : start + batch_size], n).flatten(0, 1)  # (B*N, d_assistant)
+            for start in range(0, len(questions), batch_size)
+        )
+        self._standardiser.fit(batches)
 
     def _count(self, training: bool) -> int:
         """Soft thoughts per question: ``n_thoughts_train`` (if set) in training, else ``n_thoughts``."""
@@ -106,25 +176,33 @@ class SoftCoTProducer(ThoughtProducer):
         device = assistant.model.device
         return input_ids.to(device), attention_mask.to(device)
 
-    def _last_hidden(self, attention_mask: torch.Tensor, **inputs: torch.Tensor) -> torch.Tensor:
-        """The assistant's last-layer hidden states ``(B, T, d_assistant)``, after the final norm.
+    def _hidden(self, attention_mask: torch.Tensor, **inputs: torch.Tensor) -> torch.Tensor:
+        """The assistant's read-out hidden states ``(B, T, d_assistant)``: see ``layer``.
 
         Args:
             attention_mask: ``(B, T)`` of a left-padded batch.
             inputs: ``input_ids`` ``(B, T)`` or ``inputs_embeds`` ``(B, T, d_assistant)``.
         """
-        return self.runtime.assistant.model.base_model(
+        layer = self._layer
+        out = self.runtime.assistant.model.base_model(
             attention_mask=attention_mask,
             position_ids=position_ids(attention_mask),
             use_cache=False,
+            output_hidden_states=layer is not None,
             **inputs,
-        ).last_hidden_state
+        )
+        # hidden_states: the embeddings, each block's output, the last one after the final norm
+        return out.last_hidden_state if layer is None else out.hidden_states[layer]
+
+    def _states(self, questions: list[str], n: int) -> torch.Tensor:
+        """The read-out states at the ``n`` placeholders ``(B, N, d_assistant)``, in float32, before ``standardise``."""
+        input_ids, attention_mask = self._encode(questions, n)  # (B, T), (B, T)
+        with torch.no_grad():
+            hidden = self._hidden(attention_mask, input_ids=input_ids)  # (B, T, d_assistant)
+        # Rows are left-padded and end with the placeholders: the last n positions.
+        return hidden[:, -n:, :].float()  # (B, N, d_assistant)
 
     def produce(self, questions: list[str], *, instruction: str, training: bool = False) -> Thoughts:
         """Run the assistant once over instruction, question and N placeholders."""
-        n = self._count(training)
-        input_ids, attention_mask = self._encode(questions, n)  # (B, T), (B, T)
-        with torch.no_grad():
-            hidden = self._last_hidden(attention_mask, input_ids=input_ids)  # (B, T, d_assistant)
-        # Rows are left-padded and end with the placeholders: the last n positions.
-        return Thoughts(vectors=hidden[:, -n:, :].float())  # (B, N, d_assistant)
+        vectors = self._states(questions, self._count(training))  # (B, N, d_assistant)
+        return Thoughts(vectors=self._standardiser(vectors) if self.options.standardise else vectors)

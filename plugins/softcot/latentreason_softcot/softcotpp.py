@@ -44,7 +44,7 @@ gradients and never separate).
 
 
 class SoftCoTPPOptions(SoftCoTOptions):
-    """Options of the SoftCoT++ producer: SoftCoT's, plus the thought sets.
+    """Options of the SoftCoT++ producer: SoftCoT's (``standardise`` apart), plus the thought sets.
 
     Attributes:
         sets: thought sets per question (K); the LLM writes K chains, which are voted.
@@ -66,6 +66,15 @@ class SoftCoTPPOptions(SoftCoTOptions):
     def _centre_needs_three_sets(self) -> SoftCoTPPOptions:
         if self.centre and self.sets < 3:
             raise ValueError(f"centre needs at least 3 sets (got {self.sets}): two centred sets are always opposite")
+        return self
+
+    @model_validator(mode="after")
+    def _no_standardise(self) -> SoftCoTPPOptions:
+        if self.standardise:
+            raise ValueError(
+                "standardise is SoftCoT's only: SoftCoT++'s states move with its learned initial embeddings "
+                "in training, so statistics fitted before training would not describe them"
+            )
         return self
 
 
@@ -152,7 +161,7 @@ class SoftCoTPPProducer(SoftCoTProducer):
             prompt = self.runtime.assistant.embed(input_ids[:, :-n])  # (B, T-N, d_assistant), frozen
             slots = initial.to(prompt.dtype).repeat(len(questions), 1, 1)  # (B*K, N, d_assistant): row b*K+k is set k
             embeds = torch.cat([prompt.repeat_interleave(sets, dim=0), slots], dim=1)  # (B*K, T, d_assistant)
-            hidden = self._last_hidden(
+            hidden = self._hidden(
                 attention_mask.repeat_interleave(sets, dim=0), inputs_embeds=embeds
             )  # (B*K, T, d_assistant)
             vectors = hidden[:, -n:, :].float()  # (B*K, N, d_assistant)
