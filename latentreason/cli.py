@@ -42,6 +42,26 @@ def _friendly(func):
     return wrapper
 
 
+def _without_library_bars() -> None:
+    """Turn off the libraries' progress bars until the command ends.
+
+    transformers' ("Loading weights"), and through it vLLM's (a vLLM engine
+    started with them off loads quietly and logs warnings only).
+    """
+    from transformers.utils import logging as hf_logging
+
+    if hf_logging.is_progress_bar_enabled():
+        hf_logging.disable_progress_bar()
+        click.get_current_context().call_on_close(hf_logging.enable_progress_bar)
+
+
+def _quiet(_ctx: click.Context, _param: click.Parameter, quiet: bool) -> bool:
+    """``--quiet``: no progress bars, the libraries' included."""
+    if quiet:
+        _without_library_bars()
+    return quiet
+
+
 def _config_options(func):
     """Options shared by ``run`` and ``train``; each overrides the config file."""
     options = [
@@ -102,7 +122,7 @@ def _config_options(func):
             metavar="KEY=VALUE",
             help="Any config field, e.g. --set generation.do_sample=true (repeatable).",
         ),
-        click.option("--quiet", is_flag=True, help="No progress bars."),
+        click.option("--quiet", is_flag=True, callback=_quiet, help="No progress bars (the libraries' included)."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -468,7 +488,7 @@ def thoughts(config_path, sets, quiet, offset, out, **flags):
     metavar="KEY=VALUE",
     help="Override a base field for every method, e.g. --set data.limit=10 (repeatable).",
 )
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--quiet", is_flag=True, callback=_quiet, help="No progress bars (the libraries' included).")
 @_friendly
 def compare(experiment, only, only_seeds, output, sets, quiet):
     """Run every method of an EXPERIMENT file on its tasks and seeds; print one table.
@@ -794,12 +814,10 @@ def bench(
     from dataclasses import replace
     from pathlib import Path
 
-    from transformers.utils import logging as hf_logging
-
     from latentreason.bench.run import format_report, run_bench
     from latentreason.bench.settings import BenchSettings, quick_models
 
-    hf_logging.disable_progress_bar()
+    _without_library_bars()
     settings = BenchSettings(
         limit=limit,
         max_new_tokens=max_new_tokens,

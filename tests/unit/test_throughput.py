@@ -211,6 +211,7 @@ def test_vllm_starts_no_worker_when_nothing_is_left_to_answer(runtime, monkeypat
 
 def test_the_vllm_worker_imports_vllm_not_a_module_beside_it(tmp_path):
     import json
+    import os
     import struct
     import subprocess
     import sys
@@ -224,7 +225,11 @@ def test_the_vllm_worker_imports_vllm_not_a_module_beside_it(tmp_path):
     start = json.dumps({"op": "start", "model": "m", "dtype": "float32", "max_num_seqs": 1, "max_model_len": 8})
     request = struct.pack(">Q", len(start)) + start.encode()
     done = subprocess.run(
-        [sys.executable, str(tmp_path / "worker.py")], input=request, capture_output=True, timeout=120, check=False
+        [sys.executable, str(tmp_path / "worker.py"), str(os.getpid())],
+        input=request,
+        capture_output=True,
+        timeout=120,
+        check=False,
     )
     reply = json.loads(done.stdout[8:])
     assert not reply["ok"] and "the module beside the worker" not in reply["error"], reply
