@@ -19,6 +19,9 @@ import torch
 from latentreason.components.shapes import check_shape
 from latentreason.models.spec import LoadedModel
 
+# The per-row Python lists of a DecodeState: admitting rows extends them, retiring rows filters them.
+_ROW_LISTS = ("keys", "tokens", "done", "segment_hidden", "segment_tokens", "soft_steps", "peak_kv", "dependency")
+
 
 class DecodeState:
     """The batch being decoded: its cache, what each row can see, and its segments.
@@ -253,16 +256,7 @@ class DecodeState:
                 torch.cat([_pad_columns(getattr(self, name), width, 1), _pad_columns(getattr(fresh, name), width, 1)]),
             )
         self.next_position = torch.cat([self.next_position, fresh.next_position])
-        for name in (
-            "keys",
-            "tokens",
-            "done",
-            "segment_hidden",
-            "segment_tokens",
-            "soft_steps",
-            "peak_kv",
-            "dependency",
-        ):
+        for name in _ROW_LISTS:
             getattr(self, name).extend(getattr(fresh, name))
         return hidden
 
@@ -272,16 +266,7 @@ class DecodeState:
             return
         gone = set(rows)
         keep = [b for b in range(self.batch) if b not in gone]
-        for name in (
-            "keys",
-            "tokens",
-            "done",
-            "segment_hidden",
-            "segment_tokens",
-            "soft_steps",
-            "peak_kv",
-            "dependency",
-        ):
+        for name in _ROW_LISTS:
             setattr(self, name, [getattr(self, name)[b] for b in keep])
         if not keep:
             self.cache = None
