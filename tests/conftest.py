@@ -9,7 +9,10 @@ reason, when those packages are not installed.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -48,6 +51,29 @@ def tiny_dirs(tmp_path_factory):
 
 SHIPPED_PLUGINS = ("latentreason_softcot", "latentreason_baselines", "latentreason_lightthinker")
 _HERE = Path(__file__).parent
+
+
+@contextlib.contextmanager
+def _pip_installed(src: Path, site: Path, package: str):
+    """Install the plugin package at ``src`` into ``site`` (offline, no deps), importable while open.
+
+    On exit ``site`` leaves ``sys.path`` and every module of ``package`` is forgotten.
+    """
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index"]
+    subprocess.run([*command, "--target", str(site), str(src)], check=True)
+    sys.path.insert(0, str(site))
+    try:
+        yield site
+    finally:
+        sys.path.remove(str(site))
+        for name in [m for m in sys.modules if m == package or m.startswith(package + ".")]:
+            del sys.modules[name]
+
+
+@pytest.fixture(scope="session")
+def pip_installed():
+    """``pip_installed(src, site, package)``: a context manager that pip-installs a test plugin package."""
+    return _pip_installed
 
 
 def pytest_collection_modifyitems(config, items):

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 from click.testing import CliRunner
 
@@ -60,18 +57,13 @@ def latentreason_decoder():
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory):
+def installed(tmp_path_factory, pip_installed):
     src = tmp_path_factory.mktemp("latentreason-mistakes")
     (src / "pyproject.toml").write_text(PYPROJECT)
     (src / "latentreason_mistakes").mkdir()
     (src / "latentreason_mistakes" / "__init__.py").write_text(PLUGIN)
-    site = tmp_path_factory.mktemp("site")
-    command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index"]
-    subprocess.run([*command, "--target", str(site), str(src)], check=True)
-    sys.path.insert(0, str(site))
-    yield site
-    sys.path.remove(str(site))
-    sys.modules.pop("latentreason_mistakes", None)
+    with pip_installed(src, tmp_path_factory.mktemp("site"), "latentreason_mistakes") as site:
+        yield site
 
 
 def test_validate_and_plugins_name_the_distribution(installed, tmp_path):

@@ -6,8 +6,6 @@ from __future__ import annotations
 import ast
 import importlib.util
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -29,7 +27,7 @@ FILE_BLOCK = re.compile(r"<!-- file: (?P<path>[\w./-]+) -->\n```\w*\n(?P<code>.*
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory):
+def installed(tmp_path_factory, pip_installed):
     """The tutorial's package, written from the page's code blocks and pip-installed into a folder."""
     src = tmp_path_factory.mktemp("latentreason-hello")
     files = {m["path"]: m["code"] for m in FILE_BLOCK.finditer(DOC)}
@@ -42,14 +40,8 @@ def installed(tmp_path_factory):
     for path, code in files.items():
         (src / path).parent.mkdir(parents=True, exist_ok=True)
         (src / path).write_text(code)
-    site = tmp_path_factory.mktemp("site")
-    command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index"]
-    subprocess.run([*command, "--target", str(site), str(src)], check=True)
-    sys.path.insert(0, str(site))
-    yield site
-    sys.path.remove(str(site))
-    for name in [m for m in sys.modules if m.startswith("latentreason_hello")]:
-        del sys.modules[name]
+    with pip_installed(src, tmp_path_factory.mktemp("site"), "latentreason_hello") as site:
+        yield site
 
 
 def test_the_tutorial_plugin_installs_and_runs(installed, runtime):
