@@ -19,6 +19,7 @@ from latentreason.errors import LatentReasonError
 
 SHIPPED = {
     "gsm8k": {"test": 1119, "train": 2000},
+    "gsm8k-steps": {"test": 1119, "train": 2000},
     "aqua": {"test": 54, "validation": 254},
     "strategyqa": {"test": 258, "train": 1831},
     "date_understanding": {"train": 295},
