@@ -12,7 +12,8 @@ Hooks and options
     ``GenerationConfig`` configures text generation.
 
 Component kinds (base class, then what it makes or takes)
-    producers (``ThoughtProducer`` -> ``Thoughts``), projectors
+    producers (``ThoughtProducer`` -> ``Thoughts``; ``LatentPrefixProducer``
+    for thoughts that are the LLM's own states before it writes), projectors
     (``Projector``), injectors (``Injector`` -> ``LLMInputs``, with
     ``IGNORE_INDEX`` for unsupervised labels), evaluators (``Evaluator`` ->
     ``Score``), decoding controllers (``DecodingController``, steering a
@@ -31,7 +32,8 @@ Helpers the shipped plugins use
     ``Generated``); segments of a chain for controllers (``SegmentOptions``,
     ``Boundaries``); answer extraction for evaluators (``strict_answer``,
     ``flexible_answer``, ``answers_equal``, ``NUMBER_BOXED_PATTERN``,
-    ``CHOICE_BOXED_PATTERN``, ``YESNO_BOXED_PATTERN``); and
+    ``CHOICE_BOXED_PATTERN``, ``YESNO_BOXED_PATTERN``); step rationales
+    split into steps and final line (``target_steps``); and
     ``LatentReasonError`` for errors a user can fix.
 """
 
@@ -43,11 +45,13 @@ from latentreason.builtins.answers import (
     flexible_answer,
     strict_answer,
 )
+from latentreason.builtins.tasks.equation_steps import target_steps
 from latentreason.components.batching import pad_batch, pad_left, position_ids
 from latentreason.components.decoder import DecodingController
 from latentreason.components.evaluator import Evaluator, Score
 from latentreason.components.example import AnswerType, Example
 from latentreason.components.injector import IGNORE_INDEX, Injector, LLMInputs
+from latentreason.components.latent_producer import LatentPrefixProducer
 from latentreason.components.producer import ThoughtProducer, Thoughts
 from latentreason.components.projector import Projector
 from latentreason.components.prompting import (
@@ -87,6 +91,7 @@ __all__ = [
     "HubSource",
     "Injector",
     "LLMInputs",
+    "LatentPrefixProducer",
     "LatentReasonError",
     "LoadedModel",
     "ModelSpec",
@@ -111,5 +116,6 @@ __all__ = [
     "position_ids",
     "render_chat",
     "strict_answer",
+    "target_steps",
     "text_token_id",
 ]

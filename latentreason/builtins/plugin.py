@@ -1,4 +1,4 @@
-"""The core's own plugin: tasks, evaluators, the identity projector, the
+"""The core's own plugin: tasks, evaluators, the identity and latent-map projectors, the
 placeholder injector and the Hugging Face model loader.
 
 It is registered through the same hooks as any installed plugin.
@@ -27,10 +27,11 @@ def latentreason_evaluators():
 
 @hookimpl
 def latentreason_projectors():
-    """Register the identity projector."""
+    """Register the identity projector and the latent prefix's step map."""
     from latentreason.builtins.identity import IdentityProjector
+    from latentreason.builtins.latent_map import LatentMap
 
-    return {"identity": IdentityProjector}
+    return {"identity": IdentityProjector, "latent-map": LatentMap}
 
 
 @hookimpl

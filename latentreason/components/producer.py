@@ -34,17 +34,22 @@ class Thoughts:
             question ``b``, and the LLM writes one chain for each.
         loss: an extra training-loss term the producer adds to the NLL
             (e.g. SoftCoT++'s contrastive term), or None.
+        latent_steps: K > 0 asks for a latent prefix instead of ``vectors``:
+            K thought slots that the LLM fills with its own states, each its
+            last hidden state through the projector
+            (:mod:`latentreason.engine.latent_prefix`).
     """
 
     vectors: torch.Tensor | None = None
     hints: list[str] | None = None
     sets: int = 1
     loss: torch.Tensor | None = None
+    latent_steps: int = 0
 
     @property
     def count(self) -> int:
-        """Number of soft thoughts per question (0 without vectors)."""
-        return 0 if self.vectors is None else self.vectors.shape[1]
+        """Number of soft thoughts per question (0 without vectors or a latent prefix)."""
+        return self.latent_steps if self.vectors is None else self.vectors.shape[1]
 
 
 class ThoughtProducer(ABC):
@@ -104,6 +109,21 @@ class ThoughtProducer(ABC):
             training: True inside the trainer.
         """
         return self.produce(questions, instruction=instruction, training=training)
+
+    def train_targets(self, examples: list[Example], targets: list[str]) -> list[str]:
+        """The texts training supervises after the prompt, one per example; by default the task's.
+
+        A method that trains on part of the rationale (Coconut's curriculum
+        drops the steps its latent thoughts replace) or on the answer alone
+        rewrites them here. Training calls it once with every training and
+        validation example, so it may also refuse data it cannot train on.
+
+        Args:
+            examples: the training and validation examples.
+            targets: the task's target of each (:meth:`TaskSpec.target_text`:
+                the rationale, then the final-answer line).
+        """
+        return targets
 
     def default_checkpoint(self) -> Path | None:
         """Trained weights to use when the run names none (e.g. shipped for the default models).

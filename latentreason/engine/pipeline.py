@@ -32,6 +32,7 @@ from latentreason.config import RunConfig
 from latentreason.decoding.generate import Generated, Written, generate
 from latentreason.decoding.loop import decode, decode_stream
 from latentreason.decoding.state import supports_rewriting
+from latentreason.engine.latent_prefix import latent_prefix
 from latentreason.engine.voting import majority_vote
 from latentreason.errors import LatentReasonError
 from latentreason.hooks.contract import blame
@@ -299,7 +300,7 @@ class Pipeline:
                     with self._blame("producer"):
                         thoughts = self.producer.produce_for(batch, questions, instruction=self.instruction)
                         self._check_thoughts(thoughts, len(batch))
-                    vectors = self._projected(thoughts)  # (B*K, N, d_llm)
+                    vectors = self._llm_vectors(thoughts, questions)  # (B*K, N, d_llm)
                     if vectors is None:
                         raise self._no_vectors()
                     total = total + vectors.reshape(len(batch), thoughts.sets, *vectors.shape[1:]).sum(0)  # (K, N, d)
@@ -319,6 +320,24 @@ class Pipeline:
                 f"the output of projector {self.plan.projector.name!r} (LLM hidden size {d_llm})",
             )
         return vectors
+
+    def _llm_vectors(self, thoughts: Thoughts, questions: list[str]) -> torch.Tensor | None:
+        """What the LLM receives in the thought slots ``(B*K, N, d_llm)``, or None without soft thoughts.
+
+        A producer's vectors, projected; or, for a latent prefix, the LLM's own
+        states on ``questions`` (those the producer read, each repeated for its thought sets),
+        each through the projector (:func:`~latentreason.engine.latent_prefix.latent_prefix`).
+        """
+        if not thoughts.latent_steps:
+            return self._projected(thoughts)
+        questions = [q for q in questions for _ in range(thoughts.sets)]
+        llm = self.runtime.llm
+        assert self.projector is not None  # a latent prefix needs thought_dim, checked in _check_thoughts
+        slots = torch.zeros(len(questions), thoughts.latent_steps, llm.hidden_size)  # (B*K, N, d_llm), not read
+        with self._blame("injector"):
+            prompts = self.injector.build(self.instruction, questions, slots, thoughts.hints)
+        with self._blame("projector"):
+            return latent_prefix(llm, prompts, thoughts.latent_steps, self.projector)
 
     def _no_vectors(self) -> LatentReasonError:
         """The error of an ablation of soft thoughts on a producer that makes none."""
@@ -347,16 +366,17 @@ class Pipeline:
         training = targets is not None if training is None else training
         questions = [self.task.format_question(ex) for ex in examples]
         read = self._next_examples(examples) if self.config.thoughts_from == "next" and not training else examples
+        read_questions = [self.task.format_question(ex) for ex in read]
         with self._blame("producer"):
             thoughts = self.producer.produce_for(
-                read, [self.task.format_question(ex) for ex in read], instruction=self.instruction, training=training
-            )  # (B*K, N, d_src) or hints
+                read, read_questions, instruction=self.instruction, training=training
+            )  # (B*K, N, d_src), hints or a latent prefix
             self._check_thoughts(thoughts, len(read))
         k = thoughts.sets  # rows per question, consecutive
         questions = [q for q in questions for _ in range(k)]
         if targets is not None:
             targets = [t for t in targets for _ in range(k)]
-        vectors = self._projected(thoughts)  # (B*K, N, d_llm) or None
+        vectors = self._llm_vectors(thoughts, read_questions)  # (B*K, N, d_llm) or None
         ablation = None if training else self.config.thoughts_from
         if ablation in ("zero", "mean"):
             if vectors is None:
@@ -376,6 +396,12 @@ class Pipeline:
         if not isinstance(thoughts, Thoughts):
             raise LatentReasonError(f"produce() returned a {type(thoughts).__name__}, not Thoughts.")
         rows = questions * thoughts.sets
+        if thoughts.latent_steps and (thoughts.vectors is not None or self.producer.thought_dim is None):
+            raise LatentReasonError(
+                "produce() asked for a latent prefix (latent_steps) and returned vectors, or has no thought_dim; "
+                "a latent prefix's thoughts are the LLM's states: return no vectors and set thought_dim to the "
+                "LLM's hidden size."
+            )
         if thoughts.vectors is not None:
             width = self.producer.thought_dim
             if width is None:

@@ -189,17 +189,18 @@ def audit(pipeline: Pipeline, examples: list[Example], split: str, offset: int) 
             batch = examples[start : start + step]
             questions = [task.format_question(ex) for ex in batch]
             thoughts = pipeline.producer.produce_for(batch, questions, instruction=pipeline.instruction)
-            if thoughts.vectors is None:
+            if thoughts.vectors is None and not thoughts.latent_steps:
                 raise LatentReasonError(
                     f"Producer {config.producer.name!r} makes no soft thoughts (it gives "
                     f"{'text hints' if thoughts.hints else 'nothing'} to the LLM); there is nothing to audit."
                 )
-            vectors = thoughts.vectors  # (B*K, N, d_src)
-            stages["producer"].append(vectors.reshape(len(batch), -1, vectors.shape[-1]).cpu())  # (B, K*N, d_src)
-            if pipeline.projector is None:
-                continue
-            out = pipeline.projector(vectors.to(llm.model.device))  # (B*K, N, d_llm)
-            stages["projected"].append(out.reshape(len(batch), -1, out.shape[-1]).cpu())  # (B, K*N, d_llm)
+            vectors = thoughts.vectors  # (B*K, N, d_src); None for a latent prefix, whose thoughts are LLM inputs only
+            if vectors is not None:
+                stages["producer"].append(vectors.reshape(len(batch), -1, vectors.shape[-1]).cpu())  # (B, K*N, d_src)
+                if pipeline.projector is None:
+                    continue
+                out = pipeline.projector(vectors.to(llm.model.device))  # (B*K, N, d_llm)
+                stages["projected"].append(out.reshape(len(batch), -1, out.shape[-1]).cpu())  # (B, K*N, d_llm)
             inputs = pipeline.inputs(batch)
             if inputs.thought_mask is None:
                 continue

@@ -100,6 +100,8 @@ class _Stop(Exception):
 def gold_targets(pipeline: Pipeline, examples: list[Example], max_tokens: int) -> dict[str, list[int]]:
     """Gold token ids per example id: the task's target text, then end-of-turn, at most ``max_tokens`` in all.
 
+    The producer may rewrite the texts (:meth:`ThoughtProducer.train_targets`).
+
     A target too long for that is cut to its first ``max_tokens`` tokens and
     gets no end-of-turn, so the LLM is never taught to stop in the middle of
     its reasoning.
@@ -111,9 +113,10 @@ def gold_targets(pipeline: Pipeline, examples: list[Example], max_tokens: int) -
     """
     tokenizer = pipeline.runtime.llm.tokenizer
     stop = end_of_turn_id(tokenizer)
+    texts = pipeline.producer.train_targets(examples, [pipeline.task.target_text(ex) for ex in examples])
     targets = {}
-    for ex in examples:
-        ids = tokenizer(pipeline.task.target_text(ex), add_special_tokens=False)["input_ids"]
+    for ex, text in zip(examples, texts, strict=True):
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         targets[ex.id] = [*ids, stop] if len(ids) < max_tokens else ids[:max_tokens]
     return targets
 
