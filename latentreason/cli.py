@@ -202,7 +202,7 @@ def run(config_path, sets, quiet, output, seeds, **flags):
     One method on one task:
       latentreason run --producer cot --task gsm8k --limit 5
     A comparison (comma-separated producers and/or tasks, optional seeds):
-      latentreason run --producer cot,pause,assist-cot,coconut,softcot --task gsm8k,strategyqa \\
+      latentreason run --producer cot,pause,assist-cot,coconut-frozen,softcot --task gsm8k,strategyqa \\
           --limit 50 --checkpoint softcot=checkpoints/softcot-gsm8k/last.safetensors
 
     Prints accuracy (strict: the \\boxed{} answer the prompt asks for; flexible:

@@ -33,7 +33,9 @@ Helpers the shipped plugins use
     ``Boundaries``); answer extraction for evaluators (``strict_answer``,
     ``flexible_answer``, ``answers_equal``, ``NUMBER_BOXED_PATTERN``,
     ``CHOICE_BOXED_PATTERN``, ``YESNO_BOXED_PATTERN``); step rationales
-    split into steps and final line (``target_steps``); and
+    split into steps and final line (``target_steps``); the NLL of
+    supervised tokens from hidden states, for a method's own training loss
+    (``target_nll``); and
     ``LatentReasonError`` for errors a user can fix.
 """
 
@@ -73,6 +75,7 @@ from latentreason.errors import LatentReasonError
 from latentreason.hooks.specs import hookimpl
 from latentreason.models.runtime import Runtime
 from latentreason.models.spec import LoadedModel, ModelSpec
+from latentreason.training.trainer import target_nll
 
 __all__ = [
     "CHOICE_BOXED_PATTERN",
@@ -116,6 +119,7 @@ __all__ = [
     "position_ids",
     "render_chat",
     "strict_answer",
+    "target_nll",
     "target_steps",
     "text_token_id",
 ]

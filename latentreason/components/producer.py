@@ -125,6 +125,16 @@ class ThoughtProducer(ABC):
         """
         return targets
 
+    def training_loss(self, pipeline, examples: list[Example], targets: list[list[int]]) -> torch.Tensor | None:
+        """The loss to train with, for a method whose loss is more than the NLL of its targets (CODI); None: that NLL.
+
+        Args:
+            pipeline: the method (its inputs, models and task).
+            examples: the batch.
+            targets: their gold token ids (after :meth:`train_targets`).
+        """
+        return None
+
     def default_checkpoint(self) -> Path | None:
         """Trained weights to use when the run names none (e.g. shipped for the default models).
 

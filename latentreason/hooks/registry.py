@@ -40,7 +40,10 @@ ENV_DENY = "LATENTREASON_DISABLE_PLUGINS"
 SHIPPED = {
     **{("producer", n): "latentreason-softcot" for n in ("softcot", "softcotpp")},
     **{("projector", n): "latentreason-softcot" for n in ("linear", "mlp")},
-    **{("producer", n): "latentreason-baselines" for n in ("cot", "pause", "pause-trained", "assist-cot", "coconut")},
+    **{
+        ("producer", n): "latentreason-baselines"
+        for n in ("cot", "no-cot", "pause", "pause-trained", "assist-cot", "coconut", "coconut-frozen", "codi")
+    },
     **{("decoder", n): "latentreason-lightthinker" for n in ("compress", "window", "reinject")},
 }
 """Components of the plugin packages shipped with the project, so that a core-only install names what to add."""

@@ -51,6 +51,7 @@ from latentreason.components.prompting import end_of_turn_id
 from latentreason.config import TrainConfig
 from latentreason.engine.pipeline import Pipeline
 from latentreason.errors import LatentReasonError
+from latentreason.models.spec import LoadedModel
 from latentreason.storage import atomic_write, file_digest, save_weights
 from latentreason.training.order import epoch_order
 from latentreason.training.tensorboard import summary_writer
@@ -177,17 +178,25 @@ def supervised_loss(pipeline: Pipeline, examples: list[Example], targets: list[l
         examples: the batch.
         targets: gold token ids per example.
     """
-    llm = pipeline.runtime.llm
     inputs, hidden = teacher_forced(pipeline, examples, targets)  # hidden: (B, T, d_llm)
     assert inputs.labels is not None  # built with targets
-    labels = inputs.labels[:, 1:].to(hidden.device)  # (B, T-1): token t is predicted at position t-1
-    supervised = labels != IGNORE_INDEX  # (a sharded LLM returns hidden states on its last device)
+    loss = target_nll(pipeline.runtime.llm, hidden, inputs.labels)
+    return loss if inputs.loss is None else loss + inputs.loss.to(loss.device)
+
+
+def target_nll(llm: LoadedModel, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean NLL of the supervised tokens of ``labels`` ``(B, T)`` from the LLM's last hidden states ``(B, T, d_llm)``.
+
+    Token t is predicted at position t-1; logits are computed at supervised
+    positions only (with the model's final soft-capping, if any), in float32.
+    """
+    labels = labels[:, 1:].to(hidden.device)  # (B, T-1) (a sharded LLM returns hidden states on its last device)
+    supervised = labels != IGNORE_INDEX
     logits = llm.model.lm_head(hidden[:, :-1][supervised])  # (M, V), supervised positions only
     cap = getattr(llm.model.config, "final_logit_softcapping", None)
     if cap:
         logits = torch.tanh(logits / cap) * cap
-    loss = F.cross_entropy(logits.float(), labels[supervised].to(logits.device))
-    return loss if inputs.loss is None else loss + inputs.loss.to(loss.device)
+    return F.cross_entropy(logits.float(), labels[supervised].to(logits.device))
 
 
 def batch_loss(
@@ -197,7 +206,8 @@ def batch_loss(
 
     A batch's loss is the mean NLL over its target tokens: the decoder's
     :meth:`~latentreason.components.decoder.DecodingController.training_loss` if it gives one,
-    else :func:`supervised_loss`. A rank holding part of the batch weights
+    else the producer's (:meth:`~latentreason.components.producer.ThoughtProducer.training_loss`, e.g.
+    CODI's), else :func:`supervised_loss`. A rank holding part of the batch weights
     its own token mean by its share of the batch's target tokens, so the
     parts of all ranks sum to exactly the loss one process computes for
     the whole batch.
@@ -216,6 +226,8 @@ def batch_loss(
     mine = [targets[e.id] for e in share]
     decoder = pipeline.decoder
     loss = decoder.training_loss(pipeline, share, mine) if decoder is not None else None
+    if loss is None:
+        loss = pipeline.producer.training_loss(pipeline, share, mine)
     if loss is None:
         loss = supervised_loss(pipeline, share, mine)
     return loss * (token_share * len(batch) / count)

@@ -10,7 +10,7 @@ import pytest
 
 from latentreason.bench.measure import answer_forced
 
-PRODUCERS = ["cot", "softcot", "pause", "coconut", "assist-cot"]
+PRODUCERS = ["cot", "softcot", "pause", "coconut-frozen", "assist-cot"]
 
 
 @pytest.mark.parametrize("producer", PRODUCERS)

@@ -13,7 +13,7 @@ from latentreason.engine.pipeline import Pipeline
 from latentreason.errors import ConfigError
 from latentreason.hooks.registry import Registry
 from latentreason.hooks.resolve import resolve
-from latentreason_baselines.coconut import CoconutOptions, CoconutThoughts
+from latentreason_baselines.coconut_frozen import FrozenCoconut, FrozenCoconutOptions
 
 QUESTIONS = ["Natalia sold 48 clips in April and half as many in May. How many in total?", "What is 2 + 3?"]
 
@@ -67,8 +67,8 @@ def test_assist_cot_puts_the_assistant_hint_in_the_prompt(runtime):
     assert len(pipeline.answer(examples)) == 2
 
 
-def test_coconut_recurrence_with_cache_equals_recomputation(runtime):
-    producer = CoconutThoughts(CoconutOptions(n_thoughts=3), runtime)
+def test_frozen_coconut_recurrence_with_cache_equals_recomputation(runtime):
+    producer = FrozenCoconut(FrozenCoconutOptions(n_thoughts=3), runtime)
     thoughts = producer.produce(QUESTIONS[1:], instruction="Solve it.").vectors  # (1, 3, d)
     assert thoughts.shape == (1, 3, runtime.llm.hidden_size)
     llm = runtime.llm
@@ -82,8 +82,8 @@ def test_coconut_recurrence_with_cache_equals_recomputation(runtime):
         assert torch.allclose(state, thoughts[:, k], atol=1e-4)
 
 
-def test_coconut_thoughts_do_not_depend_on_batch_padding(runtime):
-    producer = CoconutThoughts(CoconutOptions(n_thoughts=2), runtime)
+def test_frozen_coconut_thoughts_do_not_depend_on_batch_padding(runtime):
+    producer = FrozenCoconut(FrozenCoconutOptions(n_thoughts=2), runtime)
     batched = producer.produce(QUESTIONS, instruction="Solve it.").vectors
     alone = producer.produce(QUESTIONS[1:], instruction="Solve it.").vectors
     assert torch.allclose(batched[1], alone[0], atol=1e-4)

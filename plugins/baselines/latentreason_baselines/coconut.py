@@ -1,86 +1,88 @@
-"""Coconut-style continuous thoughts, training-free.
+"""``coconut``: Coconut as published (Hao et al. 2024), the LLM trained through a curriculum to reason in its own states.
 
-The LLM reads the prompt up to where the thoughts go (the same tokens the
-placeholder injector puts before its placeholders), then for K steps its own
-last hidden state becomes its next input embedding, reusing the KV cache
-between steps. The K hidden states are the thoughts, injected at the
-placeholder positions before the LLM writes its answer. The original Coconut
-fine-tunes the LLM with a curriculum; here the LLM stays frozen, so hidden
-states are rescaled to the embedding norm by default. A trainable adapter is
-available by choosing a trainable projector (``projector.name=linear``).
+Stage k of the curriculum replaces the first k reasoning steps of each gold
+rationale with k*c continuous thoughts (a latent prefix: each thought is the
+LLM's last hidden state fed back as its next input, between the injector's
+begin/end markers), and trains the LLM's LoRA adapter on the remaining steps
+and the answer; the thoughts themselves are never supervised, only what the
+LLM writes after them, with gradients through every thought. After the last
+latent stage (``stages``), stage ``stages + 1`` replaces every step: the LLM
+reasons in ``stages * c`` thoughts and writes only the answer. As in the
+paper's GSM8K setup, every example of a stage gets the same number of
+thoughts (a rationale with fewer steps than the stage loses all of them; its
+``pad_latent_to_max``), stage 0 is plain CoT training (here ``cot`` with the
+adapter, the ``cot-lora`` control), and the optimizer is reset between
+stages: each stage is one ``latentreason train`` run
+(``producer.options.stage=k``) that starts from the previous stage's
+checkpoint with a fresh optimizer. A trained checkpoint is evaluated at the
+stage it was trained at (by default the last). ``docs/latent-llm.md`` lists
+the commands.
 """
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from latentreason.plugin import (
-    SLOT,
-    PluginOptions,
-    ThoughtProducer,
-    Thoughts,
-    encode_chat,
-    marker_ids,
-    pad_batch,
-    position_ids,
-)
+from latentreason.plugin import Example, LatentPrefixProducer, LatentReasonError, PluginOptions, target_steps
 
 
 class CoconutOptions(PluginOptions):
-    """Options of the Coconut-style producer.
+    """Options of Coconut.
 
     Attributes:
-        n_thoughts: continuous thought steps K.
-        rescale: give each fed-back hidden state the LLM's mean embedding norm.
+        thoughts_per_step: c, the continuous thoughts that replace one reasoning step (the paper's 2 on GSM8K).
+        stages: the last latent stage (the paper's ``max_latent_stage``, 3 on GSM8K).
+        stage: the stage trained or evaluated, 1 to ``stages + 1``; None: ``stages + 1``,
+            every step replaced by ``stages * thoughts_per_step`` thoughts.
     """
 
-    n_thoughts: int = Field(4, gt=0)
-    rescale: bool = True
+    thoughts_per_step: int = Field(2, gt=0)
+    stages: int = Field(3, gt=0)
+    stage: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _stage_in_curriculum(self) -> CoconutOptions:
+        if self.stage is not None and self.stage > self.stages + 1:
+            raise ValueError(
+                f"stage {self.stage} is past the curriculum: stages 1..{self.stages} replace that many steps, "
+                f"stage {self.stages + 1} every step"
+            )
+        return self
 
 
-class CoconutThoughts(ThoughtProducer):
-    """K recurrent LLM hidden states ``(B, K, d_llm)``."""
+class Coconut(LatentPrefixProducer):
+    """The latent prefix of the current curriculum stage: ``min(stage, stages) * c`` thoughts."""
 
     Options = CoconutOptions
     options: CoconutOptions
 
     @property
-    def thought_dim(self) -> int:
-        """The LLM's hidden size."""
-        return self.runtime.llm.hidden_size
+    def stage(self) -> int:
+        """The stage trained or evaluated (``stages + 1`` by default)."""
+        return self.options.stage or self.options.stages + 1
 
-    def produce(self, questions: list[str], *, instruction: str, training: bool = False) -> Thoughts:
-        """Run K recurrent steps of the frozen LLM on its own hidden states."""
-        llm = self.runtime.llm
-        tokenizer = llm.tokenizer
-        markers = marker_ids(tokenizer)
-        head = [markers[0]] if markers else []
-        rows = []
-        for q in questions:
-            ids, start = encode_chat(tokenizer, instruction, f"{q}\n\n{SLOT}", head)
-            rows.append(ids[: start + len(head)])  # the prompt up to the first thought
-        device = llm.model.device
-        input_ids, mask = (t.to(device) for t in pad_batch(rows, tokenizer.pad_token_id))  # (B, T), (B, T)
-        embeds = llm.embed(input_ids)  # (B, T, d_llm)
-        positions = position_ids(mask)  # (B, T)
-        cache, thoughts = None, []
-        with torch.no_grad():
-            for _ in range(self.options.n_thoughts):
-                out = llm.model.base_model(
-                    inputs_embeds=embeds,
-                    attention_mask=mask,
-                    position_ids=positions,
-                    cache=cache,
-                    use_cache=True,
-                )
-                cache = out.cache
-                state = out.last_hidden_state[:, -1:, :]  # (B, 1, d_llm)
-                if self.options.rescale:
-                    state = F.normalize(state, dim=-1) * llm.embed_norm
-                thoughts.append(state)
-                embeds = state.to(embeds.dtype)
-                mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)  # (B, T + k)
-                positions = positions[:, -1:] + 1  # (B, 1)
-        return Thoughts(vectors=torch.cat(thoughts, dim=1).float())  # (B, K, d_llm)
+    def latent_steps(self, training: bool) -> int:
+        """``min(stage, stages) * c``, the same in training and at evaluation."""
+        return min(self.stage, self.options.stages) * self.options.thoughts_per_step
+
+    def train_targets(self, examples: list[Example], targets: list[str]) -> list[str]:
+        """Each target without the steps this stage replaces: the remaining steps, then the final-answer line.
+
+        Raises:
+            LatentReasonError: ``stages`` is larger than the longest rationale's
+                step count, so some stage would replace nothing new.
+        """
+        split = [target_steps(t) for t in targets]
+        longest = max(len(steps) for steps, _ in split)
+        if self.options.stages > longest:
+            raise LatentReasonError(
+                f"Coconut's curriculum has {self.options.stages} stages (producer.options.stages), but the longest "
+                f"of these {len(targets)} rationales has {longest} step(s), so stages past {longest} would replace "
+                f"nothing. Set producer.options.stages to at most {longest}, or train on step rationales "
+                "(--task gsm8k-steps: one step per line)."
+            )
+        kept = []
+        for steps, final in split:
+            replaced = len(steps) if self.stage > self.options.stages else min(self.stage, len(steps))
+            kept.append("\n".join([*steps[replaced:], final]))
+        return kept
