@@ -67,6 +67,32 @@ def read_meta(path: str | Path) -> dict[str, Any]:
         return json.loads((f.metadata() or {}).get("meta", "{}"))
 
 
+def foreign_adapter(path: str | Path, llm: str) -> str | None:
+    """Why a checkpoint's LoRA adapter does not fit the LLM ``llm`` (None if it holds none or fits).
+
+    An adapter is a change to one LLM's weights; on another LLM of the same
+    shapes it would load without complaint and compute nonsense. Names that
+    are folders are compared as resolved paths.
+    """
+    if "adapter" not in stored_components(path):
+        return None
+    made_for = read_meta(path).get("components", {}).get("llm")
+    if made_for is None or _same_model(made_for, llm):
+        return None
+    return (
+        f"Checkpoint {str(path)!r} holds a LoRA adapter trained on the LLM {made_for!r}, not this run's {llm!r}; an "
+        "adapter only fits the weights it was trained on. Set models.llm to that LLM, or train an adapter for this one."
+    )
+
+
+def _same_model(a: str, b: str) -> bool:
+    """Whether two model names are the same model (folders by their resolved path)."""
+    if a == b:
+        return True
+    first, second = Path(a).expanduser(), Path(b).expanduser()
+    return first.is_dir() and second.is_dir() and first.resolve() == second.resolve()
+
+
 def file_digest(path: str | Path) -> str:
     """The SHA-256 of a file's bytes (hex): which weights a run used, whatever their path."""
     digest = hashlib.sha256()

@@ -1,11 +1,12 @@
 """``generation.engine: vllm``: the same prompts, decoded by vLLM in its own environment.
 
 The pipeline builds each prompt's ``inputs_embeds`` exactly as for the
-transformers engine (producer, projector, injector); vLLM receives them as
-prompt embeddings (``enable_prompt_embeds``) and writes the chains. Only
-methods that inject vectors into the prompt can run here; a decoding
-controller, which rewrites the cache while the LLM writes, needs the
-transformers engine.
+transformers engine (producer, projector, injector, and a latent prefix
+computed with transformers); vLLM receives them as prompt embeddings
+(``enable_prompt_embeds``) and writes the chains, with a LoRA adapter merged
+into the weights it loads. Only methods whose whole input is known before
+the LLM writes can run here; a decoding controller, which chooses inputs or
+rewrites the cache while the LLM writes, needs the transformers engine.
 
 vLLM pins transformers below the version this project needs, so it lives in
 an environment of its own (``latentreason vllm-setup`` makes one) and runs in
@@ -49,6 +50,7 @@ from safetensors.torch import save
 from latentreason.decoding.generate import AnswerComplete, Generated, Written
 from latentreason.decoding.vllm_lock import hold_engine_lock, record_worker
 from latentreason.errors import LatentReasonError
+from latentreason.models.merged import merged_folder
 from latentreason.models.zoo import cache_root
 
 if TYPE_CHECKING:
@@ -206,26 +208,30 @@ _WORKERS: dict[tuple, VLLMWorker] = {}
 def worker_for(pipeline: Pipeline) -> VLLMWorker:
     """The worker serving this pipeline's LLM (started once per model and settings, then shared while it runs).
 
+    An LLM with a LoRA adapter is served from a folder with the adapter merged
+    into its weights (:func:`~latentreason.models.merged.merged_folder`).
+
     It is quiet (no progress bars, vLLM's warnings only) when transformers'
     progress bars are off, as ``--quiet`` turns them off.
     """
     from transformers.utils import logging as hf_logging
 
-    config, llm = pipeline.config, pipeline.runtime.llm
-    if not Path(llm.source).is_dir():
+    config, llm, adapter = pipeline.config, pipeline.runtime.llm, pipeline.runtime.adapter
+    if adapter is None and not Path(llm.source).is_dir():
         raise LatentReasonError(
             f"generation.engine: vllm reads the LLM from a model folder; {llm.source!r} is not one "
             "(convert a .gguf model once with `latentreason models fetch` or save_pretrained)."
         )
     python = vllm_python()
+    source = llm.source if adapter is None else str(merged_folder(llm, adapter, cache_root() / "merged"))
     positions = int(getattr(llm.model.config, "max_position_embeddings", 4096))
     tokens = min(positions, max(4096, config.generation.max_new_tokens + 2048))  # prompt + chain
-    key = (python, llm.source, config.models.dtype, config.generation.batch_size, config.seed)
+    key = (python, source, config.models.dtype, config.generation.batch_size, config.seed)
     if key not in _WORKERS or _WORKERS[key].process.poll() is not None:
         print(f"[latentreason] starting vLLM ({python}) ...", file=sys.stderr, flush=True)
         _WORKERS[key] = VLLMWorker(
             python,
-            llm.source,
+            source,
             config.models.dtype,
             config.generation.batch_size,
             tokens,

@@ -39,7 +39,7 @@ from latentreason.hooks.contract import blame
 from latentreason.hooks.registry import Registry
 from latentreason.hooks.resolve import Plan, resolve
 from latentreason.models.runtime import Runtime
-from latentreason.storage import load_weights, read_meta, stored_components
+from latentreason.storage import foreign_adapter, load_weights, read_meta, stored_components
 
 
 @dataclass
@@ -248,6 +248,9 @@ class Pipeline:
             return [], []
         loaded = []
         for path in self.config.checkpoints():
+            foreign = foreign_adapter(path, self.runtime.model_name("llm"))
+            if foreign:
+                raise LatentReasonError(foreign)
             names = stored_components(path)
             if not names <= set(modules):
                 raise LatentReasonError(

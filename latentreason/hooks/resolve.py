@@ -26,7 +26,7 @@ from latentreason.errors import ConfigError, LatentReasonError
 from latentreason.hooks.registry import Registry
 from latentreason.models.quantization import check_int8
 from latentreason.models.runtime import resolve_device, resolve_dtype
-from latentreason.storage import read_meta
+from latentreason.storage import foreign_adapter, read_meta
 
 if TYPE_CHECKING:
     from latentreason.components.example import Example
@@ -137,8 +137,11 @@ class Plan:
         for path in self.config.checkpoints():
             try:
                 read_meta(path)
+                foreign = foreign_adapter(path, self.config.models.llm)
             except LatentReasonError as exc:
                 problems.append(str(exc))
+            else:
+                problems.extend([foreign] if foreign else [])
         if problems:
             raise ConfigError(problems, source=f"the run on {self.task.name}")
         return examples
@@ -173,11 +176,6 @@ def vllm_problems(config: RunConfig) -> list[str]:
             f"generation.engine: vllm cannot run decoder {config.decoder.name!r}: a decoding controller runs at every "
             "step (it may choose the LLM's next input and rewrite the KV cache), and vLLM has no per-step hook; "
             "use the transformers engine"
-        )
-    if config.adapter is not None:
-        problems.append(
-            "generation.engine: vllm loads the LLM's own weights, without the run's adapter (it would decode the "
-            "base model); use the transformers engine"
         )
     if config.models.quantize != "none":
         problems.append(

@@ -68,3 +68,29 @@ def test_vllm_writes_the_transformers_engines_greedy_text_on_tiny_models(tiny_di
     theirs = _texts(vllm, runtime)
     torch.manual_seed(0)
     assert theirs == _texts(config, runtime)
+
+
+def test_vllm_writes_the_transformers_engines_greedy_text_after_a_latent_prefix_with_a_merged_adapter(tmp_path):
+    from latentreason.storage import save_weights
+
+    llm = str(save_tiny_model(tmp_path / "llm", "qwen2", hidden=256, seed=1))  # vLLM's CPU kernels: heads of 32+
+    config = load_config(
+        overrides={
+            "producer": {"name": "codi", "options": {"latent_steps": 3}},
+            "adapter": {"rank": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj", "down_proj"]},
+            "models": {"llm": llm, "device": "cpu", "dtype": "float32"},
+            "data": {"task": "gsm8k", "limit": 3},
+            "generation": {"max_new_tokens": 12, "stop_at_answer": False},
+        }
+    )
+    runtime = Runtime(config.models, Registry().load_model, config.adapter)
+    trained = Pipeline.from_config(config, runtime=runtime, default_weights=False)
+    torch.manual_seed(0)
+    for name, p in runtime.llm.model.named_parameters():
+        if "lora_B" in name:  # a trained-looking adapter, so that vLLM decodes the base model only if it is lost
+            torch.nn.init.normal_(p, std=0.05)
+    weights = save_weights(tmp_path / "codi.safetensors", trained.trainable(), {"components": trained.components()})
+    config = config.model_copy(update={"checkpoint": str(weights)})
+    vllm = config.model_copy(update={"generation": config.generation.model_copy(update={"engine": "vllm"})})
+    theirs = _texts(vllm, runtime)
+    assert theirs == _texts(config, runtime)

@@ -106,3 +106,40 @@ def test_bad_adapters_are_refused_each_with_one_clear_error(tmp_path):
     )
     with pytest.raises(ConfigError, match="adapter.merge folds the adapter into the float weights"):
         resolve(config, Registry())
+
+
+def test_the_merged_folder_computes_what_the_llm_with_its_adapter_computes(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from latentreason.models.merged import merged_folder
+
+    runtime = _runtime()
+    for p in runtime.adapter.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    ids = torch.tensor([[5, 6, 7, 8, 9]])
+    with torch.no_grad():
+        adapted = runtime.llm.model(input_ids=ids).logits
+        base = tiny_model("qwen2", hidden=64, seed=1).model(input_ids=ids).logits
+    folder = merged_folder(runtime.llm, runtime.adapter, tmp_path)
+    assert not any(layer.merged for layer in runtime.adapter.layers())  # left as it was
+    assert merged_folder(runtime.llm, runtime.adapter, tmp_path) == folder  # written once per adapter
+    loaded = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    assert not any("lora" in name for name, _ in loaded.named_parameters())
+    with torch.no_grad():
+        merged = loaded(input_ids=ids).logits
+    assert torch.allclose(merged, adapted, atol=1e-4) and not torch.allclose(merged, base, atol=1e-3)
+    for p in runtime.adapter.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    assert merged_folder(runtime.llm, runtime.adapter, tmp_path) != folder  # another adapter, another folder
+
+
+def test_an_adapter_trained_on_another_llm_is_refused_before_a_model_loads(tmp_path):
+    from latentreason.storage import save_weights
+
+    runtime = _runtime()
+    path = save_weights(tmp_path / "other.safetensors", {"adapter": runtime.adapter}, {"components": {"llm": "gpt2"}})
+    config = load_config(overrides={"producer": {"name": "cot"}, "adapter": ADAPTER, "checkpoint": str(path)})
+    with pytest.raises(ConfigError, match="trained on the LLM 'gpt2', not this run's 'qwen2.5-coder-0.5b-instruct'"):
+        resolve(config, Registry()).check()
+    with pytest.raises(LatentReasonError, match="trained on the LLM 'gpt2'"):
+        _pipeline(runtime, checkpoint=str(path))
