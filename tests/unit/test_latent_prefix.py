@@ -124,3 +124,12 @@ def test_the_prefix_needs_slots_the_injector_marks():
     prompts.thought_mask = None
     with pytest.raises(LatentReasonError, match="marks its thought slots"):
         latent_prefix(pipeline.runtime.llm, prompts, 2, pipeline.projector)
+
+
+def test_the_thought_audit_reads_the_latent_prefix_where_the_llm_receives_it():
+    from latentreason.evaluation.audit import audit
+
+    pipeline = _pipeline(steps=2, adapter=False, projector="identity")
+    report = audit(pipeline, pipeline.task.load("train", limit=10), "train", 0)
+    assert [s.stage for s in report.stages] == ["llm input"]  # the thoughts exist only as the LLM's inputs
+    assert report.stages[0].specific_share > 0 and report.attention is not None
