@@ -10,14 +10,13 @@ The public API::
     Registry, hookimpl           plugins
 """
 
-from latentreason import legacy
 from latentreason.api import build_pipeline, checkpoint_dir, loss, run, train, train_trigger
 from latentreason.config import RunConfig, load_config
 from latentreason.engine.pipeline import Pipeline
 from latentreason.errors import ConfigError, LatentReasonError
 from latentreason.evaluation.comparison import compare
 from latentreason.evaluation.experiment import load_experiment
-from latentreason.hooks.registry import Registry
+from latentreason.engine.registry import Registry
 from latentreason.hooks.specs import hookimpl
 
 __all__ = [
@@ -38,5 +37,3 @@ __all__ = [
     "train_trigger",
 ]
 __version__ = "0.2.0"
-
-legacy.install()

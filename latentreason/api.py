@@ -25,8 +25,8 @@ from latentreason.errors import LatentReasonError
 from latentreason.evaluation.audit import AUDIT_FILE, MIN_QUESTIONS, Audit, audit, check_slice
 from latentreason.evaluation.results import Summary
 from latentreason.evaluation.runner import evaluate
-from latentreason.hooks.registry import Registry
-from latentreason.hooks.resolve import HeldBack, Plan, resolve
+from latentreason.engine.registry import Registry
+from latentreason.engine.resolve import HeldBack, Plan, resolve
 from latentreason.models.runtime import Runtime
 from latentreason.training.tensorboard import require_tensorboard
 from latentreason.training.trainer import Trainer, TrainResult, gold_targets, mean_loss

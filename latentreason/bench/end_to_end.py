@@ -27,11 +27,11 @@ from typing import Any
 from latentreason.bench.hardware import timed
 from latentreason.bench.settings import BenchSettings
 from latentreason.config import load_config
-from latentreason.decoding.vllm_engine import vllm_python
+from latentreason.models.vllm_env import vllm_python
 from latentreason.engine.pipeline import Pipeline
 from latentreason.errors import LatentReasonError
 from latentreason.evaluation.stats import paired
-from latentreason.hooks.registry import Registry
+from latentreason.engine.registry import Registry
 from latentreason.models.runtime import resolve_device
 
 BASELINE = "0.1 defaults"

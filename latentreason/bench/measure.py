@@ -20,7 +20,7 @@ from latentreason.components.example import Example
 from latentreason.decoding.generate import AnswerComplete
 from latentreason.decoding.loop import decode
 from latentreason.engine.pipeline import Pipeline, Prediction
-from latentreason.hooks.registry import Registry
+from latentreason.engine.registry import Registry
 from latentreason.models.runtime import Runtime
 
 

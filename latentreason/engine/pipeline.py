@@ -35,8 +35,8 @@ from latentreason.decoding.state import supports_rewriting
 from latentreason.engine.voting import majority_vote
 from latentreason.errors import LatentReasonError
 from latentreason.hooks.contract import blame
-from latentreason.hooks.registry import Registry
-from latentreason.hooks.resolve import Plan, resolve
+from latentreason.engine.registry import Registry
+from latentreason.engine.resolve import Plan, resolve
 from latentreason.models.runtime import Runtime
 from latentreason.storage import load_weights, read_meta, stored_components
 
@@ -75,7 +75,7 @@ class Pipeline:
     """A runnable method: producer, projector, injector and evaluator on one task.
 
     Args:
-        plan: resolved components (see :func:`latentreason.hooks.resolve.resolve`).
+        plan: resolved components (see :func:`latentreason.engine.resolve.resolve`).
         runtime: the models.
         default_weights: load the producer's default checkpoint (e.g. a shipped
             projector) for trainable parts that ``config.checkpoint`` leaves

@@ -27,8 +27,8 @@ from latentreason.engine.pipeline import Pipeline
 from latentreason.errors import ConfigError, LatentReasonError
 from latentreason.evaluation.runner import evaluate, method_name
 from latentreason.evaluation.tables import Cell, csv_table, markdown_table, read_cell, reference_names
-from latentreason.hooks.registry import Registry
-from latentreason.hooks.resolve import Plan, resolve
+from latentreason.engine.registry import Registry
+from latentreason.engine.resolve import Plan, resolve
 from latentreason.models.runtime import Runtime
 from latentreason.storage import read_meta, unfinished_training
 

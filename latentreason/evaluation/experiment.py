@@ -37,8 +37,8 @@ from latentreason.config import Strict, format_validation_error, merge, read_yam
 from latentreason.errors import ConfigError, LatentReasonError
 from latentreason.evaluation.comparison import Method, checkpoint_problems
 from latentreason.evaluation.tables import reference_names
-from latentreason.hooks.registry import Registry
-from latentreason.hooks.resolve import load_checked, resolve
+from latentreason.engine.registry import Registry
+from latentreason.engine.resolve import load_checked, resolve
 
 COMPONENTS = ("producer", "projector", "injector", "evaluator", "decoder")
 

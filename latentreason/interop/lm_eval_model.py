@@ -52,8 +52,8 @@ from latentreason.engine.pipeline import Pipeline
 from latentreason.engine.voting import majority_vote
 from latentreason.errors import ConfigError, LatentReasonError
 from latentreason.evaluation.runner import method_name
-from latentreason.hooks.registry import Registry
-from latentreason.hooks.resolve import load_checked, resolve
+from latentreason.engine.registry import Registry
+from latentreason.engine.resolve import load_checked, resolve
 from latentreason.hooks.specs import hookimpl
 
 if TYPE_CHECKING:

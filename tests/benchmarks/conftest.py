@@ -24,7 +24,7 @@ from latentreason.bench.settings import BenchSettings, bench_config
 from latentreason.components.example import Example
 from latentreason.config import ModelsConfig
 from latentreason.engine.pipeline import Pipeline
-from latentreason.hooks.registry import Registry
+from latentreason.engine.registry import Registry
 from latentreason.models.runtime import Runtime
 from latentreason.models.zoo import is_cached
 

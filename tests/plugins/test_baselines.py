@@ -11,8 +11,8 @@ from latentreason.components.prompting import SLOT, encode_chat
 from latentreason.config import load_config
 from latentreason.engine.pipeline import Pipeline
 from latentreason.errors import ConfigError
-from latentreason.hooks.registry import Registry
-from latentreason.hooks.resolve import resolve
+from latentreason.engine.registry import Registry
+from latentreason.engine.resolve import resolve
 from latentreason_baselines.coconut import CoconutOptions, CoconutThoughts
 
 QUESTIONS = ["Natalia sold 48 clips in April and half as many in May. How many in total?", "What is 2 + 3?"]

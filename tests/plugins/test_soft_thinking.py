@@ -15,8 +15,8 @@ from latentreason.decoding.loop import decode, decode_stream
 from latentreason.engine.pipeline import Pipeline
 from latentreason.errors import ConfigError
 from latentreason.evaluation.results import prediction_record
-from latentreason.hooks.registry import Registry
-from latentreason.hooks.resolve import resolve
+from latentreason.engine.registry import Registry
+from latentreason.engine.resolve import resolve
 from latentreason.models.quantization import int8_twin
 from latentreason.models.runtime import Runtime
 from latentreason.testing import tiny_model

@@ -11,8 +11,8 @@ from latentreason import api
 from latentreason.config import ModelsConfig, load_config
 from latentreason.engine.pipeline import Pipeline
 from latentreason.errors import ConfigError, LatentReasonError
-from latentreason.hooks.registry import Registry
-from latentreason.hooks.resolve import resolve
+from latentreason.engine.registry import Registry
+from latentreason.engine.resolve import resolve
 from latentreason.models.loading import load_hf
 from latentreason.models.runtime import Runtime
 from latentreason.storage import read_meta, stored_components

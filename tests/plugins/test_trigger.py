@@ -19,8 +19,8 @@ from latentreason.decoding.segments import Boundaries, SegmentOptions, boundary_
 from latentreason.decoding.trigger import BoundaryTrigger
 from latentreason.engine.pipeline import Pipeline
 from latentreason.errors import ConfigError, LatentReasonError
-from latentreason.hooks.registry import Registry
-from latentreason.hooks.resolve import resolve
+from latentreason.engine.registry import Registry
+from latentreason.engine.resolve import resolve
 from latentreason.models.runtime import Runtime
 from latentreason.storage import read_meta
 from latentreason.training.trigger import label_rule

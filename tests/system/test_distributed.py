@@ -108,7 +108,7 @@ def two_ranks(tiny_dirs, tmp_path_factory):
             _write_config(root / "run.yaml", _models(tiny_dirs) | EVALUATE),
             "--output",
             str(root / "two-run"),
-            "--projector",
+            "--checkpoint",
             str(root / "two-train" / "last.safetensors"),
             "--quiet",
         ],

@@ -148,7 +148,7 @@ def test_experiment_file_errors(tiny_dirs, tmp_path):
     ):
         load_experiment(_write(tmp_path / "e.yaml", spec))
     from latentreason.evaluation.comparison import methods_from_names, plan_comparison
-    from latentreason.hooks.registry import Registry
+    from latentreason.engine.registry import Registry
 
     base = load_config(overrides={"models": _models(tiny_dirs)})
     methods = methods_from_names(base, ["cot", "softcot"], {"softcot": str(tmp_path / "none.safetensors")}, Registry())

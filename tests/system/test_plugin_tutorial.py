@@ -17,8 +17,8 @@ from latentreason.config import load_config
 from latentreason.engine.pipeline import Pipeline
 from latentreason.errors import ConfigError
 from latentreason.hooks import specs
-from latentreason.hooks.registry import Registry
-from latentreason.hooks.resolve import resolve
+from latentreason.engine.registry import Registry
+from latentreason.engine.resolve import resolve
 from latentreason.plugin import GenerationConfig, Runtime, decode
 
 ROOT = Path(__file__).parents[2]

@@ -8,7 +8,7 @@ import pytest
 
 from latentreason import Pipeline, load_config, run
 from latentreason.api import evaluation_examples
-from latentreason.hooks.registry import Registry
+from latentreason.engine.registry import Registry
 from latentreason.models.runtime import Runtime
 from latentreason.models.zoo import is_cached
 

@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 
 from latentreason.cli import main
 from latentreason.decoding import vllm_lock
-from latentreason.decoding.vllm_engine import vllm_python
+from latentreason.models.vllm_env import vllm_python
 from latentreason.errors import LatentReasonError
 from latentreason.models.zoo import is_cached
 from latentreason.testing import save_tiny_model

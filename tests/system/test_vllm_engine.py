@@ -11,9 +11,9 @@ import torch
 
 from latentreason import Pipeline, load_config
 from latentreason.api import evaluation_examples
-from latentreason.decoding.vllm_engine import vllm_python
+from latentreason.models.vllm_env import vllm_python
 from latentreason.errors import LatentReasonError
-from latentreason.hooks.registry import Registry
+from latentreason.engine.registry import Registry
 from latentreason.models.runtime import Runtime
 from latentreason.models.zoo import is_cached
 from latentreason.testing import save_tiny_model

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from latentreason.builtins.answers import (
+from latentreason.components.answers import (
     BOXED_PATTERN,
     answers_equal,
     boxed_text,

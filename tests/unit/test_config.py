@@ -6,8 +6,8 @@ import pytest
 
 from latentreason.config import RunConfig, dump_config, load_config, parse_overrides
 from latentreason.errors import ConfigError, LatentReasonError
-from latentreason.hooks.registry import Registry
-from latentreason.hooks.resolve import resolve
+from latentreason.engine.registry import Registry
+from latentreason.engine.resolve import resolve
 
 pytestmark = pytest.mark.plugins  # these tests run the shipped producers
 

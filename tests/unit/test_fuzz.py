@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from latentreason.api import checkpoint_dir
 from latentreason.config import RunConfig, dump_config, load_config, parse_overrides
 from latentreason.errors import ConfigError, LatentReasonError
-from latentreason.hooks.registry import Registry
-from latentreason.hooks.resolve import resolve
+from latentreason.engine.registry import Registry
+from latentreason.engine.resolve import resolve
 
 FUZZ = settings(max_examples=80, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 

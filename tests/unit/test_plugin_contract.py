@@ -15,8 +15,8 @@ from latentreason.builtins.tasks import GSM8K
 from latentreason.config import load_config
 from latentreason.engine.pipeline import Pipeline
 from latentreason.errors import ConfigError, LatentReasonError, PluginFailure
-from latentreason.hooks.registry import Registry
-from latentreason.hooks.resolve import resolve
+from latentreason.engine.registry import Registry
+from latentreason.engine.resolve import resolve
 from latentreason.plugin import (
     DecodeState,
     DecodingController,

@@ -8,8 +8,8 @@ import torch
 from latentreason.api import build_pipeline, training_examples
 from latentreason.config import load_config
 from latentreason.errors import ConfigError, LatentReasonError
-from latentreason.hooks.registry import Registry
-from latentreason.hooks.resolve import resolve
+from latentreason.engine.registry import Registry
+from latentreason.engine.resolve import resolve
 
 pytestmark = pytest.mark.plugins  # these tests run the shipped producers
 

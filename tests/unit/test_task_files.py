@@ -16,8 +16,8 @@ from latentreason.config import load_config
 from latentreason.engine.pipeline import Pipeline
 from latentreason.errors import ConfigError, LatentReasonError
 from latentreason.evaluation.runner import default_output, task_label
-from latentreason.hooks.registry import Registry
-from latentreason.hooks.resolve import resolve
+from latentreason.engine.registry import Registry
+from latentreason.engine.resolve import resolve
 
 pytestmark = pytest.mark.plugins  # the runs use the shipped cot producer
 

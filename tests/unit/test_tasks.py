@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from latentreason.builtins.answers import parse_number
+from latentreason.components.answers import parse_number
 from latentreason.builtins.evaluators import BUILTIN_EVALUATORS
 from latentreason.builtins.tasks import BUILTIN_TASKS
 from latentreason.components.example import Example

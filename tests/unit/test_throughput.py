@@ -12,8 +12,8 @@ from latentreason.builtins.placeholder import PlaceholderInjector, PlaceholderOp
 from latentreason.config import GenerationConfig, load_config
 from latentreason.decoding.loop import decode, decode_stream
 from latentreason.errors import ConfigError
-from latentreason.hooks.registry import Registry
-from latentreason.hooks.resolve import resolve
+from latentreason.engine.registry import Registry
+from latentreason.engine.resolve import resolve
 from latentreason.models.quantization import Int8Linear, check_int8, int8_twin
 from latentreason.models.runtime import Runtime, dtype_warning, machine_label, resolve_dtype
 from latentreason.testing import tiny_model
@@ -178,7 +178,7 @@ def test_the_results_folder_records_the_dtype_the_run_used(runtime):
 
 
 def test_a_vllm_chain_is_cut_where_the_loop_would_stop(llm):
-    from latentreason.builtins.answers import BOXED_PATTERN
+    from latentreason.components.answers import BOXED_PATTERN
     from latentreason.decoding.generate import AnswerComplete
     from latentreason.decoding.vllm_engine import cut_at_answer
 

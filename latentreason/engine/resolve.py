@@ -23,9 +23,10 @@ from latentreason.config import (
     read_yaml,
 )
 from latentreason.errors import ConfigError, LatentReasonError
-from latentreason.hooks.registry import Registry
+from latentreason.engine.registry import Registry
 from latentreason.models.quantization import check_int8
 from latentreason.models.runtime import resolve_device, resolve_dtype
+from latentreason.models.vllm_env import vllm_python
 from latentreason.storage import read_meta
 
 if TYPE_CHECKING:
@@ -165,8 +166,6 @@ def concrete_models(config: RunConfig, problems: list[str]) -> RunConfig:
 
 def vllm_problems(config: RunConfig) -> list[str]:
     """Why ``generation.engine: vllm`` cannot run this config (empty if it can)."""
-    from latentreason.decoding.vllm_engine import vllm_python
-
     problems = []
     if config.decoder is not None:
         problems.append(
