@@ -169,18 +169,6 @@ def build_config(config_path: str | None, sets: tuple[str, ...], **flags: Any):
     return config
 
 
-def models_note(config) -> None:
-    """Print the dtype the models run in and why; warn where bf16 is asked for on a CPU that emulates it."""
-    from latentreason.models.runtime import dtype_warning, resolve_device, resolve_dtype
-
-    device = resolve_device(config.models.device)
-    dtype, why = resolve_dtype(config.models.dtype, device)
-    echo(f"models: {dtype} ({why})" + (", int8 decoding" if config.models.quantize == "int8" else ""), err=True)
-    warning = dtype_warning(dtype, device)
-    if warning:
-        echo(warning, err=True)
-
-
 def echo(message: str, *, err: bool = False) -> None:
     """Print on rank 0 only (under torchrun every rank runs the command and has the same result)."""
     from latentreason import distributed

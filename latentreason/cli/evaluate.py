@@ -10,7 +10,6 @@ from latentreason.cli.common import (
     config_options,
     echo,
     friendly,
-    models_note,
     quiet_option,
     seeds_of,
     split,
@@ -44,14 +43,9 @@ def run(config_path, sets, quiet, output, seeds, **flags):
     task's trivial baselines. Re-running into the same folder
     resumes: finished examples are not recomputed.
     """
-    import torch
-
-    from latentreason.api import pipeline_for
-    from latentreason.engine.registry import Registry
-    from latentreason.engine.resolve import resolve
+    from latentreason.api import prepare
     from latentreason.evaluation.results import truncation_warning
     from latentreason.evaluation.runner import default_output, evaluate
-    from latentreason.storage import read_meta, unfinished_training
 
     producers = split(flags.pop("producer"))
     tasks = split(flags.pop("task"))
@@ -68,41 +62,17 @@ def run(config_path, sets, quiet, output, seeds, **flags):
     )
     seed_list = seeds_of(seeds) or [config.seed]
     if len(producers) > 1 or len(tasks) > 1 or len(seed_list) > 1:
+        from latentreason.engine.registry import Registry
         from latentreason.evaluation.comparison import methods_from_names
 
         registry = Registry()
         methods = methods_from_names(config, producers or [config.producer.name], checkpoints, registry)
         print_comparison(methods, tasks or [config.data.task], seed_list, output or config.output_dir, quiet, registry)
         return
-    registry = Registry()
-    plan = resolve(config, registry)
-    examples = plan.check()  # data and checkpoints, before any model loads
-    models_note(config)
-    torch.manual_seed(config.seed)
-    pipeline = pipeline_for(plan, registry)
-    if pipeline.untrained:
-        echo(
-            f"warning: {config.producer.name} runs with untrained (randomly initialised) {', '.join(pipeline.untrained)}; "
-            "pass --checkpoint PATH from `latentreason train` for meaningful results.",
-            err=True,
-        )
-    mine = pipeline.components()["producer"]
-    for path in pipeline.checkpoints:
-        meta = read_meta(path)
-        if unfinished := unfinished_training(meta):
-            echo(f"warning: {path} is a save from the middle of its training ({unfinished}).", err=True)
-        made = meta.get("components", {}).get("producer")
-        if made and made.get("name") == mine["name"]:
-            # an option the checkpoint does not record is newer than it: it was trained as at that option's default
-            differ = [
-                f"{k}: {v!r} there, {mine['options'].get(k)!r} here"
-                for k, v in sorted(made["options"].items())
-                if v != mine["options"].get(k)
-            ]
-            if differ:
-                echo(f"note: {path} was trained with other producer options ({'; '.join(differ)}).", err=True)
+    prepared = prepare(config)  # data and checkpoints are checked before any model loads; notes go to stderr
+    pipeline = prepared.pipeline
     output = output or default_output(pipeline)
-    summary = evaluate(pipeline, examples, output, progress=not quiet)
+    summary = evaluate(pipeline, prepared.examples, output, progress=not quiet)
     echo(summary.table())
     warning = truncation_warning(summary, pipeline.config.generation.max_new_tokens)
     if warning:
@@ -119,9 +89,6 @@ def print_comparison(
     from latentreason import distributed
     from latentreason.evaluation.comparison import compare
 
-    bf16 = [m.config for m in methods if m.config.models.dtype == "bfloat16"]
-    if bf16:
-        models_note(bf16[0])
     compare(methods, tasks, seeds, output, reference=reference, table=table, progress=not quiet, registry=registry)
     if distributed.current().is_main:  # the rank that wrote it
         echo((Path(output) / "comparison.md").read_text().rstrip("\n"))

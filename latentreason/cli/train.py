@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from latentreason.cli.common import build_config, config_options, echo, friendly, models_note
+from latentreason.cli.common import build_config, config_options, echo, friendly
 
 
 @click.command()
@@ -33,7 +33,6 @@ def train(config_path, sets, quiet, **flags):
     from latentreason.evaluation.audit import AUDIT_FILE
 
     config = build_config(config_path, sets, **flags)
-    models_note(config)
     result = train_api(config, progress=not quiet)
     echo(f"started from: {', '.join(result.started_from) or 'seeded initialization (no --checkpoint)'}")
     if result.history:

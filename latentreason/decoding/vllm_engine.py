@@ -41,7 +41,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,7 +55,9 @@ from latentreason.models.zoo import cache_root
 
 if TYPE_CHECKING:
     from latentreason.components.example import Example
-    from latentreason.engine.pipeline import Pipeline
+    from latentreason.components.injector import LLMInputs
+    from latentreason.config import GenerationConfig
+    from latentreason.models.spec import LoadedModel
 
 WORKER = Path(__file__).with_name("vllm_worker.py")
 CHUNK_EXAMPLES = 64
@@ -181,15 +183,20 @@ class VLLMWorker:
 _WORKERS: dict[tuple, VLLMWorker] = {}
 
 
-def worker_for(pipeline: Pipeline) -> VLLMWorker:
-    """The worker serving this pipeline's LLM (started once per model and settings, then shared while it runs).
+def worker_for(llm: LoadedModel, generation: GenerationConfig, dtype: str, seed: int) -> VLLMWorker:
+    """The worker serving ``llm`` (started once per model and settings, then shared while it runs).
 
     It is quiet (no progress bars, vLLM's warnings only) when transformers'
     progress bars are off, as ``--quiet`` turns them off.
+
+    Args:
+        llm: the run's LLM (vLLM reads its folder).
+        generation: the run's generation settings (the token cap and batch size size the engine).
+        dtype: the weight dtype.
+        seed: vLLM's engine seed.
     """
     from transformers.utils import logging as hf_logging
 
-    config, llm = pipeline.config, pipeline.runtime.llm
     if not Path(llm.source).is_dir():
         raise LatentReasonError(
             f"generation.engine: vllm reads the LLM from a model folder; {llm.source!r} is not one "
@@ -197,17 +204,17 @@ def worker_for(pipeline: Pipeline) -> VLLMWorker:
         )
     python = vllm_python()
     positions = int(getattr(llm.model.config, "max_position_embeddings", 4096))
-    tokens = min(positions, max(4096, config.generation.max_new_tokens + 2048))  # prompt + chain
-    key = (python, llm.source, config.models.dtype, config.generation.batch_size, config.seed)
+    tokens = min(positions, max(4096, generation.max_new_tokens + 2048))  # prompt + chain
+    key = (python, llm.source, dtype, generation.batch_size, seed)
     if key not in _WORKERS or _WORKERS[key].process.poll() is not None:
         print(f"[latentreason] starting vLLM ({python}) ...", file=sys.stderr, flush=True)
         _WORKERS[key] = VLLMWorker(
             python,
             llm.source,
-            config.models.dtype,
-            config.generation.batch_size,
+            dtype,
+            generation.batch_size,
             tokens,
-            config.seed,
+            seed,
             quiet=not hf_logging.is_progress_bar_enabled(),
         )
         print(f"[latentreason] vLLM ready in {_WORKERS[key].startup_s:.0f} s", file=sys.stderr, flush=True)
@@ -223,31 +230,44 @@ def cut_at_answer(ids: list[int], checker: AnswerComplete | None) -> list[int]:
     return ids
 
 
-def vllm_chains(pipeline: Pipeline, examples: list[Example], stop: re.Pattern[str] | None) -> Iterator[Written]:
-    """:meth:`Pipeline.chains` on vLLM; chains are cut where ``stop`` first matches.
+def vllm_chains(
+    prompts: Callable[[list[Example]], LLMInputs],
+    examples: list[Example],
+    llm: LoadedModel,
+    generation: GenerationConfig,
+    *,
+    dtype: str,
+    seed: int,
+    stop: re.Pattern[str] | None,
+) -> Iterator[Written]:
+    """Each example's chains, written by vLLM; chains are cut where ``stop`` first matches.
 
-    Prompts are built and handed to vLLM :data:`CHUNK_EXAMPLES` examples at a
-    time; an example is yielded as soon as vLLM has finished all its chains, so
-    a killed run loses only the examples vLLM was still writing.
+    ``prompts`` builds a chunk's LLM inputs (the pipeline's producer, projector
+    and injector); they are built and handed to vLLM :data:`CHUNK_EXAMPLES`
+    examples at a time, and an example is yielded as soon as vLLM has finished
+    all its chains, so a killed run loses only the examples vLLM was still writing.
+
+    Args:
+        prompts: the LLM inputs of some examples (``group`` chains per example).
+        examples: what to answer.
+        llm: the run's LLM (its folder, tokenizer and end-of-turn tokens).
+        generation: the token cap, sampling and batch size.
+        dtype: the weight dtype.
+        seed: the run's seed (vLLM's engine seed; each chain's sampling seed derives from it).
+        stop: a chain stops once this matches its text (None: at end of turn or the cap only).
 
     Raises:
-        LatentReasonError: the run has a decoding controller, or vLLM is not set up.
+        LatentReasonError: vLLM is not set up.
     """
-    if pipeline.plan.decoder is not None:
-        raise LatentReasonError(
-            f"generation.engine: vllm cannot run decoder {pipeline.plan.decoder.name!r}: a decoding controller "
-            "rewrites the KV cache while the LLM writes, which only the transformers engine allows."
-        )
     if not examples:  # a resumed run with nothing left (or an empty rank) starts no engine
         return
-    worker = worker_for(pipeline)
-    llm, generation = pipeline.runtime.llm, pipeline.config.generation
+    worker = worker_for(llm, generation, dtype, seed)
     stops = llm.eos_token_ids
     checker = AnswerComplete(llm.tokenizer, stop) if generation.stop_at_answer and stop is not None else None
     clock = time.perf_counter()
     for start in range(0, len(examples), CHUNK_EXAMPLES):
         chunk = examples[start : start + CHUNK_EXAMPLES]
-        inputs = pipeline.prompts(chunk)
+        inputs = prompts(chunk)
         mask = inputs.attention_mask.bool()
         prompts = [inputs.inputs_embeds[r][mask[r]] for r in range(mask.shape[0])]  # (T_r, d) without padding
         sampling = [
@@ -257,7 +277,7 @@ def vllm_chains(pipeline: Pipeline, examples: list[Example], stop: re.Pattern[st
                 "skip_special_tokens": True,
                 "temperature": generation.temperature if generation.do_sample else 0.0,
                 "top_p": generation.top_p if generation.do_sample else 1.0,
-                "seed": pipeline.config.seed * 1_000_003 + start * inputs.group + r,
+                "seed": seed * 1_000_003 + start * inputs.group + r,
             }
             for r in range(len(prompts))
         ]

@@ -6,8 +6,8 @@ import pytest
 
 from latentreason import hookimpl
 from latentreason.components.producer import ThoughtProducer, Thoughts
-from latentreason.errors import LatentReasonError
 from latentreason.engine.registry import Registry
+from latentreason.errors import LatentReasonError
 
 pytestmark = pytest.mark.plugins  # these tests run the shipped producers
 
@@ -88,8 +88,8 @@ def test_plugins_describe_their_hooks():
 
 def test_a_core_only_install_names_the_plugin_package_to_add(monkeypatch):
     from latentreason.config import load_config
-    from latentreason.errors import ConfigError
     from latentreason.engine.resolve import resolve
+    from latentreason.errors import ConfigError
 
     monkeypatch.setenv("LATENTREASON_DISABLE_PLUGINS", "softcot,baselines,lightthinker")
     with pytest.raises(ConfigError) as caught:
