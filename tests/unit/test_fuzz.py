@@ -164,9 +164,13 @@ def test_random_configs_resolve_or_fail_with_a_clear_error(overrides):
 )
 def test_random_set_options_parse_or_fail_with_a_clear_error(items):
     try:
-        resolve(load_config(overrides=parse_overrides(items)), REGISTRY)
+        config = load_config(overrides=parse_overrides(items))
+        plan = resolve(config, REGISTRY)
     except LatentReasonError as exc:
         _allowed(exc)
+        return
+    assert plan.task.name == config.data.task
+    assert load_config(overrides=yaml.safe_load(dump_config(config))) == config  # the written config reproduces it
 
 
 experiment_files = (
