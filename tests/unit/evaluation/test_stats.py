@@ -141,7 +141,7 @@ def test_a_committed_summary_that_names_the_method_producer_still_reads_back():
 
     from latentreason.evaluation.tables import read_cell
 
-    folder = Path(__file__).parents[2] / "experiments" / "softcot-gsm8k-pilot" / "gsm8k-cot-softcot-style-seed0"
+    folder = Path(__file__).parents[3] / "experiments" / "softcot-gsm8k-pilot" / "gsm8k-cot-softcot-style-seed0"
     assert "producer" in json.loads((folder / "summary.json").read_text())  # written before Summary.method
     cell = read_cell(folder)
     assert (cell.summary.method, cell.summary.n, cell.summary.flexible_acc) == ("cot-softcot-style", 48, 5 / 48)

@@ -22,7 +22,7 @@ from latentreason.evaluation.runner import default_output, task_label
 
 pytestmark = pytest.mark.plugins  # the runs use the shipped cot producer
 
-DOC = (Path(__file__).parents[2] / "docs" / "tasks.md").read_text(encoding="utf-8")
+DOC = (Path(__file__).parents[3] / "docs" / "tasks.md").read_text(encoding="utf-8")
 SVAMP_YAML = re.search(r"<!-- file: svamp.yaml -->\n```yaml\n(.*?)```", DOC, re.S)[1]  # type: ignore[index]
 
 
