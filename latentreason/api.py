@@ -23,7 +23,7 @@ from latentreason import distributed
 from latentreason.components.example import Example
 from latentreason.config import RunConfig
 from latentreason.engine.pipeline import Pipeline
-from latentreason.engine.prepare import Log, prepare, to_stderr
+from latentreason.engine.prepare import Log, Prepared, prepare, to_stderr
 from latentreason.engine.registry import Registry
 from latentreason.engine.resolve import HeldBack, Plan
 from latentreason.errors import LatentReasonError
@@ -62,7 +62,7 @@ def run(
     Returns:
         The summary; per-example results are in the results folder.
     """
-    prepared = prepare(config, registry, runtime, log=log)
+    prepared: Prepared[list[Example]] = prepare(config, registry, runtime, log=log)
     return evaluate(prepared.pipeline, prepared.examples, output, progress=progress)
 
 
@@ -159,7 +159,7 @@ def loss(
         The loss, the number of examples and the weights used.
     """
     _full_precision(config)
-    prepared = prepare(config, registry, runtime, log=log)  # data and checkpoints, before any model loads
+    prepared: Prepared[list[Example]] = prepare(config, registry, runtime, log=log)  # data and checkpoints first
     pipeline, examples = prepared.pipeline, prepared.examples
     for module in pipeline.trainable().values():
         module.train(False)  # no dropout

@@ -19,7 +19,7 @@ from latentreason.components.example import Example
 from latentreason.decoding.generate import AnswerComplete
 from latentreason.decoding.loop import decode
 from latentreason.engine.pipeline import Pipeline, Prediction
-from latentreason.engine.prepare import prepare
+from latentreason.engine.prepare import Prepared, prepare
 from latentreason.engine.registry import Registry
 from latentreason.models.runtime import Runtime
 
@@ -215,7 +215,9 @@ def measure_dtype(
     runtime = Runtime(config.models, Registry().load_model)
     log(f"[{dtype}] loading {settings.llm} and {settings.assistant} ...")
     _, load_s = timed(lambda: (runtime.llm, runtime.assistant))
-    prepared = prepare(config, runtime=runtime, log=None)  # seeded: the same (untrained) projector in every dtype
+    prepared: Prepared[list[Example]] = prepare(
+        config, runtime=runtime, log=None
+    )  # seeded: the same (untrained) projector in every dtype
     softcot, examples = prepared.pipeline, prepared.examples
     cot = prepare(bench_config(settings, "cot", dtype=dtype), runtime=runtime, log=None).pipeline if full else None
     for producer in ("softcot", "cot") if full else ("softcot",):  # first calls pay one-time costs

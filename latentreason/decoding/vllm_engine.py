@@ -269,7 +269,7 @@ def vllm_chains(
         chunk = examples[start : start + CHUNK_EXAMPLES]
         inputs = prompts(chunk)
         mask = inputs.attention_mask.bool()
-        prompts = [inputs.inputs_embeds[r][mask[r]] for r in range(mask.shape[0])]  # (T_r, d) without padding
+        embeds = [inputs.inputs_embeds[r][mask[r]] for r in range(mask.shape[0])]  # (T_r, d) without padding
         sampling = [
             {
                 "max_tokens": generation.max_new_tokens,
@@ -279,13 +279,13 @@ def vllm_chains(
                 "top_p": generation.top_p if generation.do_sample else 1.0,
                 "seed": seed * 1_000_003 + start * inputs.group + r,
             }
-            for r in range(len(prompts))
+            for r in range(len(embeds))
         ]
         k = inputs.group  # chains per example, rows n*k .. n*k+k-1
         written: dict[int, dict[int, Generated]] = {}
-        for row, tokens in worker.generate(prompts, sampling):
+        for row, tokens in worker.generate(embeds, sampling):
             ids = cut_at_answer(tokens, checker)
-            n, length = len(ids), prompts[row].shape[0]
+            n, length = len(ids), embeds[row].shape[0]
             answered = checker is not None and bool(ids) and checker.finished([ids])[0]
             truncated = n >= generation.max_new_tokens and ids[-1] not in stops and not answered
             text = llm.tokenizer.decode(ids, skip_special_tokens=True)

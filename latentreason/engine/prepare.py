@@ -105,8 +105,9 @@ def build(
         runtime or Runtime(config.models, registry.load_model, config.adapter),
         default_weights=default_weights,
     )
-    for note in notes(pipeline, untrained=default_weights) if log is not None else []:
-        log(note)
+    if log is not None:
+        for note in notes(pipeline, untrained=default_weights):
+            log(note)
     return pipeline
 
 

@@ -226,7 +226,7 @@ def compare(
     said: set[str] = set()
 
     def once(note: str) -> None:  # every cell of a method would say the same
-        if note not in said:
+        if log is not None and note not in said:
             said.add(note)
             log(note)
 
@@ -240,7 +240,7 @@ def compare(
             and (loaded.models, loaded.adapter_config) != (config.models, config.adapter)
         ):
             loaded = None  # release the previous method's models before loading the next ones
-        pipeline = build(plan, registry, loaded, log=once if log else None)
+        pipeline = build(plan, registry, loaded, log=once)
         loaded = pipeline.runtime
         folder = cell_folder(output, plan.task.name, method_name(config), config.seed)
         evaluate(pipeline, examples[index], folder, progress=progress)
