@@ -1,5 +1,9 @@
 """The library API; the CLI is a thin layer over these functions.
 
+Every function prepares its run with :func:`prepare` (see
+:mod:`latentreason.engine.prepare`): the config, data and checkpoints are
+checked before any model loads, then the pipeline is built in one way.
+
 Example::
 
     from latentreason import load_config, run, train
@@ -15,42 +19,22 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-import torch
-
 from latentreason import distributed
 from latentreason.components.example import Example
 from latentreason.config import RunConfig
 from latentreason.engine.pipeline import Pipeline
+from latentreason.engine.prepare import Log, Prepared, prepare, to_stderr
+from latentreason.engine.registry import Registry
+from latentreason.engine.resolve import HeldBack, Plan
 from latentreason.errors import LatentReasonError
 from latentreason.evaluation.audit import AUDIT_FILE, MIN_QUESTIONS, Audit, audit, check_slice
 from latentreason.evaluation.results import Summary
 from latentreason.evaluation.runner import evaluate
-from latentreason.hooks.registry import Registry
-from latentreason.hooks.resolve import HeldBack, Plan, resolve
 from latentreason.models.runtime import Runtime
 from latentreason.training.tensorboard import require_tensorboard
 from latentreason.training.trainer import Trainer, TrainResult, gold_targets, mean_loss
 from latentreason.training.trigger import TriggerReport, label_rule
 from latentreason.training.trigger import train_trigger as fit_trigger
-
-
-def build_pipeline(
-    config: RunConfig,
-    registry: Registry | None = None,
-    runtime: Runtime | None = None,
-    *,
-    default_weights: bool = True,
-) -> Pipeline:
-    """Resolve and build the pipeline a config describes (see :class:`Pipeline`).
-
-    Under torchrun this first joins the process group, so that each rank
-    loads its models onto its own GPU (see :mod:`latentreason.distributed`).
-    ``default_weights=False`` leaves out the producer's default checkpoint
-    (a shipped projector): trainable parts not in ``config.checkpoint`` keep
-    their seeded initialization.
-    """
-    distributed.setup(runtime.device if runtime else config.models.device)
-    return Pipeline.from_config(config, registry, runtime, default_weights=default_weights)
 
 
 def run(
@@ -60,11 +44,12 @@ def run(
     progress: bool = True,
     registry: Registry | None = None,
     runtime: Runtime | None = None,
+    log: Log | None = to_stderr,
 ) -> Summary:
     """Evaluate the configured method on the configured task.
 
     The components, the data and the checkpoint files are checked (every
-    problem at once) before any model loads.
+    problem at once) before any model loads (see :func:`prepare`).
 
     Args:
         config: the run config.
@@ -72,26 +57,13 @@ def run(
         progress: show a progress bar.
         registry: plugins (default: installed ones).
         runtime: preloaded models (default: loaded from the config).
+        log: receives the notes on the run (the dtype, untrained parts, checkpoint mismatches); None: none.
 
     Returns:
         The summary; per-example results are in the results folder.
     """
-    registry = registry or Registry()
-    plan = resolve(config, registry)
-    examples = plan.check()
-    torch.manual_seed(config.seed)
-    return evaluate(pipeline_for(plan, registry, runtime), examples, output, progress=progress)
-
-
-def pipeline_for(plan: Plan, registry: Registry, runtime: Runtime | None = None) -> Pipeline:
-    """The pipeline of a resolved plan, with its models (joining torchrun's process group first)."""
-    distributed.setup(runtime.device if runtime else plan.config.models.device)
-    return Pipeline(plan, runtime or Runtime(plan.config.models, registry.load_model, plan.config.adapter))
-
-
-def evaluation_examples(pipeline: Pipeline) -> list[Example]:
-    """The examples ``pipeline.config.data`` selects."""
-    return pipeline.plan.examples()
+    prepared: Prepared[list[Example]] = prepare(config, registry, runtime, log=log)
+    return evaluate(prepared.pipeline, prepared.examples, output, progress=progress)
 
 
 def checkpoint_dir(config: RunConfig) -> Path:
@@ -117,6 +89,7 @@ def train(
     progress: bool = True,
     registry: Registry | None = None,
     runtime: Runtime | None = None,
+    log: Log | None = to_stderr,
 ) -> TrainResult:
     """Train the configured method's trainable components; resumes if interrupted; then audit their thoughts.
 
@@ -127,6 +100,7 @@ def train(
     A producer that fits state from data (SoftCoT's ``standardise``) fits it
     first, on the training examples (see :meth:`Pipeline.fit`).
 
+    Its training and validation examples are read before any model loads.
     A method that injects vectors is then audited on held-back training
     questions (:func:`audit_rows`, checked before training starts), with
     ``audit.json`` beside the weights.
@@ -137,9 +111,8 @@ def train(
     _full_precision(config)
     if config.train.tensorboard:
         require_tensorboard()  # before any model loads
-    torch.manual_seed(config.seed)
-    pipeline = build_pipeline(config, registry, runtime, default_weights=False)
-    train_examples, validation = training_examples(pipeline)
+    prepared = prepare(config, registry, runtime, data=training_examples, default_weights=False, log=log)
+    pipeline, (train_examples, validation) = prepared.pipeline, prepared.examples
     held_back = audit_rows(pipeline)  # checked before hours of training
     pipeline.fit(train_examples)  # e.g. statistics of the producer's vectors, on training examples only
     trainer = Trainer(
@@ -167,7 +140,13 @@ class LossReport:
     weights: list[str]
 
 
-def loss(config: RunConfig, *, registry: Registry | None = None, runtime: Runtime | None = None) -> LossReport:
+def loss(
+    config: RunConfig,
+    *,
+    registry: Registry | None = None,
+    runtime: Runtime | None = None,
+    log: Log | None = to_stderr,
+) -> LossReport:
     """The mean NLL of the gold rationale and answer under the configured method, on the examples ``config.data`` selects.
 
     It is computed as training's validation loss is (targets cut at
@@ -180,20 +159,22 @@ def loss(config: RunConfig, *, registry: Registry | None = None, runtime: Runtim
         The loss, the number of examples and the weights used.
     """
     _full_precision(config)
-    registry = registry or Registry()
-    plan = resolve(config, registry)
-    examples = plan.check()  # data and checkpoints, before any model loads
-    torch.manual_seed(config.seed)
-    pipeline = pipeline_for(plan, registry, runtime)
+    prepared: Prepared[list[Example]] = prepare(config, registry, runtime, log=log)  # data and checkpoints first
+    pipeline, examples = prepared.pipeline, prepared.examples
     for module in pipeline.trainable().values():
         module.train(False)  # no dropout
     targets = gold_targets(pipeline, examples, config.train.max_target_tokens)
-    world = distributed.setup(pipeline.runtime.device)
-    value = mean_loss(pipeline, world, examples, targets, config.train.batch_size)
+    value = mean_loss(pipeline, distributed.current(), examples, targets, config.train.batch_size)
     return LossReport(value, len(examples), list(pipeline.checkpoints))
 
 
-def thought_audit(config: RunConfig, *, registry: Registry | None = None, runtime: Runtime | None = None) -> Audit:
+def thought_audit(
+    config: RunConfig,
+    *,
+    registry: Registry | None = None,
+    runtime: Runtime | None = None,
+    log: Log | None = to_stderr,
+) -> Audit:
     """Audit the configured method's soft thoughts on the held-back training questions ``config.data`` selects.
 
     See :mod:`latentreason.evaluation.audit` for the figures. ``config.data``
@@ -205,13 +186,17 @@ def thought_audit(config: RunConfig, *, registry: Registry | None = None, runtim
         LatentReasonError: the evaluation split, fewer than 10 examples, or a
             producer that makes no vectors (text hints or none).
     """
-    registry = registry or Registry()
-    plan = resolve(config, registry)
-    split = config.data.split or plan.task.eval_split
-    examples = plan.check()  # data and checkpoints, before any model loads
-    check_slice(plan.task, split, len(examples))
-    pipeline = pipeline_for(plan, registry, runtime)
-    return audit(pipeline, examples, split, config.data.offset)
+    split = ""
+
+    def audited(plan: Plan) -> list[Example]:
+        nonlocal split
+        split = config.data.split or plan.task.eval_split
+        examples = plan.checked_examples()
+        check_slice(plan.task, split, len(examples))
+        return examples
+
+    prepared = prepare(config, registry, runtime, data=audited, log=log)  # the slice is refused before models load
+    return audit(prepared.pipeline, prepared.examples, split, config.data.offset)
 
 
 def audit_rows(pipeline: Pipeline) -> HeldBack | None:
@@ -259,8 +244,8 @@ def _full_precision(config: RunConfig) -> None:
         )
 
 
-def training_examples(pipeline: Pipeline) -> tuple[list[Example], list[Example]]:
-    """The training and validation examples ``pipeline.config.train`` selects.
+def training_examples(plan: Plan) -> tuple[list[Example], list[Example]]:
+    """The training and validation examples ``plan.config.train`` selects (read before any model loads).
 
     By default validation is held back from the training split: its first
     ``val_limit`` examples validate, and training takes ``limit`` examples
@@ -272,8 +257,8 @@ def training_examples(pipeline: Pipeline) -> tuple[list[Example], list[Example]]
         LatentReasonError: the task has no training split and none is named,
             or validation would read the evaluation split without leave.
     """
-    config = pipeline.config
-    task, cfg = pipeline.task, config.train
+    config = plan.config
+    task, cfg = plan.task, config.train
     split = cfg.split or task.train_split
     if split is None:
         raise LatentReasonError(
@@ -304,6 +289,7 @@ def train_trigger(
     progress: bool = True,
     registry: Registry | None = None,
     runtime: Runtime | None = None,
+    log: Log | None = to_stderr,
 ) -> TriggerReport:
     """Train a segment-boundary trigger for ``segment: classifier`` decoding.
 
@@ -326,9 +312,8 @@ def train_trigger(
         Where the trigger is, with its validation metrics.
     """
     _full_precision(config)
-    torch.manual_seed(config.seed)
-    pipeline = build_pipeline(config, registry, runtime)
-    train_examples, validation = training_examples(pipeline)
+    prepared = prepare(config, registry, runtime, data=training_examples, log=log)
+    pipeline, (train_examples, validation) = prepared.pipeline, prepared.examples
     cfg = config.train
     return fit_trigger(
         pipeline,

@@ -39,7 +39,8 @@ Helpers the shipped plugins use
     ``LatentReasonError`` for errors a user can fix.
 """
 
-from latentreason.builtins.answers import (
+from latentreason.builtins.tasks.equation_steps import target_steps
+from latentreason.components.answers import (
     CHOICE_BOXED_PATTERN,
     NUMBER_BOXED_PATTERN,
     YESNO_BOXED_PATTERN,
@@ -47,7 +48,6 @@ from latentreason.builtins.answers import (
     flexible_answer,
     strict_answer,
 )
-from latentreason.builtins.tasks.equation_steps import target_steps
 from latentreason.components.batching import pad_batch, pad_left, position_ids
 from latentreason.components.decoder import DecodingController
 from latentreason.components.evaluator import Evaluator, Score

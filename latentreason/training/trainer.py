@@ -288,7 +288,7 @@ class Trainer:
         self.config = config
         self.out_dir = Path(out_dir)
         self.seed = seed
-        self.world = distributed.setup(pipeline.runtime.device)
+        self.world = distributed.current()  # the process group prepare() joined
         self.progress = progress and self.world.is_main
         self.targets = gold_targets(pipeline, train + validation, config.max_target_tokens)
         tokenizer = pipeline.runtime.llm.tokenizer

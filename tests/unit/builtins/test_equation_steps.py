@@ -5,8 +5,8 @@ from __future__ import annotations
 from latentreason.builtins.tasks import BUILTIN_TASKS
 from latentreason.builtins.tasks.equation_steps import equation_steps, target_steps
 from latentreason.config import load_config
-from latentreason.hooks.registry import Registry
-from latentreason.hooks.resolve import resolve
+from latentreason.engine.registry import Registry
+from latentreason.engine.resolve import resolve
 
 
 def test_each_calculator_annotation_becomes_one_step():
@@ -43,15 +43,11 @@ def test_a_rationale_without_annotations_trains_on_the_answer_alone():
 
 def test_validation_rows_are_held_back_from_training_as_in_the_other_studies():
     from latentreason.api import training_examples
-    from latentreason.engine.pipeline import Pipeline
-    from latentreason.models.runtime import Runtime
-    from latentreason.testing import tiny_model
 
     config = load_config(
         overrides={"producer": {"name": "cot"}, "data": {"task": "gsm8k-steps"}, "train": {"limit": 8, "val_limit": 4}}
     )
-    pipeline = Pipeline(resolve(config, Registry()), Runtime(llm=tiny_model("qwen2", hidden=64, seed=1)))
-    train, validation = training_examples(pipeline)
+    train, validation = training_examples(resolve(config, Registry()))  # read before any model loads
     assert [e.id for e in validation] == [f"gsm8k-train-{i}" for i in range(4)]
     assert [e.id for e in train] == [f"gsm8k-train-{i}" for i in range(4, 12)]
     assert validation[0].rationale == "48/2=24\n48+24=72"

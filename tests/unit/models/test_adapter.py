@@ -7,9 +7,9 @@ import torch
 
 from latentreason.config import AdapterConfig, load_config
 from latentreason.engine.pipeline import Pipeline
+from latentreason.engine.registry import Registry
+from latentreason.engine.resolve import resolve
 from latentreason.errors import ConfigError, LatentReasonError
-from latentreason.hooks.registry import Registry
-from latentreason.hooks.resolve import resolve
 from latentreason.models.adapter import Adapter
 from latentreason.models.quantization import int8_twin
 from latentreason.models.runtime import Runtime
@@ -140,6 +140,6 @@ def test_an_adapter_trained_on_another_llm_is_refused_before_a_model_loads(tmp_p
     path = save_weights(tmp_path / "other.safetensors", {"adapter": runtime.adapter}, {"components": {"llm": "gpt2"}})
     config = load_config(overrides={"producer": {"name": "cot"}, "adapter": ADAPTER, "checkpoint": str(path)})
     with pytest.raises(ConfigError, match="trained on the LLM 'gpt2', not this run's 'qwen2.5-coder-0.5b-instruct'"):
-        resolve(config, Registry()).check()
+        resolve(config, Registry()).checked_examples()
     with pytest.raises(LatentReasonError, match="trained on the LLM 'gpt2'"):
         _pipeline(runtime, checkpoint=str(path))

@@ -10,9 +10,9 @@ from latentreason.components.latent_producer import LatentPrefixProducer
 from latentreason.config import AdapterConfig, PluginOptions, load_config
 from latentreason.engine.latent_prefix import latent_prefix
 from latentreason.engine.pipeline import Pipeline
+from latentreason.engine.registry import Registry
+from latentreason.engine.resolve import resolve
 from latentreason.errors import LatentReasonError
-from latentreason.hooks.registry import Registry
-from latentreason.hooks.resolve import resolve
 from latentreason.hooks.specs import hookimpl
 from latentreason.models.runtime import Runtime
 from latentreason.testing import tiny_model
