@@ -26,7 +26,7 @@ from latentreason.engine.pipeline import Pipeline
 from latentreason.engine.prepare import Log, Prepared, prepare, to_stderr
 from latentreason.engine.registry import Registry
 from latentreason.engine.resolve import HeldBack, Plan
-from latentreason.errors import LatentReasonError
+from latentreason.errors import ConfigError, LatentReasonError
 from latentreason.evaluation.audit import AUDIT_FILE, MIN_QUESTIONS, Audit, audit, check_slice
 from latentreason.evaluation.results import Summary
 from latentreason.evaluation.runner import evaluate
@@ -254,10 +254,14 @@ def training_examples(plan: Plan) -> tuple[list[Example], list[Example]]:
     ``train.allow_eval_split`` says so.
 
     Raises:
+        ConfigError: a checkpoint is unreadable or holds an adapter of another LLM.
         LatentReasonError: the task has no training split and none is named,
             or validation would read the evaluation split without leave.
     """
     config = plan.config
+    problems = plan.checkpoint_problems()
+    if problems:
+        raise ConfigError(problems, source=f"the training on {plan.task.name}")
     task, cfg = plan.task, config.train
     split = cfg.split or task.train_split
     if split is None:

@@ -139,6 +139,14 @@ class Plan:
                 self.held_back()
             except LatentReasonError as exc:
                 problems.append(f"thoughts_from: mean: {exc}")
+        problems += self.checkpoint_problems()
+        if problems:
+            raise ConfigError(problems, source=f"the run on {self.task.name}")
+        return examples
+
+    def checkpoint_problems(self) -> list[str]:
+        """Why the checkpoint files cannot serve this run (empty if they can): unreadable, or an adapter of another LLM."""
+        problems = []
         for path in self.config.checkpoints():
             try:
                 read_meta(path)
@@ -147,9 +155,7 @@ class Plan:
                 problems.append(str(exc))
             else:
                 problems.extend([foreign] if foreign else [])
-        if problems:
-            raise ConfigError(problems, source=f"the run on {self.task.name}")
-        return examples
+        return problems
 
 
 def concrete_models(config: RunConfig, problems: list[str]) -> tuple[RunConfig, str]:

@@ -134,6 +134,7 @@ def test_the_merged_folder_computes_what_the_llm_with_its_adapter_computes(tmp_p
 
 
 def test_an_adapter_trained_on_another_llm_is_refused_before_a_model_loads(tmp_path):
+    from latentreason.api import training_examples
     from latentreason.storage import save_weights
 
     runtime = _runtime()
@@ -141,5 +142,7 @@ def test_an_adapter_trained_on_another_llm_is_refused_before_a_model_loads(tmp_p
     config = load_config(overrides={"producer": {"name": "cot"}, "adapter": ADAPTER, "checkpoint": str(path)})
     with pytest.raises(ConfigError, match="trained on the LLM 'gpt2', not this run's 'qwen2.5-coder-0.5b-instruct'"):
         resolve(config, Registry()).checked_examples()
+    with pytest.raises(ConfigError, match="trained on the LLM 'gpt2'"):
+        training_examples(resolve(config, Registry()))  # training reads its data before any model loads
     with pytest.raises(LatentReasonError, match="trained on the LLM 'gpt2'"):
         _pipeline(runtime, checkpoint=str(path))
