@@ -28,6 +28,9 @@ from latentreason.evaluation.runner import evaluate
 from latentreason.hooks.registry import Registry
 from latentreason.hooks.resolve import HeldBack, Plan, resolve
 from latentreason.models.runtime import Runtime
+from latentreason.training.distill import DistillReport, Sampling, check_split
+from latentreason.training.distill import distill as distill_chains
+from latentreason.training.targets import load_targets, select
 from latentreason.training.tensorboard import require_tensorboard
 from latentreason.training.trainer import Trainer, TrainResult, gold_targets, mean_loss
 from latentreason.training.trigger import TriggerReport, label_rule
@@ -127,6 +130,11 @@ def train(
     A producer that fits state from data (SoftCoT's ``standardise``) fits it
     first, on the training examples (see :meth:`Pipeline.fit`).
 
+    With ``train.targets`` (a ``latentreason distill`` file, checked against
+    the run before any model loads) each training row is supervised with its
+    self-distilled chain instead of the gold rationale and answer; rows
+    without one are left out, and validation stays on the gold.
+
     A method that injects vectors is then audited on held-back training
     questions (:func:`audit_rows`, checked before training starts), with
     ``audit.json`` beside the weights.
@@ -137,15 +145,28 @@ def train(
     _full_precision(config)
     if config.train.tensorboard:
         require_tensorboard()  # before any model loads
+    registry = registry or Registry()
+    targets = load_targets(config, resolve(config, registry).task) if config.train.targets else None  # no model yet
     torch.manual_seed(config.seed)
     pipeline = build_pipeline(config, registry, runtime, default_weights=False)
     train_examples, validation = training_examples(pipeline)
+    used = None
+    if targets is not None:
+        train_examples, used = select(targets, train_examples)
     held_back = audit_rows(pipeline)  # checked before hours of training
     pipeline.fit(train_examples)  # e.g. statistics of the producer's vectors, on training examples only
     trainer = Trainer(
-        pipeline, train_examples, validation, config.train, checkpoint_dir(config), seed=config.seed, progress=progress
+        pipeline,
+        train_examples,
+        validation,
+        config.train,
+        checkpoint_dir(config),
+        seed=config.seed,
+        progress=progress,
+        texts=targets.texts() if targets is not None else None,
     )
     result = trainer.run()
+    result.targets = used
     if held_back is not None and distributed.current().is_main:
         result.audit = audit_after_training(pipeline, held_back, result.weights)
     distributed.barrier()  # the first rank's audit is written before any rank returns
@@ -292,6 +313,42 @@ def training_examples(pipeline: Pipeline) -> tuple[list[Example], list[Example]]
         )
     validation = task.load(cfg.val_split, source, cfg.val_limit) if cfg.val_limit else []
     return task.load(split, source, cfg.limit), validation
+
+
+def distill(
+    config: RunConfig,
+    out: str | Path,
+    sampling: Sampling | None = None,
+    *,
+    progress: bool = True,
+    registry: Registry | None = None,
+    runtime: Runtime | None = None,
+) -> DistillReport:
+    """Write self-distilled training targets: the configured method's own correct chains on training problems.
+
+    Greedy first, then ``sampling.tries`` sampled chains for each problem the
+    greedy chain gets wrong; only correct chains are kept (see
+    :mod:`latentreason.training.distill`). ``config.data`` selects the
+    problems, from the task's training split unless it names another
+    (never the evaluation split). Interrupted, the same call resumes.
+
+    Returns:
+        Where the targets file is, and its provenance.
+    """
+    registry = registry or Registry()
+    task = resolve(config, registry).task
+    split = config.data.split or task.train_split
+    if split is None:
+        raise LatentReasonError(f"Task {task.name!r} has no training split to distill from; name one with data.split.")
+    check_split(split, task.eval_split, task.name)
+    config = config.model_copy(update={"data": config.data.model_copy(update={"split": split})})
+    plan = resolve(config, registry)
+    examples = plan.check()  # data and checkpoints, before any model loads
+    torch.manual_seed(config.seed)
+    runtime = runtime or Runtime(plan.config.models, registry.load_model, plan.config.adapter)
+    return distill_chains(
+        plan.config, examples, out, sampling or Sampling(), registry=registry, runtime=runtime, progress=progress
+    )
 
 
 def train_trigger(

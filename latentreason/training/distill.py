@@ -1,0 +1,192 @@
+"""Self-distillation: the LLM's own correct chains on training problems, as training targets.
+
+Two evaluation runs through the configured method and engine (the ordinary
+run path, :func:`~latentreason.evaluation.runner.evaluate`, each into a
+results folder beside the output file, so an interrupted distillation
+resumes where it stopped):
+
+1. ``greedy``: one greedy chain per problem;
+2. ``sampled``: for the problems whose greedy chain is wrong, ``tries``
+   sampled chains each (temperature / top-p), drawn in one pass.
+
+A problem keeps its greedy chain if that is correct, else the first correct
+of its sampled chains in draw order (the chain that sampling one at a time
+until one is correct would keep, without starting the engine once per try),
+else nothing. Correct means the evaluator's strict answer (the format the
+instruction asks for) equals the gold answer, so a kept chain also teaches
+the format. The kept chains are written as a targets file
+(:mod:`latentreason.training.targets`) with their provenance.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from latentreason.components.example import Example
+from latentreason.config import RunConfig
+from latentreason.engine.pipeline import Pipeline
+from latentreason.errors import LatentReasonError
+from latentreason.evaluation.results import ResultsFolder
+from latentreason.evaluation.runner import evaluate
+from latentreason.hooks.registry import Registry
+from latentreason.hooks.resolve import resolve
+from latentreason.models.runtime import Runtime
+from latentreason.training.targets import llm_identity, prompt_identity, write_targets
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How chains are sampled for the problems the greedy chain gets wrong.
+
+    Attributes:
+        tries: chains drawn per such problem (0: greedy only).
+        temperature: sampling temperature.
+        top_p: nucleus sampling's probability mass.
+    """
+
+    tries: int = 8
+    temperature: float = 0.7
+    top_p: float = 0.95
+
+
+@dataclass(frozen=True)
+class DistillReport:
+    """What a distillation wrote.
+
+    Attributes:
+        path: the targets file.
+        passes: the folder holding the two passes' results folders.
+        provenance: the file's header (its ``counts``: problems, greedy_correct, sampled_correct, kept).
+    """
+
+    path: Path
+    passes: Path
+    provenance: dict[str, Any]
+
+
+def passes_folder(out: str | Path) -> Path:
+    """Where the passes of the distillation into ``out`` keep their results folders: ``<out>.passes/``."""
+    out = Path(out)
+    return out.with_name(out.name + ".passes")
+
+
+def pass_config(config: RunConfig, sampling: Sampling | None) -> RunConfig:
+    """The config of the greedy pass (``sampling`` None) or of the sampled pass."""
+    generation: dict[str, Any] = {"do_sample": False, "samples": 1}
+    if sampling is not None:
+        generation = {
+            "do_sample": True,
+            "samples": sampling.tries,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+        }
+    label = "distill-" + ("greedy" if sampling is None else "sampled")
+    return config.model_copy(
+        update={"label": label, "generation": config.generation.model_copy(update=generation)}, deep=True
+    )
+
+
+def _first_correct(pipeline: Pipeline, example: Example, chains: list[str]) -> int | None:
+    """The index of the first chain whose strict answer is correct, or None."""
+    return next((n for n, text in enumerate(chains) if pipeline.evaluator.score(text, example).strict_correct), None)
+
+
+def _records(folder: Path, config: RunConfig, examples: list[Example]) -> dict[str, dict[str, Any]]:
+    """The results records of ``examples`` in a pass's finished results folder, by id."""
+    wanted = {ex.id for ex in examples}
+    return {r["id"]: r for r in ResultsFolder(folder, config, prepare=False).done() if r["id"] in wanted}
+
+
+def distill(
+    config: RunConfig,
+    examples: list[Example],
+    out: str | Path,
+    sampling: Sampling,
+    *,
+    registry: Registry,
+    runtime: Runtime,
+    progress: bool = True,
+) -> DistillReport:
+    """Generate, check and keep the LLM's own correct chains on ``examples`` (see the module docstring).
+
+    Args:
+        config: the run config (models, method, prompt, engine, seed).
+        examples: the training problems.
+        out: the targets file to write.
+        sampling: the sampled pass's settings.
+        registry: plugins.
+        runtime: the models (shared by both passes).
+        progress: show a progress bar per pass.
+
+    Returns:
+        Where the file is, and its provenance.
+    """
+    out = Path(out)
+    passes = passes_folder(out)
+    greedy_config = pass_config(config, None)
+    greedy = Pipeline(resolve(greedy_config, registry), runtime)
+    evaluate(greedy, examples, passes / "greedy", progress=progress)
+    chains: dict[str, tuple[str, int, str]] = {}  # id -> (from, try, chain)
+    records = _records(passes / "greedy", greedy_config, examples)
+    for ex in examples:
+        if _first_correct(greedy, ex, [records[ex.id]["generation"]]) == 0:
+            chains[ex.id] = ("greedy", 0, records[ex.id]["generation"])
+    greedy_correct = len(chains)
+    wrong = [ex for ex in examples if ex.id not in chains]
+    if sampling.tries and wrong:
+        sampled_config = pass_config(config, sampling)
+        sampled = Pipeline(resolve(sampled_config, registry), runtime)
+        evaluate(sampled, wrong, passes / "sampled", progress=progress)
+        records = _records(passes / "sampled", sampled_config, wrong)
+        for ex in wrong:
+            texts = records[ex.id].get("samples", [records[ex.id]["generation"]])
+            found = _first_correct(sampled, ex, texts)
+            if found is not None:
+                chains[ex.id] = ("sample", found + 1, texts[found])
+    rows = [
+        {"id": ex.id, "question": ex.question, "answer": ex.answer, "target": chains[ex.id][2]}
+        | {"from": chains[ex.id][0], "try": chains[ex.id][1]}
+        for ex in examples
+        if ex.id in chains
+    ]
+    provenance = {
+        **llm_identity(config.models.llm),
+        **prompt_identity(config, greedy.task),
+        "producer": config.producer.model_dump(mode="json"),
+        "checkpoint": config.checkpoints(),
+        "data": config.data.model_dump(mode="json"),
+        "engine": config.generation.engine,
+        "dtype": greedy.config.models.dtype,  # 'auto' resolved
+        "generation": {
+            "max_new_tokens": config.generation.max_new_tokens,
+            "stop_at_answer": config.generation.stop_at_answer,
+            "greedy": "one chain per problem",
+            "sampled": {"tries": sampling.tries, "temperature": sampling.temperature, "top_p": sampling.top_p},
+            "kept": "the greedy chain if its strict answer is correct, else the first correct sampled chain",
+        },
+        "seed": config.seed,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "latentreason": importlib.metadata.version("latentreason"),
+        "counts": {
+            "problems": len(examples),
+            "greedy_correct": greedy_correct,
+            "sampled_correct": len(chains) - greedy_correct,
+            "kept": len(chains),
+            "sampled_chains": sampling.tries * len(wrong),
+        },
+    }
+    write_targets(out, provenance, rows)
+    return DistillReport(out, passes, provenance)
+
+
+def check_split(split: str, eval_split: str, task: str) -> None:
+    """Refuse to distill from the evaluation split (its chains would train on test problems)."""
+    if split == eval_split:
+        raise LatentReasonError(
+            f"{split!r} is {task}'s evaluation split: self-distilled targets are training data, made from training "
+            "problems only (e.g. --split train)."
+        )
