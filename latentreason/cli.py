@@ -361,7 +361,9 @@ def train(config_path, sets, quiet, **flags):
     --checkpoint if given, else from their seeded initialization (never from a
     shipped projector). Checkpoints (safetensors) are written every epoch; an
     interrupted run resumes when the same command is run again. The weights to
-    pass to `run --checkpoint` are <out>/last.safetensors. A method that
+    pass to `run --checkpoint` are <out>/last.safetensors. `--set
+    train.targets=FILE` supervises with the LLM's own chains from `distill`
+    instead of the gold rationales (docs/self-distillation.md). A method that
     injects vectors is then audited on held-back training rows (the `audit`
     section; docs/thought-audit.md): two lines here, <out>/audit.json in full.
     """
