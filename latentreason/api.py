@@ -28,7 +28,7 @@ from latentreason.evaluation.runner import evaluate
 from latentreason.hooks.registry import Registry
 from latentreason.hooks.resolve import HeldBack, Plan, resolve
 from latentreason.models.runtime import Runtime
-from latentreason.training.distill import DistillReport, Sampling, check_split
+from latentreason.training.distill import DistillReport, Sampling, distill_split
 from latentreason.training.distill import distill as distill_chains
 from latentreason.training.targets import load_targets, select
 from latentreason.training.tensorboard import require_tensorboard
@@ -336,11 +336,7 @@ def distill(
         Where the targets file is, and its provenance.
     """
     registry = registry or Registry()
-    task = resolve(config, registry).task
-    split = config.data.split or task.train_split
-    if split is None:
-        raise LatentReasonError(f"Task {task.name!r} has no training split to distill from; name one with data.split.")
-    check_split(split, task.eval_split, task.name)
+    split = distill_split(resolve(config, registry).task, config.data.split)
     config = config.model_copy(update={"data": config.data.model_copy(update={"split": split})})
     plan = resolve(config, registry)
     examples = plan.check()  # data and checkpoints, before any model loads

@@ -26,7 +26,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from latentreason import distributed
 from latentreason.components.example import Example
+from latentreason.components.task import TaskSpec
 from latentreason.config import RunConfig
 from latentreason.engine.pipeline import Pipeline
 from latentreason.errors import LatentReasonError
@@ -51,6 +53,13 @@ class Sampling:
     tries: int = 8
     temperature: float = 0.7
     top_p: float = 0.95
+
+    def __post_init__(self) -> None:
+        if self.tries < 0 or self.temperature <= 0 or not 0 < self.top_p <= 1:
+            raise LatentReasonError(
+                f"Sampling needs tries >= 0, temperature > 0 and 0 < top_p <= 1 (got tries={self.tries}, "
+                f"temperature={self.temperature}, top_p={self.top_p})."
+            )
 
 
 @dataclass(frozen=True)
@@ -91,14 +100,24 @@ def pass_config(config: RunConfig, sampling: Sampling | None) -> RunConfig:
 
 
 def _first_correct(pipeline: Pipeline, example: Example, chains: list[str]) -> int | None:
-    """The index of the first chain whose strict answer is correct, or None."""
+    """The index of the first chain whose strict answer is correct, or None (scored now, not read from the records)."""
     return next((n for n, text in enumerate(chains) if pipeline.evaluator.score(text, example).strict_correct), None)
 
 
-def _records(folder: Path, config: RunConfig, examples: list[Example]) -> dict[str, dict[str, Any]]:
-    """The results records of ``examples`` in a pass's finished results folder, by id."""
+def _run_pass(
+    config: RunConfig,
+    examples: list[Example],
+    folder: Path,
+    registry: Registry,
+    runtime: Runtime,
+    progress: bool,
+) -> tuple[Pipeline, dict[str, list[str]]]:
+    """Evaluate ``examples`` with ``config`` into ``folder`` (resuming); the pipeline and each example's chains."""
+    pipeline = Pipeline(resolve(config, registry), runtime)
+    evaluate(pipeline, examples, folder, progress=progress)
     wanted = {ex.id for ex in examples}
-    return {r["id"]: r for r in ResultsFolder(folder, config, prepare=False).done() if r["id"] in wanted}
+    records = [r for r in ResultsFolder(folder, pipeline.config, prepare=False).done() if r["id"] in wanted]
+    return pipeline, {r["id"]: r.get("samples", [r["generation"]]) for r in records}
 
 
 def distill(
@@ -125,28 +144,22 @@ def distill(
     Returns:
         Where the file is, and its provenance.
     """
-    out = Path(out)
     passes = passes_folder(out)
-    greedy_config = pass_config(config, None)
-    greedy = Pipeline(resolve(greedy_config, registry), runtime)
-    evaluate(greedy, examples, passes / "greedy", progress=progress)
+    greedy, written = _run_pass(pass_config(config, None), examples, passes / "greedy", registry, runtime, progress)
     chains: dict[str, tuple[str, int, str]] = {}  # id -> (from, try, chain)
-    records = _records(passes / "greedy", greedy_config, examples)
     for ex in examples:
-        if _first_correct(greedy, ex, [records[ex.id]["generation"]]) == 0:
-            chains[ex.id] = ("greedy", 0, records[ex.id]["generation"])
+        if _first_correct(greedy, ex, written[ex.id]) == 0:
+            chains[ex.id] = ("greedy", 0, written[ex.id][0])
     greedy_correct = len(chains)
     wrong = [ex for ex in examples if ex.id not in chains]
     if sampling.tries and wrong:
-        sampled_config = pass_config(config, sampling)
-        sampled = Pipeline(resolve(sampled_config, registry), runtime)
-        evaluate(sampled, wrong, passes / "sampled", progress=progress)
-        records = _records(passes / "sampled", sampled_config, wrong)
+        sampled, written = _run_pass(
+            pass_config(config, sampling), wrong, passes / "sampled", registry, runtime, progress
+        )
         for ex in wrong:
-            texts = records[ex.id].get("samples", [records[ex.id]["generation"]])
-            found = _first_correct(sampled, ex, texts)
+            found = _first_correct(sampled, ex, written[ex.id])
             if found is not None:
-                chains[ex.id] = ("sample", found + 1, texts[found])
+                chains[ex.id] = ("sample", found + 1, written[ex.id][found])
     rows = [
         {"id": ex.id, "question": ex.question, "answer": ex.answer, "target": chains[ex.id][2]}
         | {"from": chains[ex.id][0], "try": chains[ex.id][1]}
@@ -179,14 +192,25 @@ def distill(
             "sampled_chains": sampling.tries * len(wrong),
         },
     }
-    write_targets(out, provenance, rows)
-    return DistillReport(out, passes, provenance)
+    if distributed.current().is_main:  # under torchrun every rank has the same rows
+        write_targets(out, provenance, rows)
+    distributed.barrier()
+    return DistillReport(Path(out), passes, provenance)
 
 
-def check_split(split: str, eval_split: str, task: str) -> None:
-    """Refuse to distill from the evaluation split (its chains would train on test problems)."""
-    if split == eval_split:
+def distill_split(task: TaskSpec, split: str | None) -> str:
+    """The split to distill from: ``split``, else the task's training split.
+
+    Raises:
+        LatentReasonError: no split (the task has no training split), or the
+            evaluation split (its chains would train on test problems).
+    """
+    split = split or task.train_split
+    if split is None:
+        raise LatentReasonError(f"Task {task.name!r} has no training split to distill from; name one with data.split.")
+    if split == task.eval_split:
         raise LatentReasonError(
-            f"{split!r} is {task}'s evaluation split: self-distilled targets are training data, made from training "
-            "problems only (e.g. --split train)."
+            f"{split!r} is {task.name}'s evaluation split: self-distilled targets are training data, made from "
+            "training problems only (e.g. --split train)."
         )
+    return split

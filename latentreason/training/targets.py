@@ -98,7 +98,11 @@ class TargetsFile:
                     f"{str(path)!r} is not a targets file: line {number} is not JSON ({exc.msg}); {MAKE}."
                 ) from None
         header = parsed[0][1] if parsed else {}
-        if not isinstance(header, dict) or header.get("latentreason_targets") != FORMAT:
+        if (
+            not isinstance(header, dict)
+            or header.get("latentreason_targets") != FORMAT
+            or not isinstance(header.get("provenance"), dict)
+        ):
             raise LatentReasonError(
                 f"{str(path)!r} is not a targets file of this version: its first line must be the header "
                 f'{{"latentreason_targets": {FORMAT}, "provenance": ...}}; {MAKE}.'
@@ -131,7 +135,8 @@ class TargetsFile:
         """
         where = f"Targets file {str(self.path)!r}"
         made, mine = self.provenance, llm_identity(config.models.llm)
-        if (made.get("llm"), made.get("llm_config_sha256")) != (mine["llm"], mine["llm_config_sha256"]):
+        hashes = made.get("llm_config_sha256"), mine["llm_config_sha256"]  # compared where both are on disk
+        if made.get("llm") != mine["llm"] or (None not in hashes and hashes[0] != hashes[1]):
             raise LatentReasonError(
                 f"{where} was made with the LLM {made.get('llm')!r} (config.json sha256 {made.get('llm_config_sha256')}) "
                 f"and this run trains {mine['llm']!r} (sha256 {mine['llm_config_sha256']}): its chains are another "
@@ -154,7 +159,7 @@ class TargetsFile:
         if wrong:
             raise LatentReasonError(
                 f"{where} has {len(wrong)} row(s) that are not {task.name}'s training problems "
-                f"(data source {config.data.source or 'the task own'}): {', '.join(wrong[:5])}"
+                f"(data source: {config.data.source or 'the task own data'}): {', '.join(wrong[:5])}"
                 f"{' ...' if len(wrong) > 5 else ''}. Distill from the same task, split and data source."
             )
 
