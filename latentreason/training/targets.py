@@ -159,7 +159,7 @@ class TargetsFile:
         if wrong:
             raise LatentReasonError(
                 f"{where} has {len(wrong)} row(s) that are not {task.name}'s training problems "
-                f"(data source: {config.data.source or 'the task own data'}): {', '.join(wrong[:5])}"
+                f"(data source: {config.data.source or 'its own'}): {', '.join(wrong[:5])}"
                 f"{' ...' if len(wrong) > 5 else ''}. Distill from the same task, split and data source."
             )
 
