@@ -163,7 +163,7 @@ def train(
         checkpoint_dir(config),
         seed=config.seed,
         progress=progress,
-        texts=targets.texts() if targets is not None else None,
+        distilled=targets,
     )
     result = trainer.run()
     result.targets = used

@@ -118,10 +118,6 @@ class TargetsFile:
             rows[row["id"]] = row
         return cls(path, header["provenance"], rows)
 
-    def texts(self) -> dict[str, str]:
-        """The target text per example id."""
-        return {i: row["target"] for i, row in self.rows.items()}
-
     def check(self, config: RunConfig, task: TaskSpec, problems: list[Example]) -> None:
         """Refuse a file made with another LLM or prompt than ``config``'s, or whose rows are not ``problems``.
 

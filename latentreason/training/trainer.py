@@ -59,7 +59,7 @@ from latentreason.training.tensorboard import summary_writer
 
 if TYPE_CHECKING:
     from latentreason.evaluation.audit import Audit
-    from latentreason.training.targets import TargetsUse
+    from latentreason.training.targets import TargetsFile, TargetsUse
 
 STATE_FILE = "state.safetensors"
 WEIGHTS_FILE = "last.safetensors"
@@ -258,8 +258,8 @@ class Trainer:
         out_dir: checkpoint folder (created).
         seed: seeds data order and initialization.
         progress: show a progress bar (on rank 0 only).
-        texts: self-distilled target texts by example id, one for every
-            training example (None: the gold); validation stays on the gold.
+        distilled: self-distilled targets with a chain for every training
+            example (None: the gold); validation stays on the gold.
     """
 
     def __init__(
@@ -272,7 +272,7 @@ class Trainer:
         *,
         seed: int = 0,
         progress: bool = True,
-        texts: Mapping[str, str] | None = None,
+        distilled: TargetsFile | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.modules = pipeline.trainable()
@@ -288,10 +288,12 @@ class Trainer:
         self.seed = seed
         self.world = distributed.setup(pipeline.runtime.device)
         self.progress = progress and self.world.is_main
-        if texts is None:
+        self.distilled = distilled
+        if distilled is None:
             self.targets = gold_targets(pipeline, train + validation, config.max_target_tokens)
         else:
-            own = target_ids(pipeline, {ex.id: texts[ex.id] for ex in train}, config.max_target_tokens)
+            texts = {ex.id: distilled.rows[ex.id]["target"] for ex in train}
+            own = target_ids(pipeline, texts, config.max_target_tokens)
             self.targets = own | gold_targets(pipeline, validation, config.max_target_tokens)
         tokenizer = pipeline.runtime.llm.tokenizer
         self.lengths = [  # what each example adds to a row beyond the prompt every example shares
@@ -397,8 +399,8 @@ class Trainer:
         }
 
     def _targets(self) -> dict[str, str]:
-        """``{"targets": sha256}`` of ``train.targets`` when the training uses self-distilled targets, else nothing."""
-        return {"targets": file_digest(self.config.targets)} if self.config.targets else {}
+        """``{"targets": sha256}`` of the self-distilled targets file the training uses, else nothing."""
+        return {"targets": file_digest(self.distilled.path)} if self.distilled is not None else {}
 
     def _differences(self, stored: dict[str, Any]) -> list[str]:
         """The settings in which a stored state's run differs from this one, each with both values where short.

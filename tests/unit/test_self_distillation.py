@@ -189,7 +189,7 @@ def test_the_distilled_chains_reach_the_loss_and_validation_stays_gold(distilled
     targets = TargetsFile.read(report.path)
     examples = pipeline.task.load("train", train.data.source)
     validation, rows = examples[:1], [ex for ex in examples[1:] if ex.id in targets.rows]
-    trainer = Trainer(pipeline, rows, validation, train.train, "unused", progress=False, texts=targets.texts())
+    trainer = Trainer(pipeline, rows, validation, train.train, "unused", progress=False, distilled=targets)
     tokenizer = pipeline.runtime.llm.tokenizer
     gold = gold_targets(pipeline, rows + validation, 32)
     for ex in rows:
