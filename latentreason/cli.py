@@ -417,7 +417,7 @@ def distill(config_path, sets, quiet, offset, out, tries, temperature, top_p, **
     FILE.passes/, so an interrupted run resumes with the same command. Example:
 
     \b
-      latentreason distill --task gsm8k --offset 0 --limit 1000 --out data/gsm8k-selfdistilled.jsonl
+      latentreason distill --task gsm8k --offset 0 --limit 1016 --out data/gsm8k-selfdistilled.jsonl
     """
     from latentreason.api import distill as distill_api
     from latentreason.training.distill import Sampling
