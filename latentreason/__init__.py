@@ -3,21 +3,20 @@
 The public API::
 
     load_config, RunConfig       configuration (pydantic)
-    build_pipeline, Pipeline     the data path: producer -> projector -> injector -> generate -> evaluator
+    prepare, Pipeline            a run prepared in one place; the data path: producer -> projector -> injector -> generate -> evaluator
     run, train, train_trigger    evaluate or train a configured method; train the segment-boundary trigger
     loss                         a method's gold-rationale loss (as validation computes it), without training
     compare, load_experiment     several methods, tasks and seeds in one table
     Registry, hookimpl           plugins
 """
 
-from latentreason import legacy
-from latentreason.api import build_pipeline, checkpoint_dir, loss, run, train, train_trigger
+from latentreason.api import checkpoint_dir, loss, prepare, run, train, train_trigger
 from latentreason.config import RunConfig, load_config
 from latentreason.engine.pipeline import Pipeline
+from latentreason.engine.registry import Registry
 from latentreason.errors import ConfigError, LatentReasonError
 from latentreason.evaluation.comparison import compare
 from latentreason.evaluation.experiment import load_experiment
-from latentreason.hooks.registry import Registry
 from latentreason.hooks.specs import hookimpl
 
 __all__ = [
@@ -26,17 +25,15 @@ __all__ = [
     "Pipeline",
     "Registry",
     "RunConfig",
-    "build_pipeline",
     "checkpoint_dir",
     "compare",
     "hookimpl",
     "load_config",
     "load_experiment",
     "loss",
+    "prepare",
     "run",
     "train",
     "train_trigger",
 ]
 __version__ = "0.2.0"
-
-legacy.install()

@@ -1,5 +1,9 @@
 """The library API; the CLI is a thin layer over these functions.
 
+Every function prepares its run with :func:`prepare` (see
+:mod:`latentreason.engine.prepare`): the config, data and checkpoints are
+checked before any model loads, then the pipeline is built in one way.
+
 Example::
 
     from latentreason import load_config, run, train
@@ -13,47 +17,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
-
-import torch
+from typing import Literal, NamedTuple
 
 from latentreason import distributed
 from latentreason.components.example import Example
 from latentreason.config import RunConfig
 from latentreason.engine.pipeline import Pipeline
+from latentreason.engine.prepare import Log, Prepared, prepare, to_stderr
+from latentreason.engine.registry import Registry
+from latentreason.engine.resolve import HeldBack, Plan
 from latentreason.errors import LatentReasonError
 from latentreason.evaluation.audit import AUDIT_FILE, MIN_QUESTIONS, Audit, audit, check_slice
 from latentreason.evaluation.results import Summary
 from latentreason.evaluation.runner import evaluate
-from latentreason.hooks.registry import Registry
-from latentreason.hooks.resolve import HeldBack, Plan, resolve
 from latentreason.models.runtime import Runtime
-from latentreason.training.distill import DistillReport, Sampling, distill_split
+from latentreason.training.distill import DistillReport, Sampling
 from latentreason.training.distill import distill as distill_chains
-from latentreason.training.targets import load_targets, select
+from latentreason.training.targets import TargetsFile, TargetsUse, load_targets, select
 from latentreason.training.tensorboard import require_tensorboard
 from latentreason.training.trainer import Trainer, TrainResult, gold_targets, mean_loss
 from latentreason.training.trigger import TriggerReport, label_rule
 from latentreason.training.trigger import train_trigger as fit_trigger
-
-
-def build_pipeline(
-    config: RunConfig,
-    registry: Registry | None = None,
-    runtime: Runtime | None = None,
-    *,
-    default_weights: bool = True,
-) -> Pipeline:
-    """Resolve and build the pipeline a config describes (see :class:`Pipeline`).
-
-    Under torchrun this first joins the process group, so that each rank
-    loads its models onto its own GPU (see :mod:`latentreason.distributed`).
-    ``default_weights=False`` leaves out the producer's default checkpoint
-    (a shipped projector): trainable parts not in ``config.checkpoint`` keep
-    their seeded initialization.
-    """
-    distributed.setup(runtime.device if runtime else config.models.device)
-    return Pipeline.from_config(config, registry, runtime, default_weights=default_weights)
 
 
 def run(
@@ -63,11 +47,12 @@ def run(
     progress: bool = True,
     registry: Registry | None = None,
     runtime: Runtime | None = None,
+    log: Log | None = to_stderr,
 ) -> Summary:
     """Evaluate the configured method on the configured task.
 
     The components, the data and the checkpoint files are checked (every
-    problem at once) before any model loads.
+    problem at once) before any model loads (see :func:`prepare`).
 
     Args:
         config: the run config.
@@ -75,26 +60,13 @@ def run(
         progress: show a progress bar.
         registry: plugins (default: installed ones).
         runtime: preloaded models (default: loaded from the config).
+        log: receives the notes on the run (the dtype, untrained parts, checkpoint mismatches); None: none.
 
     Returns:
         The summary; per-example results are in the results folder.
     """
-    registry = registry or Registry()
-    plan = resolve(config, registry)
-    examples = plan.check()
-    torch.manual_seed(config.seed)
-    return evaluate(pipeline_for(plan, registry, runtime), examples, output, progress=progress)
-
-
-def pipeline_for(plan: Plan, registry: Registry, runtime: Runtime | None = None) -> Pipeline:
-    """The pipeline of a resolved plan, with its models (joining torchrun's process group first)."""
-    distributed.setup(runtime.device if runtime else plan.config.models.device)
-    return Pipeline(plan, runtime or Runtime(plan.config.models, registry.load_model, plan.config.adapter))
-
-
-def evaluation_examples(pipeline: Pipeline) -> list[Example]:
-    """The examples ``pipeline.config.data`` selects."""
-    return pipeline.plan.examples()
+    prepared: Prepared[list[Example]] = prepare(config, registry, runtime, log=log)
+    return evaluate(prepared.pipeline, prepared.examples, output, progress=progress)
 
 
 def checkpoint_dir(config: RunConfig) -> Path:
@@ -120,6 +92,7 @@ def train(
     progress: bool = True,
     registry: Registry | None = None,
     runtime: Runtime | None = None,
+    log: Log | None = to_stderr,
 ) -> TrainResult:
     """Train the configured method's trainable components; resumes if interrupted; then audit their thoughts.
 
@@ -130,10 +103,11 @@ def train(
     A producer that fits state from data (SoftCoT's ``standardise``) fits it
     first, on the training examples (see :meth:`Pipeline.fit`).
 
+    Its training and validation examples are read before any model loads.
     With ``train.targets`` (a ``latentreason distill`` file, checked against
-    the run before any model loads) each training row is supervised with its
-    self-distilled chain instead of the gold rationale and answer; rows
-    without one are left out, and validation stays on the gold.
+    the run then) each training row is supervised with its self-distilled
+    chain instead of the gold rationale and answer; rows without one are
+    left out, and validation stays on the gold (see :func:`training_data`).
 
     A method that injects vectors is then audited on held-back training
     questions (:func:`audit_rows`, checked before training starts), with
@@ -145,14 +119,8 @@ def train(
     _full_precision(config)
     if config.train.tensorboard:
         require_tensorboard()  # before any model loads
-    registry = registry or Registry()
-    targets = load_targets(config, resolve(config, registry).task) if config.train.targets else None  # no model yet
-    torch.manual_seed(config.seed)
-    pipeline = build_pipeline(config, registry, runtime, default_weights=False)
-    train_examples, validation = training_examples(pipeline)
-    used = None
-    if targets is not None:
-        train_examples, used = select(targets, train_examples)
+    prepared = prepare(config, registry, runtime, data=training_data, default_weights=False, log=log)
+    pipeline, (train_examples, validation, targets, used) = prepared.pipeline, prepared.examples
     held_back = audit_rows(pipeline)  # checked before hours of training
     pipeline.fit(train_examples)  # e.g. statistics of the producer's vectors, on training examples only
     trainer = Trainer(
@@ -188,7 +156,13 @@ class LossReport:
     weights: list[str]
 
 
-def loss(config: RunConfig, *, registry: Registry | None = None, runtime: Runtime | None = None) -> LossReport:
+def loss(
+    config: RunConfig,
+    *,
+    registry: Registry | None = None,
+    runtime: Runtime | None = None,
+    log: Log | None = to_stderr,
+) -> LossReport:
     """The mean NLL of the gold rationale and answer under the configured method, on the examples ``config.data`` selects.
 
     It is computed as training's validation loss is (targets cut at
@@ -201,20 +175,22 @@ def loss(config: RunConfig, *, registry: Registry | None = None, runtime: Runtim
         The loss, the number of examples and the weights used.
     """
     _full_precision(config)
-    registry = registry or Registry()
-    plan = resolve(config, registry)
-    examples = plan.check()  # data and checkpoints, before any model loads
-    torch.manual_seed(config.seed)
-    pipeline = pipeline_for(plan, registry, runtime)
+    prepared: Prepared[list[Example]] = prepare(config, registry, runtime, log=log)  # data and checkpoints first
+    pipeline, examples = prepared.pipeline, prepared.examples
     for module in pipeline.trainable().values():
         module.train(False)  # no dropout
     targets = gold_targets(pipeline, examples, config.train.max_target_tokens)
-    world = distributed.setup(pipeline.runtime.device)
-    value = mean_loss(pipeline, world, examples, targets, config.train.batch_size)
+    value = mean_loss(pipeline, distributed.current(), examples, targets, config.train.batch_size)
     return LossReport(value, len(examples), list(pipeline.checkpoints))
 
 
-def thought_audit(config: RunConfig, *, registry: Registry | None = None, runtime: Runtime | None = None) -> Audit:
+def thought_audit(
+    config: RunConfig,
+    *,
+    registry: Registry | None = None,
+    runtime: Runtime | None = None,
+    log: Log | None = to_stderr,
+) -> Audit:
     """Audit the configured method's soft thoughts on the held-back training questions ``config.data`` selects.
 
     See :mod:`latentreason.evaluation.audit` for the figures. ``config.data``
@@ -226,13 +202,17 @@ def thought_audit(config: RunConfig, *, registry: Registry | None = None, runtim
         LatentReasonError: the evaluation split, fewer than 10 examples, or a
             producer that makes no vectors (text hints or none).
     """
-    registry = registry or Registry()
-    plan = resolve(config, registry)
-    split = config.data.split or plan.task.eval_split
-    examples = plan.check()  # data and checkpoints, before any model loads
-    check_slice(plan.task, split, len(examples))
-    pipeline = pipeline_for(plan, registry, runtime)
-    return audit(pipeline, examples, split, config.data.offset)
+    split = ""
+
+    def audited(plan: Plan) -> list[Example]:
+        nonlocal split
+        split = config.data.split or plan.task.eval_split
+        examples = plan.checked_examples()
+        check_slice(plan.task, split, len(examples))
+        return examples
+
+    prepared = prepare(config, registry, runtime, data=audited, log=log)  # the slice is refused before models load
+    return audit(prepared.pipeline, prepared.examples, split, config.data.offset)
 
 
 def audit_rows(pipeline: Pipeline) -> HeldBack | None:
@@ -280,8 +260,8 @@ def _full_precision(config: RunConfig) -> None:
         )
 
 
-def training_examples(pipeline: Pipeline) -> tuple[list[Example], list[Example]]:
-    """The training and validation examples ``pipeline.config.train`` selects.
+def training_examples(plan: Plan) -> tuple[list[Example], list[Example]]:
+    """The training and validation examples ``plan.config.train`` selects (read before any model loads).
 
     By default validation is held back from the training split: its first
     ``val_limit`` examples validate, and training takes ``limit`` examples
@@ -293,8 +273,8 @@ def training_examples(pipeline: Pipeline) -> tuple[list[Example], list[Example]]
         LatentReasonError: the task has no training split and none is named,
             or validation would read the evaluation split without leave.
     """
-    config = pipeline.config
-    task, cfg = pipeline.task, config.train
+    config = plan.config
+    task, cfg = plan.task, config.train
     split = cfg.split or task.train_split
     if split is None:
         raise LatentReasonError(
@@ -315,6 +295,39 @@ def training_examples(pipeline: Pipeline) -> tuple[list[Example], list[Example]]
     return task.load(split, source, cfg.limit), validation
 
 
+class TrainingData(NamedTuple):
+    """What ``train`` reads, before any model loads (see :func:`training_data`).
+
+    Attributes:
+        train: the training examples (with ``train.targets``, those that have a kept chain).
+        validation: the validation examples (always supervised with the gold).
+        targets: the self-distilled targets, or None for the gold.
+        used: how many training rows used a chain and how many were skipped, or None.
+    """
+
+    train: list[Example]
+    validation: list[Example]
+    targets: TargetsFile | None = None
+    used: TargetsUse | None = None
+
+
+def training_data(plan: Plan) -> TrainingData:
+    """:func:`training_examples`, and with ``train.targets`` the targets file, checked, and the rows it covers.
+
+    Raises:
+        LatentReasonError: what :func:`training_examples` refuses, and a
+            targets file that is missing, made with another LLM or prompt, not
+            of the task's training problems, or without a chain for any
+            training row (see :mod:`latentreason.training.targets`).
+    """
+    train, validation = training_examples(plan)
+    if plan.config.train.targets is None:
+        return TrainingData(train, validation)
+    targets = load_targets(plan.config, plan.task)
+    kept, used = select(targets, train)
+    return TrainingData(kept, validation, targets, used)
+
+
 def distill(
     config: RunConfig,
     out: str | Path,
@@ -323,6 +336,7 @@ def distill(
     progress: bool = True,
     registry: Registry | None = None,
     runtime: Runtime | None = None,
+    log: Log | None = to_stderr,
 ) -> DistillReport:
     """Write self-distilled training targets: the configured method's own correct chains on training problems.
 
@@ -330,20 +344,14 @@ def distill(
     greedy chain gets wrong; only correct chains are kept (see
     :mod:`latentreason.training.distill`). ``config.data`` selects the
     problems, from the task's training split unless it names another
-    (never the evaluation split). Interrupted, the same call resumes.
+    (never the evaluation split), checked before any model loads.
+    Interrupted, the same call resumes.
 
     Returns:
         Where the targets file is, and its provenance.
     """
-    registry = registry or Registry()
-    split = distill_split(resolve(config, registry).task, config.data.split)
-    config = config.model_copy(update={"data": config.data.model_copy(update={"split": split})})
-    plan = resolve(config, registry)
-    examples = plan.check()  # data and checkpoints, before any model loads
-    torch.manual_seed(config.seed)
-    runtime = runtime or Runtime(plan.config.models, registry.load_model, plan.config.adapter)
     return distill_chains(
-        plan.config, examples, out, sampling or Sampling(), registry=registry, runtime=runtime, progress=progress
+        config, out, sampling or Sampling(), registry=registry, runtime=runtime, progress=progress, log=log
     )
 
 
@@ -357,6 +365,7 @@ def train_trigger(
     progress: bool = True,
     registry: Registry | None = None,
     runtime: Runtime | None = None,
+    log: Log | None = to_stderr,
 ) -> TriggerReport:
     """Train a segment-boundary trigger for ``segment: classifier`` decoding.
 
@@ -379,9 +388,8 @@ def train_trigger(
         Where the trigger is, with its validation metrics.
     """
     _full_precision(config)
-    torch.manual_seed(config.seed)
-    pipeline = build_pipeline(config, registry, runtime)
-    train_examples, validation = training_examples(pipeline)
+    prepared = prepare(config, registry, runtime, data=training_examples, log=log)
+    pipeline, (train_examples, validation) = prepared.pipeline, prepared.examples
     cfg = config.train
     return fit_trigger(
         pipeline,

@@ -35,7 +35,7 @@ Helpers the shipped plugins use
     ``LatentReasonError`` for errors a user can fix.
 """
 
-from latentreason.builtins.answers import (
+from latentreason.components.answers import (
     CHOICE_BOXED_PATTERN,
     NUMBER_BOXED_PATTERN,
     YESNO_BOXED_PATTERN,

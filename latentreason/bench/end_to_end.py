@@ -27,12 +27,12 @@ from typing import Any
 from latentreason.bench.hardware import timed
 from latentreason.bench.settings import BenchSettings
 from latentreason.config import load_config
-from latentreason.decoding.vllm_engine import vllm_python
-from latentreason.engine.pipeline import Pipeline
+from latentreason.engine.prepare import prepare
+from latentreason.engine.registry import Registry
 from latentreason.errors import LatentReasonError
 from latentreason.evaluation.stats import paired
-from latentreason.hooks.registry import Registry
 from latentreason.models.runtime import resolve_device
+from latentreason.models.vllm_env import vllm_python
 
 BASELINE = "0.1 defaults"
 
@@ -89,9 +89,9 @@ def end_to_end(settings: BenchSettings, log: Callable[[str], None] = lambda mess
                 }
             )
             log(f"[end to end] {name}: {producer} on {settings.e2e_limit} problems ...")
-            pipeline, load_s = timed(partial(Pipeline.from_config, config, registry, runtime))  # loads the models
+            prepared, load_s = timed(partial(prepare, config, registry, runtime, log=None))  # loads the models
+            pipeline, examples = prepared.pipeline, prepared.examples
             runtime = pipeline.runtime
-            examples = pipeline.plan.examples()
             if config.generation.engine == "vllm":  # start the worker apart from answering
                 _, start_s = timed(partial(pipeline.answer, examples[:1]))
                 load_s += start_s

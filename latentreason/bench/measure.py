@@ -11,7 +11,6 @@ from typing import Any
 
 import torch
 
-from latentreason.api import evaluation_examples
 from latentreason.api import train as train_api
 from latentreason.bench.hardware import best_time, decode_bytes, timed
 from latentreason.bench.settings import DEFAULT_MAX_NEW_TOKENS, BenchSettings, bench_config
@@ -20,7 +19,8 @@ from latentreason.components.example import Example
 from latentreason.decoding.generate import AnswerComplete
 from latentreason.decoding.loop import decode
 from latentreason.engine.pipeline import Pipeline, Prediction
-from latentreason.hooks.registry import Registry
+from latentreason.engine.prepare import Prepared, prepare
+from latentreason.engine.registry import Registry
 from latentreason.models.runtime import Runtime
 
 
@@ -215,12 +215,15 @@ def measure_dtype(
     runtime = Runtime(config.models, Registry().load_model)
     log(f"[{dtype}] loading {settings.llm} and {settings.assistant} ...")
     _, load_s = timed(lambda: (runtime.llm, runtime.assistant))
-    torch.manual_seed(config.seed)  # the same (untrained) projector in every dtype
-    softcot = Pipeline.from_config(config, runtime=runtime)
-    cot = Pipeline.from_config(bench_config(settings, "cot", dtype=dtype), runtime=runtime) if full else None
-    examples = evaluation_examples(softcot)
+    prepared: Prepared[list[Example]] = prepare(
+        config, runtime=runtime, log=None
+    )  # seeded: the same (untrained) projector in every dtype
+    softcot, examples = prepared.pipeline, prepared.examples
+    cot = prepare(bench_config(settings, "cot", dtype=dtype), runtime=runtime, log=None).pipeline if full else None
     for producer in ("softcot", "cot") if full else ("softcot",):  # first calls pay one-time costs
-        warm = Pipeline.from_config(bench_config(settings, producer, dtype=dtype, max_new_tokens=2), runtime=runtime)
+        warm = prepare(
+            bench_config(settings, producer, dtype=dtype, max_new_tokens=2), runtime=runtime, log=None
+        ).pipeline
         answer_forced(warm, examples[:1])
     result: dict[str, Any] = {"load_s": load_s, "examples": len(examples)}
 

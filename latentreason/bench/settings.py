@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from latentreason.config import ModelsConfig, RunConfig, load_config, merge
+from latentreason.config import GenerationConfig, ModelsConfig, RunConfig, load_config, merge
 from latentreason.testing import save_tiny_model
 
 RATIO_TARGET = 1.05  # SoftCoT time per example at most 5% above CoT's
@@ -17,7 +17,7 @@ BATCH_TARGET = 3.0  # batch-B throughput at least 3x batch 1
 
 E2E_TARGET = 5.0  # end-to-end examples/s of the fast settings at least 5x the 0.1 defaults
 BOUND_TARGET = 0.6  # int8 decode at batch 1 at least 60% of the memory-bandwidth bound
-DEFAULT_MAX_NEW_TOKENS = 320  # GenerationConfig's default, for the projected ratio
+DEFAULT_MAX_NEW_TOKENS = GenerationConfig.model_fields["max_new_tokens"].default  # for the projected ratio
 
 
 @dataclass(frozen=True)

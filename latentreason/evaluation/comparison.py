@@ -18,17 +18,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from latentreason import distributed
 from latentreason.components.example import Example
 from latentreason.config import Component, RunConfig
-from latentreason.engine.pipeline import Pipeline
+from latentreason.engine.prepare import Log, build, evaluation_data, to_stderr
+from latentreason.engine.registry import Registry
+from latentreason.engine.resolve import Plan, resolve
 from latentreason.errors import ConfigError, LatentReasonError
 from latentreason.evaluation.runner import evaluate, method_name
 from latentreason.evaluation.tables import Cell, csv_table, markdown_table, read_cell, reference_names
-from latentreason.hooks.registry import Registry
-from latentreason.hooks.resolve import Plan, resolve
 from latentreason.models.runtime import Runtime
 from latentreason.storage import read_meta, unfinished_training
 
@@ -176,6 +174,7 @@ def compare(
     progress: bool = True,
     registry: Registry | None = None,
     runtime: Runtime | None = None,
+    log: Log | None = to_stderr,
 ) -> list[Cell]:
     """Run every (task, method, seed) cell and write the comparison tables.
 
@@ -198,6 +197,8 @@ def compare(
         runtime: preloaded models for every cell (default: each method's
             ``models``, loaded once; cells with the same models run one after
             another).
+        log: receives the notes on each method's run (each note once; see
+            :func:`latentreason.engine.prepare.build`); None: none.
 
     Returns:
         One cell (summary and per-example records) per (task, method, seed), in that order.
@@ -220,24 +221,30 @@ def compare(
     plans = plan_comparison(methods, tasks, seeds, registry)
     tasks = list(dict.fromkeys(plan.task.name for plan in plans))  # a task file's name, not its path
     examples = _checked_examples(plans)
-    distributed.setup(
-        runtime.device if runtime else methods[0].config.models.device
-    )  # each rank loads onto its own device
     output = Path(output)
     done: dict[int, Cell] = {}
+    said: set[str] = set()
+
+    def once(note: str) -> None:  # every cell of a method would say the same
+        if log is not None and note not in said:
+            said.add(note)
+            log(note)
+
     loaded: Runtime | None = runtime
     for index in _by_models(plans):
         plan = plans[index]
         config = plan.config
-        if loaded is None or (
-            runtime is None and (loaded.models, loaded.adapter_config) != (config.models, config.adapter)
+        if (
+            runtime is None
+            and loaded is not None
+            and (loaded.models, loaded.adapter_config) != (config.models, config.adapter)
         ):
             loaded = None  # release the previous method's models before loading the next ones
-            loaded = Runtime(config.models, registry.load_model, config.adapter)
-        torch.manual_seed(config.seed)
-        pipeline = Pipeline(plan, loaded)
+        pipeline = build(plan, registry, loaded, log=once)
+        loaded = pipeline.runtime
         folder = cell_folder(output, plan.task.name, method_name(config), config.seed)
         evaluate(pipeline, examples[index], folder, progress=progress)
+        del pipeline
         done[index] = read_cell(folder)
         if distributed.current().is_main:
             write_comparison(output, finished_cells(output, tasks, table), references)
@@ -266,7 +273,7 @@ def _checked_examples(plans: list[Plan]) -> list[list[Example]]:
     problems, examples = [], []
     for plan in plans:
         try:
-            examples.append(plan.check())
+            examples.append(evaluation_data(plan))
         except ConfigError as exc:
             problems += [f"{plan.task.name}/{method_name(plan.config)}: {p}" for p in exc.problems]
     if problems:

@@ -10,7 +10,7 @@ from latentreason.evaluation.tables import Cell, load_cells, markdown_table, ref
 
 
 def plot_accuracy(cells: list[Cell], path: Path) -> None:
-    """Grouped bars: flexible and strict accuracy per task and producer.
+    """Grouped bars: flexible and strict accuracy per task and method.
 
     Whiskers: the 95% Wilson interval for one seed; the lowest and highest
     seed for several (their spread is what the seeds show; a pooled interval
@@ -23,24 +23,24 @@ def plot_accuracy(cells: list[Cell], path: Path) -> None:
 
     grouped = rows(cells)
     tasks = list(dict.fromkeys(r.task for r in grouped))
-    producers = list(dict.fromkeys(r.producer for r in grouped))
-    width = 0.8 / len(producers)
+    methods = list(dict.fromkeys(r.method for r in grouped))
+    width = 0.8 / len(methods)
     fig, axes = plt.subplots(1, 2, figsize=(max(6, 2.2 * len(tasks) * 2), 4), sharey=True)
     for ax, kind in zip(axes, ("flexible", "strict")):
-        for j, producer in enumerate(producers):
+        for j, method in enumerate(methods):
             xs, ys, lows, highs = [], [], [], []
             for i, task in enumerate(tasks):
-                row = next((r for r in grouped if r.task == task and r.producer == producer), None)
+                row = next((r for r in grouped if r.task == task and r.method == method), None)
                 if row is None:
                     continue
                 accs = [getattr(s, f"{kind}_acc") for s in row.runs]
                 mean = sum(accs) / len(accs)
                 low, high = getattr(row.runs[0], f"{kind}_ci") if len(accs) == 1 else (min(accs), max(accs))
-                xs.append(i + (j - (len(producers) - 1) / 2) * width)
+                xs.append(i + (j - (len(methods) - 1) / 2) * width)
                 ys.append(mean)
                 lows.append(mean - low)
                 highs.append(high - mean)
-            ax.bar(xs, ys, width, yerr=[lows, highs], capsize=3, label=producer)
+            ax.bar(xs, ys, width, yerr=[lows, highs], capsize=3, label=method)
         ax.set_xticks(range(len(tasks)), tasks)
         several = any(len(r.runs) > 1 for r in grouped)
         ax.set_title(f"{kind} accuracy\n(95% CI; range over seeds)" if several else f"{kind} accuracy (95% CI)")
@@ -73,7 +73,7 @@ def plot_accuracy_against(cells: list[Cell], path: Path, cost: str) -> None:
 
     label, value = COSTS[cost]
     grouped = rows(cells)
-    methods = list(dict.fromkeys(r.producer for r in grouped))
+    methods = list(dict.fromkeys(r.method for r in grouped))
     tasks = list(dict.fromkeys(r.task for r in grouped))
     colors = plt.get_cmap("tab20").colors
     markers = "osD^v<>p*h"
@@ -81,14 +81,14 @@ def plot_accuracy_against(cells: list[Cell], path: Path, cost: str) -> None:
     for row in grouped:
         acc = sum(s.flexible_acc for s in row.runs) / len(row.runs)
         x = sum(value(s) for s in row.runs) / len(row.runs)
-        index = methods.index(row.producer)
+        index = methods.index(row.method)
         ax.scatter(
             x,
             acc,
             marker=markers[tasks.index(row.task) % len(markers)],
             s=60,
             color=colors[index % len(colors)],
-            label=row.producer if len(tasks) == 1 else f"{row.producer} ({row.task})",
+            label=row.method if len(tasks) == 1 else f"{row.method} ({row.task})",
         )
     ax.set_xlabel(label)
     ax.set_ylabel("flexible accuracy")
@@ -142,11 +142,11 @@ def plot_paired(cells: list[Cell], reference: str | None, path: Path) -> bool:
     import matplotlib.pyplot as plt
 
     grouped = rows(cells)
-    refs = {r.task: r for r in grouped if r.producer == reference} or {}
+    refs = {r.task: r for r in grouped if r.method == reference} or {}
     for r in grouped:
         refs.setdefault(r.task, r)
     points = [
-        (f"{r.producer} ({r.task})" if len(refs) > 1 else r.producer, r.against(refs[r.task]))
+        (f"{r.method} ({r.task})" if len(refs) > 1 else r.method, r.against(refs[r.task]))
         for r in grouped
         if r is not refs[r.task]
     ]
@@ -168,7 +168,7 @@ def plot_paired(cells: list[Cell], reference: str | None, path: Path) -> bool:
     ax.axvline(0, color="black", lw=0.8)
     ax.set_yticks(range(len(shown)), [label for label, _ in shown], fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel(f"flexible accuracy minus {next(iter(refs.values())).producer}'s (paired, 95% bootstrap CI)")
+    ax.set_xlabel(f"flexible accuracy minus {next(iter(refs.values())).method}'s (paired, 95% bootstrap CI)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -69,7 +69,8 @@ class Summary:
     """Aggregate figures of a run."""
 
     task: str
-    producer: str
+    method: str
+    """The method's label (``label``, else ``producer`` or ``producer+decoder``; see :func:`latentreason.evaluation.runner.method_name`)."""
     n: int
     strict_acc: float
     strict_ci: tuple[float, float]
@@ -92,24 +93,25 @@ class Summary:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Summary:
-        """The summary ``asdict`` (or ``summary.json``) describes."""
+        """The summary ``asdict`` (or ``summary.json``) describes; files written before 0.3 name the method ``producer``."""
+        data = {("method" if key == "producer" else key): value for key, value in data.items()}
         return cls(**{**data, "strict_ci": tuple(data["strict_ci"]), "flexible_ci": tuple(data["flexible_ci"])})
 
     def table(self) -> str:
         """A one-row Markdown table."""
         head = (
-            "| task | producer | n | acc strict (95% CI) | acc flexible (95% CI) | truncated | mean new tokens "
+            "| task | method | n | acc strict (95% CI) | acc flexible (95% CI) | truncated | mean new tokens "
             "| examples/s | tokens/s | peak mem GiB |"
         )
         sep = "|---|---|---|---|---|---|---|---|---|---|"
         row = (
-            f"| {self.task} | {method_cell(self.producer, self.control)} | {self.n} "
+            f"| {self.task} | {method_cell(self.method, self.control)} | {self.n} "
             f"| {self.strict_acc:.3f} ({self.strict_ci[0]:.3f}-{self.strict_ci[1]:.3f}) "
             f"| {self.flexible_acc:.3f} ({self.flexible_ci[0]:.3f}-{self.flexible_ci[1]:.3f}) | {self.truncated_share:.1%} "
             f"| {self.mean_new_tokens:.1f} | {self.examples_per_s:.3f} | {self.tokens_per_s:.1f} | {self.peak_memory_gib:.2f} |"
         )
         dtype = f"; dtype: {self.dtype}" if self.dtype else ""
-        notes = [control_note(self.producer, self.control)] if self.control else []
+        notes = [control_note(self.method, self.control)] if self.control else []
         return "\n".join([head, sep, row, "", *notes, f"machine: {machines_text(self.machines)}{dtype}"])
 
 
@@ -125,7 +127,7 @@ def control_note(name: str, control: str) -> str:
 
 def summarize(
     task: str,
-    producer: str,
+    method: str,
     records: list[dict[str, Any]],
     seed: int = 0,
     peak_memory_gib: float = 0.0,
@@ -140,7 +142,7 @@ def summarize(
     seconds = sum(r["latency_s"] for r in records)
     return Summary(
         task=task,
-        producer=producer,
+        method=method,
         n=n,
         strict_acc=strict / n if n else 0.0,
         strict_ci=wilson_interval(strict, n),
@@ -188,7 +190,7 @@ def truncation_warning(summary: Summary, max_new_tokens: int | None = None) -> s
         return None
     cap = f"max_new_tokens={max_new_tokens}" if max_new_tokens else "max_new_tokens"
     return (
-        f"warning: {summary.truncated_share:.0%} of {summary.producer}'s chains on {summary.task} were cut at {cap} "
+        f"warning: {summary.truncated_share:.0%} of {summary.method}'s chains on {summary.task} were cut at {cap} "
         "(over 5%): its accuracy partly measures who fits in the cap; raise generation.max_new_tokens"
     )
 

@@ -68,7 +68,7 @@ def evaluate(
         LatentReasonError: the folder holds results of other settings, or an
             example has no result after all ranks finished.
     """
-    world = distributed.setup(pipeline.runtime.device)
+    world = distributed.current()  # the process group prepare() joined
     config = pipeline.config
     path = Path(output or default_output(pipeline))
     ids = [ex.id for ex in examples]

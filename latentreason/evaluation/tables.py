@@ -102,7 +102,7 @@ def load_cells(folder: str | Path) -> list[Cell]:
         raise LatentReasonError(
             f"No summary.json under {str(folder)!r}: run `latentreason run --output {folder}` first."
         )
-    return sorted(cells, key=lambda c: (c.summary.task, c.summary.producer, c.summary.seed))
+    return sorted(cells, key=lambda c: (c.summary.task, c.summary.method, c.summary.seed))
 
 
 @dataclass
@@ -110,7 +110,7 @@ class Row:
     """One (task, method) line of the comparison, over seeds."""
 
     task: str
-    producer: str
+    method: str
     cells: list[Cell]
 
     @property
@@ -149,7 +149,7 @@ class Row:
         """
         out = {
             "task": self.task,
-            "method": method_cell(self.producer, self.runs[0].control),
+            "method": method_cell(self.method, self.runs[0].control),
             "n": str(self.runs[0].n),
             "seeds": str(len(self.runs)),
         }
@@ -162,10 +162,10 @@ class Row:
                 out[f"acc {kind}"] = f"{mean:.3f} [{low:.2f}, {high:.2f}]"
         for reference in references:
             test = self.against(reference) if reference is not self else None
-            out[f"Δ flexible vs {reference.producer} [95% CI]"] = (
+            out[f"Δ flexible vs {reference.method} [95% CI]"] = (
                 f"{test.difference:+.3f} [{test.low:+.3f}, {test.high:+.3f}]" if test else "-"
             )
-            out[f"McNemar p vs {reference.producer} (b/c)"] = (
+            out[f"McNemar p vs {reference.method} (b/c)"] = (
                 f"{test.p_value:.3g} ({test.only_method}/{test.only_reference})" if test else "-"
             )
         out["truncated"] = f"{self._stat('truncated_share')[0]:.1%}"
@@ -185,7 +185,7 @@ def rows(cells: list[Cell]) -> list[Row]:
     grouped: dict[tuple[str, str], Row] = {}
     for cell in cells:
         s = cell.summary
-        grouped.setdefault((s.task, s.producer), Row(s.task, s.producer, [])).cells.append(cell)
+        grouped.setdefault((s.task, s.method), Row(s.task, s.method, [])).cells.append(cell)
     return list(grouped.values())
 
 
@@ -200,7 +200,7 @@ def reference_rows(grouped: list[Row], reference: str | Sequence[str] | None) ->
     out: dict[str, list[Row]] = {}
     for name in names:
         for row in grouped:
-            if row.producer == name:
+            if row.method == name:
                 out.setdefault(row.task, []).append(row)
     for row in grouped:  # a task without any named reference falls back to its first method
         out.setdefault(row.task, [row])
@@ -232,7 +232,7 @@ def markdown_table(cells: list[Cell], reference: str | Sequence[str] | None = No
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     out += ["| " + " | ".join(line[h] for h in head) + " |" for line in lines]
     notes = baseline_lines(cells) + [w for r in grouped if (w := truncation_warning(r.pooled_truncation()))]
-    controls = {r.producer: control for r in grouped if (control := r.runs[0].control)}
+    controls = {r.method: control for r in grouped if (control := r.runs[0].control)}
     notes += [control_note(name, control) for name, control in controls.items()]
     if any(len(r.cells) > 1 for r in grouped):
         notes.append(POOLED_SEEDS)
@@ -285,7 +285,7 @@ def ablation_table(cells: list[Cell]) -> list[str]:
         ablation = cell.config.get("thoughts_from", "own")
         own = own_thoughts_cell(cell, cells) if ablation != "own" else None
         if own is not None:
-            key = (cell.summary.task, cell.summary.producer, ablation, own.summary.producer)
+            key = (cell.summary.task, cell.summary.method, ablation, own.summary.method)
             pairs.setdefault(key, []).append((cell, own))
     if not pairs:
         return []
@@ -334,7 +334,7 @@ def machine_line(cells: list[Cell]) -> str:
     """The machine the speeds were measured on, or, where cells ran on several, which ran on which."""
     by_machine: dict[str, list[str]] = {}
     for cell in cells:
-        by_machine.setdefault(cell.machines, []).append(f"{cell.summary.producer} seed {cell.summary.seed}")
+        by_machine.setdefault(cell.machines, []).append(f"{cell.summary.method} seed {cell.summary.seed}")
     if len(by_machine) <= 1:
         return f"machine: {next(iter(by_machine), UNRECORDED)}"
     where = "; ".join(f"{', '.join(runs)} on {machine}" for machine, runs in by_machine.items())
@@ -346,7 +346,7 @@ def csv_table(cells: list[Cell], reference: str | Sequence[str] | None = None) -
     buffer = io.StringIO()
     fields = [
         "task",
-        "producer",
+        "producer",  # the method's label: the column name every comparison.csv so far has
         "seed",
         "n",
         "strict_acc",
@@ -378,14 +378,14 @@ def csv_table(cells: list[Cell], reference: str | Sequence[str] | None = None) -
     refs = reference_rows(rows(cells), reference)
     for cell in cells:
         s = cell.summary
-        own = Row(s.task, s.producer, [cell])
+        own = Row(s.task, s.method, [cell])
         for ref in refs[s.task]:
-            flexible = own.against(ref) if ref.producer != s.producer else None
+            flexible = own.against(ref) if ref.method != s.method else None
             strict = own.against(ref, "strict") if flexible else None
             writer.writerow(
                 {
                     "task": s.task,
-                    "producer": s.producer,
+                    "producer": s.method,
                     "seed": s.seed,
                     "n": s.n,
                     "strict_acc": s.strict_acc,
@@ -394,7 +394,7 @@ def csv_table(cells: list[Cell], reference: str | Sequence[str] | None = None) -
                     "flexible_acc": s.flexible_acc,
                     "flexible_ci_low": s.flexible_ci[0],
                     "flexible_ci_high": s.flexible_ci[1],
-                    "reference": ref.producer,
+                    "reference": ref.method,
                     "flexible_diff": flexible.difference if flexible else "",
                     "flexible_diff_low": flexible.low if flexible else "",
                     "flexible_diff_high": flexible.high if flexible else "",

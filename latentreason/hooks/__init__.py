@@ -1,2 +1,2 @@
-"""Plugins: the hook specifications (:mod:`.specs`), discovery (:mod:`.registry`)
-and turning a config into validated components (:mod:`.resolve`)."""
+"""The plugin contract: the hook specifications (:mod:`.specs`) and the checks of what a plugin
+registers, with the blame for a plugin's failure at run time (:mod:`.contract`)."""

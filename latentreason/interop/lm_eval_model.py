@@ -40,7 +40,7 @@ from lm_eval.api.registry import register_model
 from lm_eval.utils import simple_parse_args_string
 from pydantic import ValidationError
 
-from latentreason.api import pipeline_for
+from latentreason.api import prepare
 from latentreason.components.batching import position_ids
 from latentreason.components.example import Example
 from latentreason.components.injector import IGNORE_INDEX
@@ -49,11 +49,11 @@ from latentreason.components.task import TaskSpec
 from latentreason.config import GenerationConfig, RunConfig, format_validation_error
 from latentreason.decoding.generate import Generated, Written
 from latentreason.engine.pipeline import Pipeline
+from latentreason.engine.registry import Registry
+from latentreason.engine.resolve import Plan, load_checked
 from latentreason.engine.voting import majority_vote
 from latentreason.errors import ConfigError, LatentReasonError
 from latentreason.evaluation.runner import method_name
-from latentreason.hooks.registry import Registry
-from latentreason.hooks.resolve import load_checked, resolve
 from latentreason.hooks.specs import hookimpl
 
 if TYPE_CHECKING:
@@ -144,6 +144,19 @@ class _Settings:
         return text
 
 
+def _question_only(plan: Plan) -> None:
+    """Refuse, before any model loads, a producer that reads more than the question (lm-eval's requests carry only it).
+
+    Raises:
+        LatentReasonError: the producer reads the gold answer or the whole example.
+    """
+    if plan.producer.cls.produce_for is not ThoughtProducer.produce_for:
+        raise LatentReasonError(
+            f"producer {plan.producer.name!r} reads more than the question (e.g. the gold answer, for a control), "
+            "and lm-eval's requests carry only the question; evaluate it with `latentreason run` or `compare`."
+        )
+
+
 @register_model("latentreason")
 class LatentReasonLM(LM):
     """A latentreason method (producer, projector, decoder, models) answering lm-eval's requests.
@@ -211,23 +224,12 @@ class LatentReasonLM(LM):
                     node = node.setdefault(part, {})
                 node[path[-1]] = value
         registry = Registry(plugins=[self._request_task(str(system or ""), instruction)])
-        plan = resolve(load_checked(config, overrides, registry), registry)
-        if plan.producer.cls.produce_for is not ThoughtProducer.produce_for:
-            raise LatentReasonError(
-                f"producer {plan.producer.name!r} reads more than the question (e.g. the gold answer, for a control), "
-                "and lm-eval's requests carry only the question; evaluate it with `latentreason run` or `compare`."
-            )
-        torch.manual_seed(plan.config.seed)
-        self.pipeline: Pipeline = pipeline_for(plan, registry)
+        # lm-eval brings the requests: the run reads no data; its notes (untrained parts, ...) go to lm-eval's log
+        prepared = prepare(load_checked(config, overrides, registry), registry, data=_question_only, log=log.warning)
+        self.pipeline: Pipeline = prepared.pipeline
         self.config: RunConfig = self.pipeline.config
         self.method = method_name(self.config)
         self._device = self.pipeline.runtime.device
-        if self.pipeline.untrained:
-            log.warning(
-                "%s runs with untrained (randomly initialised) %s; pass checkpoint=PATH for meaningful results.",
-                self.method,
-                ", ".join(self.pipeline.untrained),
-            )
 
     @staticmethod
     def _request_task(system: str, instruction: str | None) -> _RequestTask:

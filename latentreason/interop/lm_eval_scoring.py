@@ -31,7 +31,7 @@ from lm_eval.api.instance import Instance
 from lm_eval.api.registry import get_metric
 from lm_eval.filters import build_filter_ensemble
 
-from latentreason.builtins.answers import BOXED_PATTERN, numbers_equal, parse_number
+from latentreason.components.answers import BOXED_PATTERN, numbers_equal, parse_number
 from latentreason.config import load_config
 from latentreason.errors import LatentReasonError
 from latentreason.evaluation.results import ResultsFolder

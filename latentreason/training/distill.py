@@ -31,11 +31,12 @@ from latentreason.components.example import Example
 from latentreason.components.task import TaskSpec
 from latentreason.config import RunConfig
 from latentreason.engine.pipeline import Pipeline
+from latentreason.engine.prepare import Log, Prepared, build, prepare, to_stderr
+from latentreason.engine.registry import Registry
+from latentreason.engine.resolve import resolve
 from latentreason.errors import LatentReasonError
 from latentreason.evaluation.results import ResultsFolder
 from latentreason.evaluation.runner import evaluate
-from latentreason.hooks.registry import Registry
-from latentreason.hooks.resolve import resolve
 from latentreason.models.runtime import Runtime
 from latentreason.training.targets import llm_identity, prompt_identity, write_targets
 
@@ -104,48 +105,48 @@ def _first_correct(pipeline: Pipeline, example: Example, chains: list[str]) -> i
     return next((n for n, text in enumerate(chains) if pipeline.evaluator.score(text, example).strict_correct), None)
 
 
-def _run_pass(
-    config: RunConfig,
-    examples: list[Example],
-    folder: Path,
-    registry: Registry,
-    runtime: Runtime,
-    progress: bool,
-) -> tuple[Pipeline, dict[str, list[str]]]:
-    """Evaluate ``examples`` with ``config`` into ``folder`` (resuming); the pipeline and each example's chains."""
-    pipeline = Pipeline(resolve(config, registry), runtime)
+def _chains(pipeline: Pipeline, examples: list[Example], folder: Path, progress: bool) -> dict[str, list[str]]:
+    """Evaluate ``examples`` into ``folder`` (resuming); each example's chains."""
     evaluate(pipeline, examples, folder, progress=progress)
     wanted = {ex.id for ex in examples}
     records = [r for r in ResultsFolder(folder, pipeline.config, prepare=False).done() if r["id"] in wanted]
-    return pipeline, {r["id"]: r.get("samples", [r["generation"]]) for r in records}
+    return {r["id"]: r.get("samples", [r["generation"]]) for r in records}
 
 
 def distill(
     config: RunConfig,
-    examples: list[Example],
     out: str | Path,
     sampling: Sampling,
     *,
-    registry: Registry,
-    runtime: Runtime,
+    registry: Registry | None = None,
+    runtime: Runtime | None = None,
     progress: bool = True,
+    log: Log | None = to_stderr,
 ) -> DistillReport:
-    """Generate, check and keep the LLM's own correct chains on ``examples`` (see the module docstring).
+    """Generate, check and keep the LLM's own correct chains on training problems (see the module docstring).
 
     Args:
-        config: the run config (models, method, prompt, engine, seed).
-        examples: the training problems.
+        config: the run config (models, method, prompt, engine, seed); ``data``
+            selects the problems (its split: see :func:`distill_split`).
         out: the targets file to write.
         sampling: the sampled pass's settings.
-        registry: plugins.
-        runtime: the models (shared by both passes).
+        registry: plugins (default: installed ones).
+        runtime: preloaded models (default: loaded from the config); both passes share them.
         progress: show a progress bar per pass.
+        log: receives the notes on the run (the dtype, ...); None: none.
 
     Returns:
         Where the file is, and its provenance.
     """
+    registry = registry or Registry()
+    split = distill_split(resolve(config, registry).task, config.data.split)
+    config = config.model_copy(update={"data": config.data.model_copy(update={"split": split})})
+    prepared: Prepared[list[Example]] = prepare(
+        pass_config(config, None), registry, runtime, log=log
+    )  # data checked before models load
+    greedy, examples = prepared.pipeline, prepared.examples
     passes = passes_folder(out)
-    greedy, written = _run_pass(pass_config(config, None), examples, passes / "greedy", registry, runtime, progress)
+    written = _chains(greedy, examples, passes / "greedy", progress)
     chains: dict[str, tuple[str, int, str]] = {}  # id -> (from, try, chain)
     for ex in examples:
         if _first_correct(greedy, ex, written[ex.id]) == 0:
@@ -153,9 +154,8 @@ def distill(
     greedy_correct = len(chains)
     wrong = [ex for ex in examples if ex.id not in chains]
     if sampling.tries and wrong:
-        sampled, written = _run_pass(
-            pass_config(config, sampling), wrong, passes / "sampled", registry, runtime, progress
-        )
+        sampled = build(resolve(pass_config(config, sampling), registry), registry, greedy.runtime, log=None)
+        written = _chains(sampled, wrong, passes / "sampled", progress)
         for ex in wrong:
             found = _first_correct(sampled, ex, written[ex.id])
             if found is not None:

@@ -286,7 +286,7 @@ class Trainer:
         self.config = config
         self.out_dir = Path(out_dir)
         self.seed = seed
-        self.world = distributed.setup(pipeline.runtime.device)
+        self.world = distributed.current()  # the process group prepare() joined
         self.progress = progress and self.world.is_main
         self.distilled = distilled
         if distilled is None:

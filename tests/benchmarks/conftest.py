@@ -19,12 +19,12 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from latentreason.api import evaluation_examples
 from latentreason.bench.settings import BenchSettings, bench_config
 from latentreason.components.example import Example
 from latentreason.config import ModelsConfig
 from latentreason.engine.pipeline import Pipeline
-from latentreason.hooks.registry import Registry
+from latentreason.engine.prepare import prepare
+from latentreason.engine.registry import Registry
 from latentreason.models.runtime import Runtime
 from latentreason.models.zoo import is_cached
 
@@ -117,7 +117,7 @@ def make_pipeline(bench_runtime: Runtime, scale: Scale) -> Callable[[str], Pipel
         if producer not in built:
             options = {"max_hint_tokens": scale.max_new_tokens} if producer == "assist-cot" else {}
             config = bench_config(settings, producer, overrides={"producer": {"options": options}})
-            built[producer] = Pipeline.from_config(config, runtime=bench_runtime)
+            built[producer] = prepare(config, runtime=bench_runtime).pipeline
         return built[producer]
 
     return make
@@ -126,4 +126,4 @@ def make_pipeline(bench_runtime: Runtime, scale: Scale) -> Callable[[str], Pipel
 @pytest.fixture(scope="session")
 def examples(make_pipeline: Callable[[str], Pipeline]) -> list[Example]:
     """The first GSM8K test examples."""
-    return evaluation_examples(make_pipeline("softcot"))
+    return make_pipeline("softcot").plan.examples()

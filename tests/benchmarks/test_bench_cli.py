@@ -44,9 +44,11 @@ def test_bench_quick_prints_the_table_and_writes_json(tmp_path):
     assert fp32["profile"]["new_tokens"] == 3 and len(fp32["profile"]["tokens"]) <= 3
     assert fp32["training"]["steps"] == 1
     assert report["machine"]["bandwidth"]["read_gb_s"] > 0
-    assert len(report["targets"]) == 5 and all(
-        t["met"] in (True, False) for t in report["targets"]
-    )  # ratio, 3 batch ratios, int8 bound
+    assert len(report["targets"]) == 5  # ratio, 3 batch ratios, int8 bound
+    for t in report["targets"]:  # "met" is the measured value against the goal it prints
+        sign, goal = t["target"].split()
+        bound = float(goal.rstrip("%")) / (100 if goal.endswith("%") else 1)
+        assert t["met"] == (t["value"] >= bound if sign == ">=" else t["value"] <= bound), t
 
 
 def test_bench_refuses_a_single_token(tmp_path):

@@ -9,10 +9,10 @@ import torch.nn.functional as F
 from latentreason.components.batching import pad_left, position_ids
 from latentreason.components.prompting import SLOT, encode_chat
 from latentreason.config import load_config
-from latentreason.engine.pipeline import Pipeline
+from latentreason.engine.prepare import prepare
+from latentreason.engine.registry import Registry
+from latentreason.engine.resolve import resolve
 from latentreason.errors import ConfigError
-from latentreason.hooks.registry import Registry
-from latentreason.hooks.resolve import resolve
 from latentreason_baselines.coconut import CoconutOptions, CoconutThoughts
 
 QUESTIONS = ["Natalia sold 48 clips in April and half as many in May. How many in total?", "What is 2 + 3?"]
@@ -26,7 +26,7 @@ def _pipeline(runtime, producer, options=None, **generation):
             "generation": {"max_new_tokens": 4, **generation},
         }
     )
-    return Pipeline.from_config(config, runtime=runtime)
+    return prepare(config, runtime=runtime).pipeline
 
 
 def test_pause_tokens_keep_their_plain_embeddings(runtime):
@@ -149,7 +149,7 @@ def test_the_wrong_answer_variant_reads_the_next_examples_answer(runtime):
             "thoughts_from": "next",
         }
     )
-    pipeline = Pipeline.from_config(config, runtime=runtime)
+    pipeline = prepare(config, runtime=runtime).pipeline
     split = pipeline.task.load("train", limit=3)
     assert len({ex.answer for ex in split}) == 3  # so the slots must change
     expected = _embedded(runtime.llm, [f" The answer is {ex.answer}." for ex in split[1:3]], 12)

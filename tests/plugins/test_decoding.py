@@ -14,7 +14,7 @@ from latentreason.decoding.generate import generate
 from latentreason.decoding.loop import decode
 from latentreason.decoding.segments import Boundaries, SegmentOptions
 from latentreason.decoding.state import DecodeState
-from latentreason.engine.pipeline import Pipeline
+from latentreason.engine.prepare import prepare
 from latentreason.errors import LatentReasonError
 from latentreason.testing import tiny_model
 from latentreason_lightthinker.compress import Compress, CompressOptions
@@ -191,7 +191,7 @@ def test_pipeline_combines_softcot_with_compression(tiny_llm, tiny_assistant):
             "generation": {"max_new_tokens": 8, "stop_at_answer": False},
         }
     )
-    pipeline = Pipeline.from_config(config, runtime=runtime)
+    pipeline = prepare(config, runtime=runtime).pipeline
     predictions = pipeline.answer(pipeline.task.load(limit=2))
     assert all(p.new_tokens == 8 or p.generations[0] for p in predictions)
     assert all(p.peak_kv > 0 for p in predictions)
@@ -229,7 +229,7 @@ def test_trained_compressor_learns_from_the_compressed_history(tiny_llm, tiny_as
             "decoder": {"name": "compress", "options": {"pooling": "attention", "segment": "tokens", "tokens": 6}},
         }
     )
-    pipeline = Pipeline.from_config(config, runtime=runtime)
+    pipeline = prepare(config, runtime=runtime).pipeline
     assert set(pipeline.trainable()) == {"decoder"}
     examples = pipeline.task.load("train", limit=2)
     trainer = Trainer(

@@ -7,8 +7,8 @@ import torch
 
 from latentreason.config import AdapterConfig, load_config
 from latentreason.engine.pipeline import Pipeline
-from latentreason.hooks.registry import Registry
-from latentreason.hooks.resolve import resolve
+from latentreason.engine.registry import Registry
+from latentreason.engine.resolve import resolve
 from latentreason.models.runtime import Runtime
 from latentreason.testing import tiny_model
 from latentreason_lightthinker.gist_mask import IGNORED, attention_mask, lay_out, visible

@@ -12,11 +12,11 @@ from latentreason.builtins.placeholder import PlaceholderInjector, PlaceholderOp
 from latentreason.config import GenerationConfig, load_config
 from latentreason.decoding.generate import Generated, generate
 from latentreason.decoding.loop import decode, decode_stream
-from latentreason.engine.pipeline import Pipeline
+from latentreason.engine.prepare import prepare
+from latentreason.engine.registry import Registry
+from latentreason.engine.resolve import resolve
 from latentreason.errors import ConfigError
 from latentreason.evaluation.results import prediction_record
-from latentreason.hooks.registry import Registry
-from latentreason.hooks.resolve import resolve
 from latentreason.models.quantization import int8_twin
 from latentreason.models.runtime import Runtime
 from latentreason.testing import tiny_model
@@ -192,7 +192,7 @@ def test_a_run_records_the_soft_steps_per_example(tiny_dirs):
             "generation": {"max_new_tokens": 6, "stop_at_answer": False},
         }
     )
-    pipeline = Pipeline.from_config(config)
+    pipeline = prepare(config).pipeline
     for prediction in pipeline.answer(pipeline.task.load(limit=2)):
         record = json.loads(json.dumps(prediction_record(prediction, "cpu")))
         assert record["soft_steps"] == [[0, 1, 2]]  # one chain, its first three tokens soft

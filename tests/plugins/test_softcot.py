@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from latentreason.config import load_config
-from latentreason.engine.pipeline import Pipeline
+from latentreason.engine.prepare import prepare
 from latentreason_softcot.linear import LinearProjector
 from latentreason_softcot.mlp import MLPOptions, MLPProjector
 from latentreason_softcot.norm_matched import NormMatchedOptions
@@ -56,12 +56,12 @@ def test_pipeline_answers_and_scores_a_batch(runtime, producer):
             "generation": {"max_new_tokens": 6},
         }
     )
-    pipeline = Pipeline.from_config(config, runtime=runtime)
+    pipeline = prepare(config, runtime=runtime).pipeline
     examples = pipeline.task.load(limit=2)
     predictions = pipeline.answer(examples)
     assert [p.example.id for p in predictions] == [e.id for e in examples]
     for p in predictions:
         assert 0 < p.new_tokens <= 6
-        assert p.score.strict_correct in (True, False)
+        assert p.score == pipeline.evaluator.score(p.generations[0], p.example)  # the chain's own score
         assert ("<|box_start|>" in p.prompt) == (producer == "softcot")
     assert ("projector" in pipeline.trainable()) == (producer == "softcot")

@@ -9,10 +9,10 @@ import torch
 
 from latentreason import api
 from latentreason.config import ModelsConfig, load_config
-from latentreason.engine.pipeline import Pipeline
+from latentreason.engine.prepare import prepare
+from latentreason.engine.registry import Registry
+from latentreason.engine.resolve import resolve
 from latentreason.errors import ConfigError, LatentReasonError
-from latentreason.hooks.registry import Registry
-from latentreason.hooks.resolve import resolve
 from latentreason.models.loading import load_hf
 from latentreason.models.runtime import Runtime
 from latentreason.storage import read_meta, stored_components
@@ -85,7 +85,7 @@ def test_standardise_fits_training_statistics_and_stores_them_with_their_provena
     assert fitted["assistant"] == runtime.model_name("assistant") == "tiny-llama-48"
     assert (fitted["placeholder"], fitted["layer"], fitted["questions"]) == (" clips", 1, 6)
 
-    loaded = Pipeline.from_config(config.model_copy(update={"checkpoint": str(trained.weights)}), runtime=runtime)
+    loaded = prepare(config.model_copy(update={"checkpoint": str(trained.weights)}), runtime=runtime).pipeline
     assert loaded.checkpoints == [str(trained.weights)] and loaded.untrained == []
     train_rows = loaded.task.load("train", limit=6, offset=2)  # the training rows: validation's 2 come first
     questions = [loaded.task.format_question(ex) for ex in train_rows]
@@ -108,11 +108,11 @@ def test_statistics_of_another_assistant_placeholder_or_layer_are_refused_before
     for options, wrong in (({"placeholder": " clips"}, "placeholder"), ({"layer": 1}, "layer")):
         other = _standardised(tmp_path, **options).model_copy(update={"checkpoint": weights})
         with pytest.raises(LatentReasonError, match=f"fitted for another setup \\({wrong}: "):
-            Pipeline.from_config(other, runtime=unloaded)
+            prepare(other, runtime=unloaded).pipeline
     assert loads == []
     renamed = Runtime(llm=runtime.llm, assistant=replace(tiny_assistant, name="another-assistant"))
     with pytest.raises(LatentReasonError, match="assistant: 'tiny-llama-48' there, 'another-assistant' here"):
-        Pipeline.from_config(config.model_copy(update={"checkpoint": weights}), runtime=renamed)
+        prepare(config.model_copy(update={"checkpoint": weights}), runtime=renamed).pipeline
 
 
 def test_standardise_without_statistics_says_how_to_get_them(runtime):
@@ -142,7 +142,7 @@ def test_the_llm_as_assistant_is_loaded_once(tiny_dirs):
             "generation": {"max_new_tokens": 4},
         }
     )
-    pipeline = Pipeline.from_config(config, runtime=runtime)
+    pipeline = prepare(config, runtime=runtime).pipeline
     predictions = pipeline.answer(pipeline.task.load(limit=2))
     assert runtime.assistant is runtime.llm and loads == [llm_dir]
     assert pipeline.producer.thought_dim == runtime.llm.hidden_size

@@ -9,7 +9,7 @@ import torch
 
 from latentreason import api
 from latentreason.config import Component, load_config
-from latentreason.engine.pipeline import Pipeline
+from latentreason.engine.prepare import prepare
 from latentreason.errors import LatentReasonError
 from latentreason.evaluation.runner import evaluate
 from latentreason.evaluation.tables import markdown_table, read_cell
@@ -27,7 +27,7 @@ def _oracle(runtime, gold="answer", **overrides):
         }
         | overrides
     )
-    return Pipeline.from_config(config, runtime=runtime)
+    return prepare(config, runtime=runtime).pipeline
 
 
 def test_the_oracle_is_softcot_reading_the_question_and_its_gold_answer(runtime):
@@ -45,10 +45,10 @@ def test_the_oracle_is_softcot_reading_the_question_and_its_gold_answer(runtime)
 
 def test_at_evaluation_the_llm_reads_the_question_alone_and_the_oracle_its_gold(runtime):
     oracle = _oracle(runtime)
-    softcot = Pipeline.from_config(
+    softcot = prepare(
         oracle.config.model_copy(update={"producer": Component(name="softcot", options={"n_thoughts": 3})}),
         runtime=runtime,
-    )
+    ).pipeline
     softcot.projector.load_state_dict(oracle.projector.state_dict())
     examples = oracle.task.load("test", limit=2)
     with torch.no_grad():
@@ -81,7 +81,7 @@ def test_the_oracle_trains_like_softcot_and_is_labelled_a_control(runtime, tmp_p
     )
     trained = api.train(config, progress=False, runtime=runtime)
     assert read_meta(trained.weights)["components"]["producer"]["name"] == "softcot-oracle"
-    pipeline = Pipeline.from_config(config.model_copy(update={"checkpoint": str(trained.weights)}), runtime=runtime)
+    pipeline = prepare(config.model_copy(update={"checkpoint": str(trained.weights)}), runtime=runtime).pipeline
     summary = evaluate(pipeline, pipeline.task.load(limit=2), tmp_path / "run", progress=False)
     assert summary.control == OracleProducer.control
     assert "| softcot-oracle (control) |" in summary.table()

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from latentreason.config import TrainConfig, load_config
-from latentreason.engine.pipeline import Pipeline
+from latentreason.engine.prepare import prepare
+from latentreason.engine.registry import Registry
+from latentreason.engine.resolve import resolve
 from latentreason.engine.voting import majority_vote
 from latentreason.errors import ConfigError
-from latentreason.hooks.registry import Registry
-from latentreason.hooks.resolve import resolve
 from latentreason.storage import read_meta, stored_components
 from latentreason.training.trainer import Trainer, supervised_loss
 from latentreason_softcot.softcotpp import SoftCoTPPOptions, SoftCoTPPProducer, contrastive_loss
@@ -33,7 +33,7 @@ def _pipeline(runtime, seed=0, checkpoint=None, generation=None, **options):
             "generation": {"max_new_tokens": 4, **(generation or {})},
         }
     )
-    return Pipeline.from_config(config, runtime=runtime)
+    return prepare(config, runtime=runtime).pipeline
 
 
 def _targets(pipeline, examples):

@@ -17,10 +17,10 @@ from latentreason.config import GenerationConfig, load_config
 from latentreason.decoding.loop import decode
 from latentreason.decoding.segments import Boundaries, SegmentOptions, boundary_labels, split_segments
 from latentreason.decoding.trigger import BoundaryTrigger
-from latentreason.engine.pipeline import Pipeline
+from latentreason.engine.prepare import prepare
+from latentreason.engine.registry import Registry
+from latentreason.engine.resolve import resolve
 from latentreason.errors import ConfigError, LatentReasonError
-from latentreason.hooks.registry import Registry
-from latentreason.hooks.resolve import resolve
 from latentreason.models.runtime import Runtime
 from latentreason.storage import read_meta
 from latentreason.training.trigger import label_rule
@@ -214,11 +214,11 @@ def test_compress_decodes_and_trains_with_the_classifier(tiny_llm, tmp_path):
             "generation": {"max_new_tokens": 8, "stop_at_answer": False},
         }
     )
-    pipeline = Pipeline.from_config(config, runtime=runtime)
-    plain = Pipeline.from_config(
+    pipeline = prepare(config, runtime=runtime).pipeline
+    plain = prepare(
         load_config(overrides={"producer": {"name": "cot"}, "generation": config.generation.model_dump()}),
         runtime=runtime,
-    )
+    ).pipeline
     examples = pipeline.task.load(limit=2)
     compressed, reference = pipeline.answer(examples), plain.answer(examples)
     assert all(c.peak_kv < r.peak_kv for c, r in zip(compressed, reference) if r.new_tokens > 4)

@@ -146,7 +146,7 @@ def test_train_then_run_with_the_trained_projector(cli, tmp_path):
             limit,
             "--n-thoughts",
             n_thoughts,
-            "--projector",
+            "--checkpoint",
             str(weights),
             "--max-new-tokens",
             max_new_tokens,
@@ -271,7 +271,7 @@ def test_projector_of_the_wrong_shape(cli, tmp_path):
     path = save_weights(
         tmp_path / "w.safetensors", {"projector": torch.nn.ModuleDict({"linear": torch.nn.Linear(7, 9)})}, {}
     )
-    result = cli("run", "--producer", "softcot", "--limit", "1", "--projector", str(path), *cli.models)
+    result = cli("run", "--producer", "softcot", "--limit", "1", "--checkpoint", str(path), *cli.models)
     assert result.exit_code == 2
     assert "projector.linear.weight has shape (9, 7) but this run needs (64, 48)" in result.output
 

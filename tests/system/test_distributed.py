@@ -20,9 +20,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from latentreason.api import build_pipeline, run, train
+from latentreason.api import run, train
 from latentreason.config import load_config
 from latentreason.distributed import World, setup
+from latentreason.engine.prepare import prepare
 from latentreason.errors import LatentReasonError
 from latentreason.evaluation.results import ResultsFolder
 from latentreason.evaluation.runner import evaluate
@@ -108,7 +109,7 @@ def two_ranks(tiny_dirs, tmp_path_factory):
             _write_config(root / "run.yaml", _models(tiny_dirs) | EVALUATE),
             "--output",
             str(root / "two-run"),
-            "--projector",
+            "--checkpoint",
             str(root / "two-train" / "last.safetensors"),
             "--quiet",
         ],
@@ -284,7 +285,7 @@ def test_evaluation_resumes_from_the_shards_of_an_interrupted_distributed_run(ru
     config = load_config(
         overrides={"producer": {"name": "cot"}, "data": {"task": "gsm8k"}, "generation": {"max_new_tokens": 3}}
     )
-    pipeline = build_pipeline(config, runtime=runtime)
+    pipeline = prepare(config, runtime=runtime).pipeline
     examples = pipeline.task.load(limit=5)
     full = evaluate(pipeline, examples, tmp_path / "straight", progress=False)
     records = {r["id"]: r for r in _results(tmp_path / "straight")}

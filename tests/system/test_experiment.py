@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from latentreason.cli import main
 from latentreason.config import load_config
-from latentreason.engine.pipeline import Pipeline
+from latentreason.engine.prepare import prepare
 from latentreason.errors import ConfigError, LatentReasonError
 from latentreason.evaluation.experiment import load_experiment
 from latentreason.storage import save_weights, stored_components
@@ -54,9 +54,9 @@ def _experiment(tiny_dirs, tmp_path, checkpoint: str | None = None) -> dict:
 
 def _save_compressor(runtime, path) -> str:
     """A checkpoint holding the compressor of ``DECODER`` only (as its training would write)."""
-    pipeline = Pipeline.from_config(
+    pipeline = prepare(
         load_config(overrides={"producer": {"name": "cot"}, "decoder": DECODER}), runtime=runtime
-    )
+    ).pipeline
     return str(save_weights(path, pipeline.trainable(), {}))
 
 
@@ -103,7 +103,7 @@ def test_a_cells_progress_bar_names_its_method(runtime, tmp_path, capsys):
     config = load_config(
         overrides={"producer": {"name": "cot"}, "label": "cot-lora", "generation": {"max_new_tokens": 2}}
     )
-    pipeline = Pipeline.from_config(config, runtime=runtime)
+    pipeline = prepare(config, runtime=runtime).pipeline
 
     evaluate(pipeline, pipeline.task.load(limit=1), tmp_path, progress=True)
 
@@ -147,8 +147,8 @@ def test_experiment_file_errors(tiny_dirs, tmp_path):
         ConfigError, match="methods.compress-trained: checkpoint .*not-trained-yet.safetensors' does not exist"
     ):
         load_experiment(_write(tmp_path / "e.yaml", spec))
+    from latentreason.engine.registry import Registry
     from latentreason.evaluation.comparison import methods_from_names, plan_comparison
-    from latentreason.hooks.registry import Registry
 
     base = load_config(overrides={"models": _models(tiny_dirs)})
     methods = methods_from_names(base, ["cot", "softcot"], {"softcot": str(tmp_path / "none.safetensors")}, Registry())
@@ -157,9 +157,9 @@ def test_experiment_file_errors(tiny_dirs, tmp_path):
 
 
 def test_a_save_from_the_middle_of_a_training_is_refused_by_compare(tiny_dirs, runtime, tmp_path):
-    pipeline = Pipeline.from_config(
+    pipeline = prepare(
         load_config(overrides={"producer": {"name": "cot"}, "decoder": DECODER}), runtime=runtime
-    )
+    ).pipeline
     middle = save_weights(tmp_path / "middle.safetensors", pipeline.trainable(), {"step": 100, "total_steps": 250})
     final = save_weights(tmp_path / "final.safetensors", pipeline.trainable(), {"step": 250, "total_steps": 250})
     with pytest.raises(
@@ -177,26 +177,26 @@ def test_a_results_folder_is_not_resumed_with_other_weights(runtime, tmp_path):
     config = load_config(
         overrides={"producer": {"name": "cot"}, "decoder": DECODER, "generation": {"max_new_tokens": 3}}
     )
-    source = Pipeline.from_config(config, runtime=runtime)
+    source = prepare(config, runtime=runtime).pipeline
     path = _save_compressor(runtime, tmp_path / "compressor.safetensors")
     trained = config.model_copy(update={"checkpoint": path})
     examples = source.task.load(limit=2)
-    evaluate(Pipeline.from_config(trained, runtime=runtime), examples[:1], tmp_path / "cell", progress=False)
+    evaluate(prepare(trained, runtime=runtime).pipeline, examples[:1], tmp_path / "cell", progress=False)
     stored = json.loads((tmp_path / "cell" / "weights.json").read_text())["sha256"]
     assert [name for name, _ in stored] == ["compressor.safetensors"]
 
-    evaluate(Pipeline.from_config(trained, runtime=runtime), examples, tmp_path / "cell", progress=False)  # same bytes
+    evaluate(prepare(trained, runtime=runtime).pipeline, examples, tmp_path / "cell", progress=False)  # same bytes
     for module in source.trainable().values():  # "trained again" under the same path
         for p in module.parameters():
             p.data.add_(1.0)
     save_weights(path, source.trainable(), {})
     with pytest.raises(LatentReasonError, match="answered with other weights"):
-        evaluate(Pipeline.from_config(trained, runtime=runtime), examples, tmp_path / "cell", progress=False)
+        evaluate(prepare(trained, runtime=runtime).pipeline, examples, tmp_path / "cell", progress=False)
 
 
 def test_each_checkpoint_may_hold_some_components(runtime, tmp_path):
     config = load_config(overrides={"producer": {"name": "softcot", "options": {"n_thoughts": 2}}, "decoder": DECODER})
-    source = Pipeline.from_config(config, runtime=runtime)
+    source = prepare(config, runtime=runtime).pipeline
     for module in source.trainable().values():
         for p in module.parameters():
             torch.nn.init.normal_(p)
@@ -204,21 +204,19 @@ def test_each_checkpoint_may_hold_some_components(runtime, tmp_path):
     decoder = save_weights(tmp_path / "decoder.safetensors", {"decoder": source.decoder.trainable()}, {})
     assert stored_components(decoder) == {"decoder"}
 
-    only_decoder = Pipeline.from_config(config.model_copy(update={"checkpoint": str(decoder)}), runtime=runtime)
+    only_decoder = prepare(config.model_copy(update={"checkpoint": str(decoder)}), runtime=runtime).pipeline
     assert only_decoder.untrained == ["projector"] and only_decoder.checkpoints == [str(decoder)]
     assert torch.equal(only_decoder.decoder.trainable().queries, source.decoder.trainable().queries)
 
-    both = Pipeline.from_config(
-        config.model_copy(update={"checkpoint": [str(projector), str(decoder)]}), runtime=runtime
-    )
+    both = prepare(config.model_copy(update={"checkpoint": [str(projector), str(decoder)]}), runtime=runtime).pipeline
     assert both.untrained == []
     assert torch.equal(both.projector.linear.weight, source.projector.linear.weight)
 
     with pytest.raises(LatentReasonError, match="holds decoder, which this run does not train or which an earlier"):
-        Pipeline.from_config(config.model_copy(update={"checkpoint": [str(decoder), str(decoder)]}), runtime=runtime)
+        prepare(config.model_copy(update={"checkpoint": [str(decoder), str(decoder)]}), runtime=runtime).pipeline
     cot = load_config(overrides={"producer": {"name": "cot"}, "decoder": DECODER, "checkpoint": str(projector)})
     with pytest.raises(LatentReasonError, match="holds projector"):
-        Pipeline.from_config(cot, runtime=runtime)
+        prepare(cot, runtime=runtime).pipeline
 
 
 def test_a_run_warns_about_untrained_components(tiny_dirs, tmp_path):
@@ -253,7 +251,7 @@ def test_a_run_warns_about_untrained_components(tiny_dirs, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "untrained (randomly initialised) decoder" in result.output
-    assert json.loads((tmp_path / "r" / "summary.json").read_text())["producer"] == "cot+compress"
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["method"] == "cot+compress"
 
 
 EXPERIMENTS = Path(__file__).parents[2] / "experiments"

@@ -14,6 +14,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from latentreason.engine.prepare import prepare
+
 lm_eval = pytest.importorskip("lm_eval")
 
 from lm_eval.api.instance import Instance
@@ -26,7 +28,7 @@ from lm_eval.utils import (
     make_table,
 )
 
-from latentreason.api import build_pipeline, run
+from latentreason.api import run
 from latentreason.builtins.tasks.arithmetic import GSM8K
 from latentreason.cli import main
 from latentreason.components.example import Example
@@ -124,7 +126,7 @@ def test_lm_eval_gets_the_generations_of_the_projects_own_pipeline(evaluated, ti
         }
     )
     torch.manual_seed(config.seed)  # the untrained projector gets the weights the model's got
-    pipeline = build_pipeline(config)
+    pipeline = prepare(config).pipeline
     written = pipeline.chains(pipeline.plan.examples(), stop=re.compile("Q:"))
     assert {w.example.question: w.chains[0].text.split("Q:")[0] for w in written} == theirs
 
@@ -175,7 +177,7 @@ def test_loglikelihood_refuses_methods_it_cannot_score(tiny_dirs, lm):
 
 
 def test_a_producer_that_reads_the_gold_is_refused_before_any_model_loads(tiny_dirs, monkeypatch):
-    monkeypatch.setattr("latentreason.interop.lm_eval_model.pipeline_for", lambda *a: pytest.fail("models loaded"))
+    monkeypatch.setattr("latentreason.engine.prepare.build", lambda *a, **k: pytest.fail("models loaded"))
     with pytest.raises(LatentReasonError, match="'softcot-oracle' reads more than the question"):
         LatentReasonLM(**_args(tiny_dirs, producer="softcot-oracle"))
 

@@ -14,11 +14,11 @@ import torch
 import latentreason.plugin
 from latentreason.builtins.placeholder import PlaceholderInjector, PlaceholderOptions
 from latentreason.config import load_config
-from latentreason.engine.pipeline import Pipeline
+from latentreason.engine.prepare import prepare
+from latentreason.engine.registry import Registry
+from latentreason.engine.resolve import resolve
 from latentreason.errors import ConfigError
 from latentreason.hooks import specs
-from latentreason.hooks.registry import Registry
-from latentreason.hooks.resolve import resolve
 from latentreason.plugin import GenerationConfig, Runtime, decode
 
 ROOT = Path(__file__).parents[2]
@@ -53,12 +53,12 @@ def test_the_tutorial_plugin_installs_and_runs(installed, runtime):
         "producer": {"name": "question-mean", "options": {"n_thoughts": 3}},
         "generation": {"max_new_tokens": 12, "stop_at_answer": False},
     }
-    plain = Pipeline.from_config(load_config(overrides=settings), registry, runtime)
-    windowed = Pipeline.from_config(
+    plain = prepare(load_config(overrides=settings), registry, runtime).pipeline
+    windowed = prepare(
         load_config(overrides={**settings, "decoder": {"name": "sink-window", "options": {"sink": 2, "keep": 3}}}),
         registry,
         runtime,
-    )
+    ).pipeline
     examples = plain.task.load(limit=2)
     full, short = plain.answer(examples), windowed.answer(examples)
     assert full[0].prompt.count("<|endoftext|>") == 3  # the three thoughts at the placeholders

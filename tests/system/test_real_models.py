@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from latentreason import Pipeline, load_config, run
-from latentreason.api import evaluation_examples
-from latentreason.hooks.registry import Registry
+from latentreason import load_config, run
+from latentreason.engine.prepare import prepare
+from latentreason.engine.registry import Registry
 from latentreason.models.runtime import Runtime
 from latentreason.models.zoo import is_cached
 
@@ -80,9 +80,9 @@ def test_default_pair_trains_a_trigger_and_reinjects_where_it_fires(real_runtime
         }
     )
     run(decoding, output=tmp_path / "run", progress=False, runtime=real_runtime)
-    pipeline = Pipeline.from_config(decoding, runtime=real_runtime)
+    pipeline = prepare(decoding, runtime=real_runtime).pipeline
     records = [json.loads(line) for line in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()]
-    for record, example in zip(records, evaluation_examples(pipeline)):
+    for record, example in zip(records, pipeline.plan.examples()):
         prompt = int(pipeline.inputs([example]).attention_mask.sum())
         # keep_text leaves every token visible, so the peak is prompt + generated + 2 vectors per re-injection
         fired = (record["peak_kv"] - prompt - record["new_tokens"]) / 2

@@ -23,8 +23,8 @@ from safetensors.torch import load_file
 
 from latentreason.cli import main
 from latentreason.decoding import vllm_lock
-from latentreason.decoding.vllm_engine import vllm_python
 from latentreason.errors import LatentReasonError
+from latentreason.models.vllm_env import vllm_python
 from latentreason.models.zoo import is_cached
 from latentreason.testing import save_tiny_model
 
@@ -128,14 +128,14 @@ def test_a_folder_written_before_a_setting_existed_resumes_at_its_default(tmp_pa
 
 
 def test_a_finished_run_run_again_keeps_its_results_and_its_peak_memory(runtime, tmp_path):
-    from latentreason.api import build_pipeline
+    from latentreason.api import prepare
     from latentreason.config import load_config
     from latentreason.evaluation.runner import evaluate
 
     config = load_config(
         overrides={"producer": {"name": "cot"}, "data": {"task": "gsm8k"}, "generation": {"max_new_tokens": 3}}
     )
-    pipeline = build_pipeline(config, runtime=runtime)
+    pipeline = prepare(config, runtime=runtime).pipeline
     examples = pipeline.task.load(limit=3)
     first = evaluate(pipeline, examples, tmp_path, progress=False)
     for peak in (123.0, 1e-9):  # as measured by the sitting that did the work, above or below this sitting's
@@ -154,7 +154,7 @@ def test_a_finished_run_run_again_keeps_its_results_and_its_peak_memory(runtime,
 
 
 def test_a_cell_read_back_holds_only_its_runs_examples(runtime, tmp_path):
-    from latentreason.api import build_pipeline
+    from latentreason.api import prepare
     from latentreason.config import load_config
     from latentreason.evaluation.runner import evaluate
     from latentreason.evaluation.tables import read_cell
@@ -162,7 +162,7 @@ def test_a_cell_read_back_holds_only_its_runs_examples(runtime, tmp_path):
     config = load_config(
         overrides={"producer": {"name": "cot"}, "data": {"task": "gsm8k"}, "generation": {"max_new_tokens": 3}}
     )
-    pipeline = build_pipeline(config, runtime=runtime)
+    pipeline = prepare(config, runtime=runtime).pipeline
     examples = pipeline.task.load(limit=4)
     evaluate(pipeline, examples, tmp_path, progress=False)
     evaluate(pipeline, examples[1:3], tmp_path, progress=False)  # a later run with another limit and offset

@@ -15,7 +15,7 @@ import pytest
 
 from latentreason.api import run
 from latentreason.config import TrainConfig, load_config
-from latentreason.engine.pipeline import Pipeline
+from latentreason.engine.prepare import prepare
 from latentreason.errors import LatentReasonError
 from latentreason.models.loading import load_hf
 from latentreason.models.spec import ModelSpec
@@ -49,7 +49,7 @@ def test_a_pickle_renamed_to_safetensors_is_refused_and_never_unpickled(runtime,
     config = load_config(
         overrides={"producer": {"name": "softcot", "options": {"n_thoughts": 2, "n_thoughts_train": 2}}}
     )
-    pipeline = Pipeline.from_config(config, runtime=runtime)
+    pipeline = prepare(config, runtime=runtime).pipeline
     folder = tmp_path / "ckpt"
     folder.mkdir()
     _trapped_pickle(folder / STATE_FILE, marker)

@@ -9,12 +9,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from latentreason import Pipeline, load_config
-from latentreason.api import evaluation_examples
-from latentreason.decoding.vllm_engine import vllm_python
+from latentreason import load_config
+from latentreason.engine.prepare import prepare
+from latentreason.engine.registry import Registry
 from latentreason.errors import LatentReasonError
-from latentreason.hooks.registry import Registry
 from latentreason.models.runtime import Runtime
+from latentreason.models.vllm_env import vllm_python
 from latentreason.models.zoo import is_cached
 from latentreason.testing import save_tiny_model
 
@@ -30,8 +30,8 @@ def _vllm_set_up():
 
 
 def _texts(config, runtime) -> dict[str, str]:
-    pipeline = Pipeline.from_config(config, runtime=runtime)
-    return {w.example.id: w.chains[0].text for w in pipeline.chains(evaluation_examples(pipeline))}
+    pipeline = prepare(config, runtime=runtime).pipeline
+    return {w.example.id: w.chains[0].text for w in pipeline.chains(pipeline.plan.examples())}
 
 
 @pytest.mark.parametrize("producer", ["cot", "softcot"])

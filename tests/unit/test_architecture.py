@@ -8,12 +8,11 @@ from pathlib import Path
 PACKAGE = Path(__file__).parents[2] / "latentreason"
 DOC = (PACKAGE.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
 LAYERS = [
-    ["errors", "config", "storage", "legacy"],
-    ["components", "hooks.specs"],
+    ["errors", "config", "storage"],
+    ["components", "hooks"],
     ["models", "distributed"],
     ["decoding"],
     ["builtins"],
-    ["hooks.contract", "hooks.registry", "hooks.resolve"],
     ["engine"],
     ["training", "evaluation"],
     ["api", "bench", "interop", "plugin", "testing"],
@@ -22,9 +21,7 @@ LAYERS = [
 
 
 def layer(module: str) -> int:
-    """The layer of ``latentreason.<module>`` (its longest listed prefix; the ``hooks`` package itself is only a docstring)."""
-    if module == "hooks":
-        module = "hooks.specs"
+    """The layer of ``latentreason.<module>`` (its longest listed prefix)."""
     best = max((p for group in LAYERS for p in group if module == p or module.startswith(p + ".")), key=len)
     return next(i for i, group in enumerate(LAYERS) if best in group)
 

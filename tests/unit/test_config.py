@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from latentreason.config import RunConfig, dump_config, load_config, parse_overrides
+from latentreason.engine.registry import Registry
+from latentreason.engine.resolve import resolve
 from latentreason.errors import ConfigError, LatentReasonError
-from latentreason.hooks.registry import Registry
-from latentreason.hooks.resolve import resolve
 
 pytestmark = pytest.mark.plugins  # these tests run the shipped producers
 

@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 
 from latentreason.api import checkpoint_dir
 from latentreason.config import RunConfig, dump_config, load_config, parse_overrides
+from latentreason.engine.registry import Registry
+from latentreason.engine.resolve import resolve
 from latentreason.errors import ConfigError, LatentReasonError
-from latentreason.hooks.registry import Registry
-from latentreason.hooks.resolve import resolve
 
 FUZZ = settings(max_examples=80, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -164,9 +164,13 @@ def test_random_configs_resolve_or_fail_with_a_clear_error(overrides):
 )
 def test_random_set_options_parse_or_fail_with_a_clear_error(items):
     try:
-        resolve(load_config(overrides=parse_overrides(items)), REGISTRY)
+        config = load_config(overrides=parse_overrides(items))
+        plan = resolve(config, REGISTRY)
     except LatentReasonError as exc:
         _allowed(exc)
+        return
+    assert plan.task.name == config.data.task
+    assert load_config(overrides=yaml.safe_load(dump_config(config))) == config  # the written config reproduces it
 
 
 experiment_files = (

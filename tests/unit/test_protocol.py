@@ -5,23 +5,24 @@ from __future__ import annotations
 import pytest
 import torch
 
-from latentreason.api import build_pipeline, training_examples
+from latentreason.api import training_examples
 from latentreason.config import load_config
+from latentreason.engine.prepare import prepare
+from latentreason.engine.registry import Registry
+from latentreason.engine.resolve import resolve
 from latentreason.errors import ConfigError, LatentReasonError
-from latentreason.hooks.registry import Registry
-from latentreason.hooks.resolve import resolve
 
 pytestmark = pytest.mark.plugins  # these tests run the shipped producers
 
 
 def _pipeline(runtime, **overrides):
     config = load_config(overrides={"producer": {"name": "softcot"}, "data": {"task": "gsm8k"}, **overrides})
-    return build_pipeline(config, runtime=runtime)
+    return prepare(config, runtime=runtime).pipeline
 
 
 def test_validation_is_held_back_from_the_training_split(runtime):
     pipeline = _pipeline(runtime, train={"limit": 5, "val_limit": 3})
-    train, validation = training_examples(pipeline)
+    train, validation = training_examples(pipeline.plan)
     split = pipeline.task.load(pipeline.task.train_split, limit=8)
     assert [e.id for e in validation] == [e.id for e in split[:3]]
     assert [e.id for e in train] == [e.id for e in split[3:8]]
@@ -30,9 +31,9 @@ def test_validation_is_held_back_from_the_training_split(runtime):
 
 def test_the_test_split_validates_only_when_asked(runtime):
     with pytest.raises(LatentReasonError, match="evaluation split.*allow_eval_split"):
-        training_examples(_pipeline(runtime, train={"limit": 4, "val_limit": 2, "val_split": "test"}))
+        training_examples(_pipeline(runtime, train={"limit": 4, "val_limit": 2, "val_split": "test"}).plan)
     _, validation = training_examples(
-        _pipeline(runtime, train={"limit": 4, "val_limit": 2, "val_split": "test", "allow_eval_split": True})
+        _pipeline(runtime, train={"limit": 4, "val_limit": 2, "val_split": "test", "allow_eval_split": True}).plan
     )
     assert [e.id for e in validation] == ["gsm8k-test-0", "gsm8k-test-1"]
 
@@ -85,13 +86,15 @@ def test_zero_and_mean_ablations_replace_exactly_what_the_llm_receives(runtime):
 
 def test_the_mean_ablation_never_reads_the_test_split(runtime):
     with pytest.raises(ConfigError, match="thoughts_from: mean: audit.split 'test' is gsm8k's evaluation split"):
-        resolve(load_config(overrides={"thoughts_from": "mean", "audit": {"split": "test"}}), Registry()).check()
+        resolve(
+            load_config(overrides={"thoughts_from": "mean", "audit": {"split": "test"}}), Registry()
+        ).checked_examples()
     # by default the rows just after the ones `train` reads: validation's 16, then 256
     plan = resolve(load_config(overrides={"thoughts_from": "mean", "audit": {"limit": 2}}), Registry())
     assert [e.id for e in plan.held_back().examples] == ["gsm8k-train-272", "gsm8k-train-273"]
     unbounded = resolve(load_config(overrides={"thoughts_from": "mean", "train": {"limit": None}}), Registry())
     with pytest.raises(ConfigError, match="train.limit is unset.*audit.offset"):
-        unbounded.check()
+        unbounded.checked_examples()
 
 
 def test_ablating_soft_thoughts_needs_a_producer_that_makes_them(runtime):

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from latentreason.builtins.answers import (
+from latentreason.components.answers import (
     NUMBER_BOXED_PATTERN,
     answers_equal,
     boxed_text,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import ClassVar
 
-from latentreason.builtins.answers import YESNO_BOXED_PATTERN, answers_equal, flexible_answer, strict_answer
+from latentreason.components.answers import YESNO_BOXED_PATTERN, answers_equal, flexible_answer, strict_answer
 from latentreason.components.evaluator import Evaluator, Score
 from latentreason.components.example import Example
 

@@ -6,7 +6,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from latentreason.builtins.answers import format_number
+from latentreason.components.answers import format_number
 
 #: The data shipped inside the package: ``data/<task>/<split>.jsonl``.
 DATA_ROOT = Path(__file__).resolve().parent.parent / "data"

@@ -7,13 +7,13 @@ import re
 import pytest
 import torch
 
-from latentreason.api import build_pipeline
 from latentreason.builtins.placeholder import PlaceholderInjector, PlaceholderOptions
 from latentreason.config import GenerationConfig, load_config
 from latentreason.decoding.loop import decode, decode_stream
+from latentreason.engine.prepare import prepare
+from latentreason.engine.registry import Registry
+from latentreason.engine.resolve import resolve
 from latentreason.errors import ConfigError
-from latentreason.hooks.registry import Registry
-from latentreason.hooks.resolve import resolve
 from latentreason.models.quantization import Int8Linear, check_int8, int8_twin
 from latentreason.models.runtime import Runtime, dtype_warning, machine_label, resolve_dtype
 from latentreason.testing import tiny_model
@@ -45,7 +45,7 @@ def _config(producer="cot", **generation):
 
 
 def _generations(runtime, producer="cot", **generation):
-    pipeline = build_pipeline(_config(producer, **generation), runtime=runtime)
+    pipeline = prepare(_config(producer, **generation), runtime=runtime).pipeline
     examples = pipeline.task.load(limit=7)
     return [(p.example.id, p.generations, p.truncated) for p in pipeline.answer(examples)]
 
@@ -61,7 +61,7 @@ def test_continuous_batching_writes_what_batch_one_writes(runtime, producer):
 
 def test_every_chain_of_a_voted_example_is_kept_together(runtime):
     torch.manual_seed(3)
-    pipeline = build_pipeline(_config(batch_size=4, do_sample=True, samples=3, temperature=1.5), runtime=runtime)
+    pipeline = prepare(_config(batch_size=4, do_sample=True, samples=3, temperature=1.5), runtime=runtime).pipeline
     examples = pipeline.task.load(limit=5)
     predictions = pipeline.answer(examples)
     assert [p.example.id for p in predictions] == [e.id for e in examples]
@@ -121,7 +121,7 @@ def test_an_int8_run_decodes_with_the_twin_and_reads_prompts_in_float(tiny_dirs)
             "generation": {"max_new_tokens": 6},
         }
     )
-    pipeline = build_pipeline(config)
+    pipeline = prepare(config).pipeline
     llm = pipeline.runtime.llm
     assert llm.stepper is llm.int8 and isinstance(llm.int8.lm_head, Int8Linear)
     calls = {"float": 0, "int8": 0}
@@ -178,7 +178,7 @@ def test_the_results_folder_records_the_dtype_the_run_used(runtime):
 
 
 def test_a_vllm_chain_is_cut_where_the_loop_would_stop(llm):
-    from latentreason.builtins.answers import BOXED_PATTERN
+    from latentreason.components.answers import BOXED_PATTERN
     from latentreason.decoding.generate import AnswerComplete
     from latentreason.decoding.vllm_engine import cut_at_answer
 
@@ -198,12 +198,12 @@ def test_vllm_starts_no_worker_when_nothing_is_left_to_answer(runtime, monkeypat
 
     from latentreason.decoding import vllm_engine
 
-    def no_worker(pipeline):
+    def no_worker(*args):
         raise AssertionError("a worker was started for no examples")
 
     monkeypatch.setenv("LATENTREASON_VLLM_PYTHON", sys.executable)
     monkeypatch.setattr(vllm_engine, "worker_for", no_worker)
-    pipeline = build_pipeline(_config(engine="vllm"), runtime=runtime)
+    pipeline = prepare(_config(engine="vllm"), runtime=runtime).pipeline
     assert list(pipeline.chains([])) == []
     with pytest.raises(AssertionError, match="a worker was started"):
         list(pipeline.chains(pipeline.task.load(limit=1)))

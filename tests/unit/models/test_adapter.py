@@ -7,9 +7,9 @@ import torch
 
 from latentreason.config import AdapterConfig, load_config
 from latentreason.engine.pipeline import Pipeline
+from latentreason.engine.registry import Registry
+from latentreason.engine.resolve import resolve
 from latentreason.errors import ConfigError, LatentReasonError
-from latentreason.hooks.registry import Registry
-from latentreason.hooks.resolve import resolve
 from latentreason.models.adapter import Adapter
 from latentreason.models.quantization import int8_twin
 from latentreason.models.runtime import Runtime

@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 
 from latentreason.config import TrainConfig, load_config
 from latentreason.engine.pipeline import Pipeline
+from latentreason.engine.prepare import prepare
 from latentreason.errors import LatentReasonError
 from latentreason.storage import load_weights, read_meta, save_weights
 from latentreason.training import trainer as training
@@ -20,15 +21,16 @@ from latentreason.training.trainer import Trainer
 pytestmark = pytest.mark.plugins  # these tests run the shipped producers
 
 
-def _pipeline(runtime, **projector):
+def _pipeline(runtime, seed=0, **projector):
     config = load_config(
         overrides={
             "producer": {"name": "softcot", "options": {"n_thoughts": 2, "n_thoughts_train": 3}},
             "projector": projector or {"name": "linear"},
             "data": {"task": "gsm8k"},
+            "seed": seed,
         }
     )
-    return Pipeline.from_config(config, runtime=runtime)
+    return prepare(config, runtime=runtime).pipeline
 
 
 def _train_config(**train):
@@ -88,7 +90,7 @@ def test_whole_targets_end_with_end_of_turn_and_cut_ones_do_not(runtime, tmp_pat
 def test_checkpoint_round_trip(runtime, tmp_path):
     first = _pipeline(runtime)
     path = save_weights(tmp_path / "p.safetensors", first.trainable(), {"components": first.components()})
-    second = _pipeline(runtime)
+    second = _pipeline(runtime, seed=1)  # another seed: another initialization
     thoughts = torch.randn(1, 2, runtime.assistant.hidden_size)
     assert not torch.allclose(first.projector(thoughts), second.projector(thoughts))
     meta = load_weights(path, second.trainable())
@@ -267,7 +269,7 @@ def _bf16_pipeline(adapter: bool = True) -> Pipeline:
             **({"adapter": lora.model_dump()} if lora else {}),
         }
     )
-    return Pipeline.from_config(config, runtime=Runtime(llm=llm, assistant=assistant, adapter=lora))
+    return prepare(config, runtime=Runtime(llm=llm, assistant=assistant, adapter=lora)).pipeline
 
 
 def test_bf16_frozen_models_train_float32_masters_with_a_float32_loss(tmp_path):

@@ -6,8 +6,8 @@ import pytest
 
 from latentreason import hookimpl
 from latentreason.components.producer import ThoughtProducer, Thoughts
+from latentreason.engine.registry import Registry
 from latentreason.errors import LatentReasonError
-from latentreason.hooks.registry import Registry
 
 pytestmark = pytest.mark.plugins  # these tests run the shipped producers
 
@@ -88,8 +88,8 @@ def test_plugins_describe_their_hooks():
 
 def test_a_core_only_install_names_the_plugin_package_to_add(monkeypatch):
     from latentreason.config import load_config
+    from latentreason.engine.resolve import resolve
     from latentreason.errors import ConfigError
-    from latentreason.hooks.resolve import resolve
 
     monkeypatch.setenv("LATENTREASON_DISABLE_PLUGINS", "softcot,baselines,lightthinker")
     with pytest.raises(ConfigError) as caught:
@@ -97,3 +97,18 @@ def test_a_core_only_install_names_the_plugin_package_to_add(monkeypatch):
     message = str(caught.value)
     assert "Producer 'softcot' comes with the plugin package latentreason-softcot, which is not installed" in message
     assert "pip install -r requirements.txt" in message and "Traceback" not in message
+
+
+def test_shipped_names_every_component_of_the_shipped_plugin_packages():
+    from latentreason.engine.registry import SHIPPED
+
+    shipped = {info.distribution for info in Registry().plugins()} & set(SHIPPED.values())
+    assert shipped == set(SHIPPED.values())  # every package SHIPPED names is installed here
+    registered = {
+        (kind, name): info.distribution
+        for info in Registry().plugins()
+        if info.distribution in shipped
+        for kind, names in info.provides.items()
+        for name in names
+    }
+    assert registered == SHIPPED

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import random
+from dataclasses import asdict
 
 import pytest
 
@@ -132,3 +134,15 @@ def test_the_table_names_the_machines_its_speeds_come_from():
         in last
     )
     assert csv_table([old, amd], reference="cot").splitlines()[1].endswith(",not recorded")
+
+
+def test_a_committed_summary_that_names_the_method_producer_still_reads_back():
+    from pathlib import Path
+
+    from latentreason.evaluation.tables import read_cell
+
+    folder = Path(__file__).parents[3] / "experiments" / "softcot-gsm8k-pilot" / "gsm8k-cot-softcot-style-seed0"
+    assert "producer" in json.loads((folder / "summary.json").read_text())  # written before Summary.method
+    cell = read_cell(folder)
+    assert (cell.summary.method, cell.summary.n, cell.summary.flexible_acc) == ("cot-softcot-style", 48, 5 / 48)
+    assert "method" in asdict(cell.summary) and "producer" not in asdict(cell.summary)

@@ -6,7 +6,11 @@ import re
 
 import pytest
 
-from latentreason.builtins.answers import (
+from latentreason.builtins.evaluators import BUILTIN_EVALUATORS
+from latentreason.builtins.evaluators.choice import ChoiceEvaluator
+from latentreason.builtins.evaluators.number import NumberEvaluator
+from latentreason.builtins.evaluators.yesno import YesNoEvaluator
+from latentreason.components.answers import (
     BOXED_PATTERN,
     answers_equal,
     boxed_text,
@@ -23,10 +27,6 @@ from latentreason.builtins.answers import (
     parse_number,
     strict_answer,
 )
-from latentreason.builtins.evaluators import BUILTIN_EVALUATORS
-from latentreason.builtins.evaluators.choice import ChoiceEvaluator
-from latentreason.builtins.evaluators.number import NumberEvaluator
-from latentreason.builtins.evaluators.yesno import YesNoEvaluator
 from latentreason.components.example import Example
 
 AQUA_CHOICES = ("A) 5(√3 + 1)", "B) 6", "C) 125", "D) 8", "E) None of these")

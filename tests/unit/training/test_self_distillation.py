@@ -25,9 +25,9 @@ from latentreason.components.evaluator import Evaluator, Score
 from latentreason.components.example import Example
 from latentreason.components.prompting import end_of_turn_id
 from latentreason.config import load_config
-from latentreason.engine.pipeline import Pipeline
+from latentreason.engine.prepare import prepare
+from latentreason.engine.registry import Registry
 from latentreason.errors import LatentReasonError
-from latentreason.hooks.registry import Registry
 from latentreason.models.runtime import Runtime
 from latentreason.storage import file_digest, read_meta
 from latentreason.testing import save_tiny_model
@@ -55,7 +55,7 @@ class _Plugin:
 
 
 def _rows(answers: list[str]) -> str:
-    gsm8k = Path(__file__).parents[2] / "latentreason/builtins/data/gsm8k/train.jsonl"
+    gsm8k = Path(__file__).parents[3] / "latentreason/builtins/data/gsm8k/train.jsonl"
     rows = [json.loads(line) for line in gsm8k.read_text().splitlines()[: len(answers)]]
     return "".join(json.dumps(row | {"answer": answer}) + "\n" for row, answer in zip(rows, answers))
 
@@ -185,7 +185,7 @@ def test_train_supervises_the_training_rows_with_their_distilled_chains(distille
 def test_the_distilled_chains_reach_the_loss_and_validation_stays_gold(distilled, tiny_dirs):
     config, _, report, _ = distilled
     train = _train_config(tiny_dirs, Path(config.data.source), report.path)
-    pipeline = Pipeline.from_config(train, runtime=Runtime(train.models))
+    pipeline = prepare(train, log=None).pipeline
     targets = TargetsFile.read(report.path)
     examples = pipeline.task.load("train", train.data.source)
     validation, rows = examples[:1], [ex for ex in examples[1:] if ex.id in targets.rows]

@@ -14,14 +14,15 @@ from latentreason.cli import main
 from latentreason.components.task_file import load_task_file
 from latentreason.config import load_config
 from latentreason.engine.pipeline import Pipeline
+from latentreason.engine.prepare import prepare
+from latentreason.engine.registry import Registry
+from latentreason.engine.resolve import resolve
 from latentreason.errors import ConfigError, LatentReasonError
 from latentreason.evaluation.runner import default_output, task_label
-from latentreason.hooks.registry import Registry
-from latentreason.hooks.resolve import resolve
 
 pytestmark = pytest.mark.plugins  # the runs use the shipped cot producer
 
-DOC = (Path(__file__).parents[2] / "docs" / "tasks.md").read_text(encoding="utf-8")
+DOC = (Path(__file__).parents[3] / "docs" / "tasks.md").read_text(encoding="utf-8")
 SVAMP_YAML = re.search(r"<!-- file: svamp.yaml -->\n```yaml\n(.*?)```", DOC, re.S)[1]  # type: ignore[index]
 
 
@@ -37,7 +38,7 @@ def svamp_file(tmp_path) -> Path:
 
 def _pipeline(task: str, runtime, registry) -> Pipeline:
     settings = {"producer": {"name": "cot"}, "data": {"task": task}, "generation": {"max_new_tokens": 8}}
-    return Pipeline.from_config(load_config(overrides=settings), registry, runtime)
+    return prepare(load_config(overrides=settings), registry, runtime).pipeline
 
 
 def test_the_documented_task_file_gives_the_python_task_s_prompts_and_scores(svamp_file, runtime, monkeypatch):
@@ -140,7 +141,7 @@ def test_a_built_in_task_on_another_source_is_labelled_with_it(tmp_path, runtime
     source = tmp_path / "f.jsonl"
     source.write_text('{"id": "a", "question": "1+1?", "answer": "2"}\n')
     settings = {"producer": {"name": "cot"}, "data": {"task": "gsm8k", "source": str(source)}}
-    pipeline = Pipeline.from_config(load_config(overrides=settings), Registry(), runtime)
+    pipeline = prepare(load_config(overrides=settings), Registry(), runtime).pipeline
     assert task_label(pipeline) == "gsm8k@f.jsonl"
     assert default_output(pipeline).name == "gsm8k@f.jsonl-cot-test"
 

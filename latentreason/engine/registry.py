@@ -38,12 +38,16 @@ ENV_ALLOW = "LATENTREASON_PLUGINS"
 ENV_DENY = "LATENTREASON_DISABLE_PLUGINS"
 
 SHIPPED = {
-    **{("producer", n): "latentreason-softcot" for n in ("softcot", "softcotpp")},
+    **{("producer", n): "latentreason-softcot" for n in ("softcot", "softcotpp", "softcot-oracle")},
     **{("projector", n): "latentreason-softcot" for n in ("linear", "mlp")},
-    **{("producer", n): "latentreason-baselines" for n in ("cot", "pause", "pause-trained", "assist-cot", "coconut")},
-    **{("decoder", n): "latentreason-lightthinker" for n in ("compress", "window", "reinject")},
+    **{
+        ("producer", n): "latentreason-baselines"
+        for n in ("cot", "pause", "pause-trained", "assist-cot", "coconut", "answer-embedding-control")
+    },
+    **{("decoder", n): "latentreason-lightthinker" for n in ("compress", "window", "reinject", "soft-thinking")},
 }
-"""Components of the plugin packages shipped with the project, so that a core-only install names what to add."""
+"""Components of the plugin packages shipped with the project, so that a core-only install names what to add
+(``tests/unit/engine/test_registry.py`` checks it against what the packages register)."""
 
 _KINDS = {
     "producer": "latentreason_producers",

@@ -13,10 +13,10 @@ import torch
 
 from latentreason.builtins.tasks import GSM8K
 from latentreason.config import load_config
-from latentreason.engine.pipeline import Pipeline
+from latentreason.engine.prepare import prepare
+from latentreason.engine.registry import Registry
+from latentreason.engine.resolve import resolve
 from latentreason.errors import ConfigError, LatentReasonError, PluginFailure
-from latentreason.hooks.registry import Registry
-from latentreason.hooks.resolve import resolve
 from latentreason.plugin import (
     DecodeState,
     DecodingController,
@@ -67,7 +67,7 @@ class _Mean(ThoughtProducer):
 
 def _run(runtime, registry, **overrides):
     settings = {"generation": {"max_new_tokens": 6, "stop_at_answer": False}, **overrides}
-    pipeline = Pipeline.from_config(_config(**settings), registry, runtime)
+    pipeline = prepare(_config(**settings), registry, runtime).pipeline
     return pipeline.answer(pipeline.task.load(limit=2))
 
 

@@ -22,10 +22,11 @@ from latentreason.config import (
     merge,
     read_yaml,
 )
+from latentreason.engine.registry import Registry
 from latentreason.errors import ConfigError, LatentReasonError
-from latentreason.hooks.registry import Registry
 from latentreason.models.quantization import check_int8
 from latentreason.models.runtime import resolve_device, resolve_dtype
+from latentreason.models.vllm_env import vllm_python
 from latentreason.storage import read_meta
 
 if TYPE_CHECKING:
@@ -67,6 +68,7 @@ class Plan:
         task: the task spec.
         producer, projector, injector, evaluator: the chosen components.
         decoder: the decoding controller, if any.
+        dtype_reason: why ``config.models.dtype`` is what it is (``auto`` resolved here, see :func:`concrete_models`).
     """
 
     config: RunConfig
@@ -76,6 +78,7 @@ class Plan:
     injector: Choice
     evaluator: Choice
     decoder: Choice | None = None
+    dtype_reason: str = "as configured"
 
     def examples(self) -> list[Example]:
         """The examples ``config.data`` selects (read and checked now; no model is needed)."""
@@ -115,8 +118,10 @@ class Plan:
             offset = (train.val_limit if train.val_split in (None, training_split) else 0) + train.limit
         return HeldBack(split, offset, task.load(split, config.data.source, config.audit.limit, offset))
 
-    def check(self) -> list[Example]:
-        """Everything a run needs that needs no model: its examples and its checkpoint files.
+    def checked_examples(self) -> list[Example]:
+        """The examples ``config.data`` selects, after checking everything a run needs that needs no model.
+
+        That is its data, the held-back rows ``thoughts_from: mean`` reads, and its checkpoint files.
 
         Returns:
             The examples.
@@ -144,29 +149,29 @@ class Plan:
         return examples
 
 
-def concrete_models(config: RunConfig, problems: list[str]) -> RunConfig:
-    """``config`` with ``models.dtype: auto`` resolved for this machine; problems of ``models.quantize`` appended.
+def concrete_models(config: RunConfig, problems: list[str]) -> tuple[RunConfig, str]:
+    """``config`` with ``models.dtype: auto`` resolved for this machine, and why; problems of ``models.quantize`` appended.
 
-    The results folder then records the dtype the run really used.
+    This is the one place the dtype is decided; the results folder then
+    records the dtype the run really used.
     """
     models = config.models
     device = resolve_device(models.device)
-    dtype, _ = resolve_dtype(models.dtype, device)
+    dtype, reason = resolve_dtype(models.dtype, device)
     if models.quantize == "int8":
         problems.extend(check_int8(device, "float32" if models.dtype == "auto" else dtype))
         dtype = "float32"
+        reason = "int8 decoding keeps float32 outside its int8 layers"
         if config.adapter is not None and config.adapter.merge:
             problems.append(
                 "adapter.merge folds the adapter into the float weights, but models.quantize: int8 decodes with int8 "
                 "copies made at load; set adapter.merge: false (the adapter then runs beside the int8 layers, in float32)"
             )
-    return config.model_copy(update={"models": models.model_copy(update={"dtype": dtype})})
+    return config.model_copy(update={"models": models.model_copy(update={"dtype": dtype})}), reason
 
 
 def vllm_problems(config: RunConfig) -> list[str]:
     """Why ``generation.engine: vllm`` cannot run this config (empty if it can)."""
-    from latentreason.decoding.vllm_engine import vllm_python
-
     problems = []
     if config.decoder is not None:
         problems.append(
@@ -230,7 +235,7 @@ def resolve(config: RunConfig, registry: Registry) -> Plan:
     """
     problems: list[str] = []
     lookup, choose = _chooser(registry, config.prompt_style, problems)
-    config = concrete_models(config, problems)
+    config, dtype_reason = concrete_models(config, problems)
     task = lookup("task", "data.task", config.data.task)
     producer = choose("producer", "producer", config.producer)
     projector_config = config.projector or Component(name=producer.cls.default_projector if producer else "identity")
@@ -249,7 +254,7 @@ def resolve(config: RunConfig, registry: Registry) -> Plan:
     if problems:
         raise ConfigError(problems)
     assert task and producer and projector and injector and evaluator  # each failure appended a problem
-    return Plan(config, task, producer, projector, injector, evaluator, decoder)
+    return Plan(config, task, producer, projector, injector, evaluator, decoder, dtype_reason)
 
 
 def check_task_file(path: str | Path, registry: Registry) -> TaskSpec:

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from latentreason.builtins.answers import parse_number
 from latentreason.builtins.evaluators import BUILTIN_EVALUATORS
 from latentreason.builtins.tasks import BUILTIN_TASKS
+from latentreason.components.answers import parse_number
 from latentreason.components.example import Example
 from latentreason.components.task import DATA_DIR_ENV, TaskSpec
 from latentreason.errors import LatentReasonError
