@@ -141,9 +141,8 @@ def distill(
     registry = registry or Registry()
     split = distill_split(resolve(config, registry).task, config.data.split)
     config = config.model_copy(update={"data": config.data.model_copy(update={"split": split})})
-    prepared: Prepared[list[Example]] = prepare(
-        pass_config(config, None), registry, runtime, log=log
-    )  # data checked before models load
+    # the problems and checkpoints are checked before any model loads
+    prepared: Prepared[list[Example]] = prepare(pass_config(config, None), registry, runtime, log=log)
     greedy, examples = prepared.pipeline, prepared.examples
     passes = passes_folder(out)
     written = _chains(greedy, examples, passes / "greedy", progress)
