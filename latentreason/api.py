@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from latentreason import distributed
 from latentreason.components.example import Example
@@ -31,6 +31,9 @@ from latentreason.evaluation.audit import AUDIT_FILE, MIN_QUESTIONS, Audit, audi
 from latentreason.evaluation.results import Summary
 from latentreason.evaluation.runner import evaluate
 from latentreason.models.runtime import Runtime
+from latentreason.training.distill import DistillReport, Sampling
+from latentreason.training.distill import distill as distill_chains
+from latentreason.training.targets import TargetsFile, TargetsUse, load_targets, select
 from latentreason.training.tensorboard import require_tensorboard
 from latentreason.training.trainer import Trainer, TrainResult, gold_targets, mean_loss
 from latentreason.training.trigger import TriggerReport, label_rule
@@ -101,6 +104,11 @@ def train(
     first, on the training examples (see :meth:`Pipeline.fit`).
 
     Its training and validation examples are read before any model loads.
+    With ``train.targets`` (a ``latentreason distill`` file, checked against
+    the run then) each training row is supervised with its self-distilled
+    chain instead of the gold rationale and answer; rows without one are
+    left out, and validation stays on the gold (see :func:`training_data`).
+
     A method that injects vectors is then audited on held-back training
     questions (:func:`audit_rows`, checked before training starts), with
     ``audit.json`` beside the weights.
@@ -111,14 +119,22 @@ def train(
     _full_precision(config)
     if config.train.tensorboard:
         require_tensorboard()  # before any model loads
-    prepared = prepare(config, registry, runtime, data=training_examples, default_weights=False, log=log)
-    pipeline, (train_examples, validation) = prepared.pipeline, prepared.examples
+    prepared = prepare(config, registry, runtime, data=training_data, default_weights=False, log=log)
+    pipeline, (train_examples, validation, targets, used) = prepared.pipeline, prepared.examples
     held_back = audit_rows(pipeline)  # checked before hours of training
     pipeline.fit(train_examples)  # e.g. statistics of the producer's vectors, on training examples only
     trainer = Trainer(
-        pipeline, train_examples, validation, config.train, checkpoint_dir(config), seed=config.seed, progress=progress
+        pipeline,
+        train_examples,
+        validation,
+        config.train,
+        checkpoint_dir(config),
+        seed=config.seed,
+        progress=progress,
+        distilled=targets,
     )
     result = trainer.run()
+    result.targets = used
     if held_back is not None and distributed.current().is_main:
         result.audit = audit_after_training(pipeline, held_back, result.weights)
     distributed.barrier()  # the first rank's audit is written before any rank returns
@@ -281,6 +297,66 @@ def training_examples(plan: Plan) -> tuple[list[Example], list[Example]]:
         )
     validation = task.load(cfg.val_split, source, cfg.val_limit) if cfg.val_limit else []
     return task.load(split, source, cfg.limit), validation
+
+
+class TrainingData(NamedTuple):
+    """What ``train`` reads, before any model loads (see :func:`training_data`).
+
+    Attributes:
+        train: the training examples (with ``train.targets``, those that have a kept chain).
+        validation: the validation examples (always supervised with the gold).
+        targets: the self-distilled targets, or None for the gold.
+        used: how many training rows used a chain and how many were skipped, or None.
+    """
+
+    train: list[Example]
+    validation: list[Example]
+    targets: TargetsFile | None = None
+    used: TargetsUse | None = None
+
+
+def training_data(plan: Plan) -> TrainingData:
+    """:func:`training_examples`, and with ``train.targets`` the targets file, checked, and the rows it covers.
+
+    Raises:
+        LatentReasonError: what :func:`training_examples` refuses, and a
+            targets file that is missing, made with another LLM or prompt, not
+            of the task's training problems, or without a chain for any
+            training row (see :mod:`latentreason.training.targets`).
+    """
+    train, validation = training_examples(plan)
+    if plan.config.train.targets is None:
+        return TrainingData(train, validation)
+    targets = load_targets(plan.config, plan.task)
+    kept, used = select(targets, train)
+    return TrainingData(kept, validation, targets, used)
+
+
+def distill(
+    config: RunConfig,
+    out: str | Path,
+    sampling: Sampling | None = None,
+    *,
+    progress: bool = True,
+    registry: Registry | None = None,
+    runtime: Runtime | None = None,
+    log: Log | None = to_stderr,
+) -> DistillReport:
+    """Write self-distilled training targets: the configured method's own correct chains on training problems.
+
+    Greedy first, then ``sampling.tries`` sampled chains for each problem the
+    greedy chain gets wrong; only correct chains are kept (see
+    :mod:`latentreason.training.distill`). ``config.data`` selects the
+    problems, from the task's training split unless it names another
+    (never the evaluation split), checked before any model loads.
+    Interrupted, the same call resumes.
+
+    Returns:
+        Where the targets file is, and its provenance.
+    """
+    return distill_chains(
+        config, out, sampling or Sampling(), registry=registry, runtime=runtime, progress=progress, log=log
+    )
 
 
 def train_trigger(

@@ -147,6 +147,12 @@ class TrainConfig(Strict):
     warmup_steps: int = Field(5, ge=0)
     max_grad_norm: float = Field(1.0, gt=0)
     max_target_tokens: int = Field(256, gt=0, description="gold rationale+answer tokens kept per example")
+    targets: str | None = Field(
+        None,
+        description="self-distilled targets (a `latentreason distill` file): the LLM's own correct chains replace the "
+        "gold rationale+answer of the training rows, rows without one are skipped; validation stays gold "
+        "(docs/self-distillation.md)",
+    )
     checkpoint_dir: str = Field("checkpoints/{producer}-{task}", description="{producer} and {task} are filled in")
     save_every: int = Field(0, ge=0, description="also checkpoint every N optimizer steps (0: only per epoch)")
     tensorboard: bool = Field(

@@ -32,6 +32,7 @@ def main() -> None:
 for command in (
     evaluate.run,
     train.train,
+    train.distill,
     measure.loss,
     measure.thoughts,
     evaluate.compare,

@@ -1,4 +1,5 @@
-"""``train`` and ``train-trigger``: train a method's trainable parts, or the segment-boundary trigger."""
+"""``train``, ``distill`` and ``train-trigger``: train a method's trainable parts, make self-distilled targets for
+that, or train the segment-boundary trigger."""
 
 from __future__ import annotations
 
@@ -24,7 +25,9 @@ def train(config_path, sets, quiet, **flags):
     --checkpoint if given, else from their seeded initialization (never from a
     shipped projector). Checkpoints (safetensors) are written every epoch; an
     interrupted run resumes when the same command is run again. The weights to
-    pass to `run --checkpoint` are <out>/last.safetensors. A method that
+    pass to `run --checkpoint` are <out>/last.safetensors. `--set
+    train.targets=FILE` supervises with the LLM's own chains from `distill`
+    instead of the gold rationales (docs/self-distillation.md). A method that
     injects vectors is then audited on held-back training rows (the `audit`
     section; docs/thought-audit.md): two lines here, <out>/audit.json in full.
     """
@@ -42,9 +45,55 @@ def train(config_path, sets, quiet, **flags):
         echo(f"epoch {v['epoch']}: validation loss {v['loss']:.4f}")
     echo(f"throughput: {result.examples_per_s:.2f} examples/s")
     echo(f"weights: {result.weights}  (folder {checkpoint_dir(config)})")
+    if result.targets is not None:
+        echo(result.targets.text())
     if result.audit is not None:
         echo(result.audit.short())
         echo(f"full audit: {checkpoint_dir(config) / AUDIT_FILE}")
+
+
+@click.command()
+@config_options
+@click.option("--offset", type=int, help="Skip the first N problems of the split.")
+@click.option(
+    "--out", required=True, type=click.Path(dir_okay=False), help="The targets file to write (JSONL with a header)."
+)
+@click.option(
+    "--tries", type=click.IntRange(min=0), default=8, show_default=True, help="Sampled chains per greedy-wrong problem."
+)
+@click.option(
+    "--temperature", type=click.FloatRange(min=0, min_open=True), default=0.7, show_default=True, help="Sampling."
+)
+@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=0.95, show_default=True, help="Sampling.")
+@friendly
+def distill(config_path, sets, quiet, offset, out, tries, temperature, top_p, **flags):
+    """Write self-distilled training targets: the LLM's own correct chains on training problems.
+
+    Greedy first; each problem it gets wrong then gets --tries sampled chains;
+    a problem keeps its greedy chain if correct, else its first correct sampled
+    one, else nothing (correct: the strict answer, in the format the
+    instruction asks for). Runs the configured method (default --producer cot)
+    and engine (--engine vllm on a GPU) on the training split (default; never
+    the evaluation split). The file's header records the LLM, the prompt, the
+    settings, the seed, the date and the counts; `train --set
+    train.targets=FILE` trains on it. The two passes keep results folders in
+    FILE.passes/, so an interrupted run resumes with the same command. Example:
+
+    \b
+      latentreason distill --task gsm8k --offset 0 --limit 1016 --out data/gsm8k-selfdistilled.jsonl
+    """
+    from latentreason.api import distill as distill_api
+    from latentreason.training.distill import Sampling
+
+    flags["producer"] = flags["producer"] or "cot"
+    config = build_config(config_path, [*sets, *([f"data.offset={offset}"] if offset is not None else [])], **flags)
+    report = distill_api(config, out, Sampling(tries, temperature, top_p), progress=not quiet)
+    counts = report.provenance["counts"]
+    echo(
+        f"problems: {counts['problems']}  correct greedy: {counts['greedy_correct']}  correct sampled: "
+        f"{counts['sampled_correct']} (of {counts['sampled_chains']} sampled chains)  kept: {counts['kept']}"
+    )
+    echo(f"targets: {report.path}  (passes: {report.passes})")
 
 
 @click.command("train-trigger")

@@ -1,9 +1,10 @@
 """Training of a pipeline's trainable components (the SoftCoT projector, ...).
 
 The assistant and the LLM stay frozen. The loss is the NLL of the gold
-rationale and answer (ending with the end-of-turn token, so the model learns
-to stop) given the prompt with injected thoughts. Logits are computed only at
-supervised positions.
+rationale and answer, or of a self-distilled chain
+(:mod:`latentreason.training.targets`), ending with the end-of-turn token so
+the model learns to stop, given the prompt with injected thoughts. Logits are
+computed only at supervised positions.
 
 Everything needed to continue is in one atomically written
 ``state.safetensors``: weights, optimizer and scheduler state, RNG states and
@@ -33,6 +34,7 @@ import math
 import random
 import signal
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -58,6 +60,7 @@ from latentreason.training.tensorboard import summary_writer
 
 if TYPE_CHECKING:
     from latentreason.evaluation.audit import Audit
+    from latentreason.training.targets import TargetsFile, TargetsUse
 
 STATE_FILE = "state.safetensors"
 WEIGHTS_FILE = "last.safetensors"
@@ -79,6 +82,7 @@ class TrainResult:
         started_from: the checkpoint files the trained parts started from
             (empty: their seeded initialization).
         audit: the trained method's thought audit (set by ``api.train``), or None.
+        targets: how the training used self-distilled targets (set by ``api.train``), or None.
     """
 
     weights: Path
@@ -87,6 +91,7 @@ class TrainResult:
     examples_per_s: float = 0.0
     started_from: list[str] = field(default_factory=list)
     audit: Audit | None = None
+    targets: TargetsUse | None = None
 
 
 def _jsonable_rng(state: tuple) -> list:
@@ -99,26 +104,40 @@ class _Stop(Exception):
 
 
 def gold_targets(pipeline: Pipeline, examples: list[Example], max_tokens: int) -> dict[str, list[int]]:
-    """Gold token ids per example id: the task's target text, then end-of-turn, at most ``max_tokens`` in all.
+    """Gold token ids per example id: the task's target text as the producer trains on it (see :func:`method_targets`)."""
+    return method_targets(pipeline, examples, [pipeline.task.target_text(ex) for ex in examples], max_tokens)
 
-    The producer may rewrite the texts (:meth:`ThoughtProducer.train_targets`).
+
+def method_targets(
+    pipeline: Pipeline, examples: list[Example], texts: list[str], max_tokens: int
+) -> dict[str, list[int]]:
+    """Token ids per example id of each example's target text, rewritten by the producer (see :func:`target_ids`).
+
+    The producer may rewrite the texts (:meth:`ThoughtProducer.train_targets`:
+    Coconut drops the steps its thoughts replace, ``no-cot`` keeps the final line).
+    """
+    rewritten = pipeline.producer.train_targets(examples, texts)
+    return target_ids(pipeline, {ex.id: text for ex, text in zip(examples, rewritten, strict=True)}, max_tokens)
+
+
+def target_ids(pipeline: Pipeline, texts: Mapping[str, str], max_tokens: int) -> dict[str, list[int]]:
+    """Token ids per example id: its target text, then end-of-turn, at most ``max_tokens`` in all.
 
     A target too long for that is cut to its first ``max_tokens`` tokens and
     gets no end-of-turn, so the LLM is never taught to stop in the middle of
     its reasoning.
 
     Args:
-        pipeline: supplies the task and the LLM's tokenizer.
-        examples: the examples.
+        pipeline: supplies the LLM's tokenizer.
+        texts: the target text per example id.
         max_tokens: the longest a target may be, end-of-turn included.
     """
     tokenizer = pipeline.runtime.llm.tokenizer
     stop = end_of_turn_id(tokenizer)
-    texts = pipeline.producer.train_targets(examples, [pipeline.task.target_text(ex) for ex in examples])
     targets = {}
-    for ex, text in zip(examples, texts, strict=True):
+    for key, text in texts.items():
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        targets[ex.id] = [*ids, stop] if len(ids) < max_tokens else ids[:max_tokens]
+        targets[key] = [*ids, stop] if len(ids) < max_tokens else ids[:max_tokens]
     return targets
 
 
@@ -263,6 +282,8 @@ class Trainer:
         out_dir: checkpoint folder (created).
         seed: seeds data order and initialization.
         progress: show a progress bar (on rank 0 only).
+        distilled: self-distilled targets with a chain for every training
+            example (None: the gold); validation stays on the gold.
     """
 
     def __init__(
@@ -275,6 +296,7 @@ class Trainer:
         *,
         seed: int = 0,
         progress: bool = True,
+        distilled: TargetsFile | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.modules = pipeline.trainable()
@@ -290,7 +312,13 @@ class Trainer:
         self.seed = seed
         self.world = distributed.current()  # the process group prepare() joined
         self.progress = progress and self.world.is_main
-        self.targets = gold_targets(pipeline, train + validation, config.max_target_tokens)
+        self.distilled = distilled
+        if distilled is None:
+            self.targets = gold_targets(pipeline, train + validation, config.max_target_tokens)
+        else:
+            texts = [distilled.rows[ex.id]["target"] for ex in train]
+            own = method_targets(pipeline, train, texts, config.max_target_tokens)
+            self.targets = own | gold_targets(pipeline, validation, config.max_target_tokens)
         tokenizer = pipeline.runtime.llm.tokenizer
         self.lengths = [  # what each example adds to a row beyond the prompt every example shares
             len(tokenizer("\n".join((ex.question, *ex.choices)), add_special_tokens=False)["input_ids"])
@@ -333,6 +361,7 @@ class Trainer:
             "components": self.pipeline.components(),
             "started_from": self.pipeline.checkpoints,
             "task": self.pipeline.task.name,
+            **self._targets(),
             "step": self.step,
             "total_steps": self.total_steps,
             "epoch": self.epoch,
@@ -387,10 +416,15 @@ class Trainer:
             ),
             "components": self.pipeline.components(),
             "started from": sorted(file_digest(p) for p in self.pipeline.checkpoints),
+            **self._targets(),
             "models dtype": str(self.pipeline.runtime.llm.model.get_input_embeddings().weight.dtype).removeprefix(
                 "torch."
             ),
         }
+
+    def _targets(self) -> dict[str, str]:
+        """``{"targets": sha256}`` of the self-distilled targets file the training uses, else nothing."""
+        return {"targets": file_digest(self.distilled.path)} if self.distilled is not None else {}
 
     def _differences(self, stored: dict[str, Any]) -> list[str]:
         """The settings in which a stored state's run differs from this one, each with both values where short.

@@ -108,6 +108,43 @@ def test_bad_adapters_are_refused_each_with_one_clear_error(tmp_path):
         resolve(config, Registry())
 
 
+def test_softcot_trains_its_projector_and_a_lora_together_and_evaluates_both_from_the_checkpoint(tmp_path):
+    from latentreason.storage import stored_components
+    from latentreason.training.trainer import Trainer
+
+    def softcot(checkpoint=None):
+        llm, assistant = tiny_model("qwen2", hidden=64, seed=1), tiny_model("llama", hidden=48, seed=2)
+        runtime = Runtime(llm=llm, assistant=assistant, adapter=AdapterConfig(**ADAPTER))
+        overrides = {"producer": {"name": "softcot", "options": {"n_thoughts": 2}}, "adapter": ADAPTER}
+        config = load_config(overrides=overrides | ({"checkpoint": checkpoint} if checkpoint else {}))
+        return Pipeline(resolve(config, Registry()), runtime, default_weights=False)
+
+    torch.manual_seed(0)
+    pipeline = softcot()
+    assert set(pipeline.trainable()) == {"projector", "adapter"}
+    start = {name: {k: v.clone() for k, v in m.state_dict().items()} for name, m in pipeline.trainable().items()}
+    examples = pipeline.task.load(pipeline.task.train_split, limit=4)
+    config = pipeline.config.train.model_copy(update={"batch_size": 2, "lr": 0.05, "warmup_steps": 0, "epochs": 2})
+    result = Trainer(pipeline, examples, [], config, tmp_path, progress=False).run()
+    for name, module in pipeline.trainable().items():  # every tensor learned: the projector's, the LoRA's A and B
+        moved = [k for k, v in module.state_dict().items() if not torch.equal(v, start[name][k])]
+        assert moved == list(start[name]), name
+    assert stored_components(result.weights) == {"projector", "adapter"}
+    loaded = softcot(str(result.weights))
+    assert loaded.untrained == [] and loaded.checkpoints == [str(result.weights)]
+    for name, module in pipeline.trainable().items():
+        mine, theirs = module.state_dict(), loaded.trainable()[name].state_dict()
+        assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine), name
+    ids = torch.tensor([[5, 6, 7, 8, 9]])
+    with torch.no_grad():
+        plain = tiny_model("qwen2", hidden=64, seed=1).model(input_ids=ids).logits
+        adapted = loaded.runtime.llm.model(input_ids=ids).logits
+        assert torch.allclose(adapted, pipeline.runtime.llm.model(input_ids=ids).logits, atol=1e-5)
+        assert not torch.allclose(adapted, plain, atol=1e-3)  # the evaluation decodes through the trained LoRA
+    question = examples[:1]
+    assert [p.generations for p in loaded.answer(question)] == [p.generations for p in pipeline.answer(question)]
+
+
 def test_the_merged_folder_computes_what_the_llm_with_its_adapter_computes(tmp_path):
     from transformers import AutoModelForCausalLM
 
