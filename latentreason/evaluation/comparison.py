@@ -25,6 +25,7 @@ from latentreason.engine.prepare import Log, build, evaluation_data, to_stderr
 from latentreason.engine.registry import Registry
 from latentreason.engine.resolve import Plan, resolve
 from latentreason.errors import ConfigError, LatentReasonError
+from latentreason.evaluation.results import ResultsFolder
 from latentreason.evaluation.runner import evaluate, method_name
 from latentreason.evaluation.tables import Cell, csv_table, markdown_table, read_cell, reference_names
 from latentreason.models.runtime import Runtime
@@ -178,7 +179,11 @@ def compare(
 ) -> list[Cell]:
     """Run every (task, method, seed) cell and write the comparison tables.
 
-    Under torchrun every cell is sharded over the ranks like a single run.
+    A cell whose results folder already holds every example of its plan (see
+    :meth:`~latentreason.evaluation.results.ResultsFolder.holds`, the check a
+    resumed run makes) is read back as it is: a comparison of finished cells
+    loads no model. Under torchrun every cell is sharded over the ranks like a
+    single run.
     The tables cover the methods named in ``table``: those run here, and the
     finished cells of the others found in ``output`` (an experiment run a few
     methods at a time keeps one table of all of them).
@@ -234,18 +239,19 @@ def compare(
     for index in _by_models(plans):
         plan = plans[index]
         config = plan.config
-        if (
-            runtime is None
-            and loaded is not None
-            and (loaded.models, loaded.adapter_config) != (config.models, config.adapter)
-        ):
-            loaded = None  # release the previous method's models before loading the next ones
-        pipeline = build(plan, registry, loaded, log=once)
-        loaded = pipeline.runtime
         folder = cell_folder(output, plan.task.name, method_name(config), config.seed)
-        evaluate(pipeline, examples[index], folder, progress=progress)
-        del pipeline
-        done[index] = read_cell(folder)
+        if not ResultsFolder(folder, config, prepare=False).holds(config, [ex.id for ex in examples[index]]):
+            if (
+                runtime is None
+                and loaded is not None
+                and (loaded.models, loaded.adapter_config) != (config.models, config.adapter)
+            ):
+                loaded = None  # release the previous method's models before loading the next ones
+            pipeline = build(plan, registry, loaded, log=once)
+            loaded = pipeline.runtime
+            evaluate(pipeline, examples[index], folder, progress=progress)
+            del pipeline
+        done[index] = read_cell(folder)  # a finished cell is read back: no model loads for it
         if distributed.current().is_main:
             write_comparison(output, finished_cells(output, tasks, table), references)
     return [done[i] for i in range(len(plans))]

@@ -322,6 +322,36 @@ class ResultsFolder:
         merged, sharded = self._collect()
         return merged + sharded
 
+    def finished(self, ids: Sequence[str]) -> list[str]:
+        """The examples of ``ids`` the folder already holds a result of, in the order of ``ids`` (a resumed run skips them)."""
+        written = {r["id"] for r in self.done()}
+        return [i for i in ids if i in written]
+
+    def holds(self, config: RunConfig, ids: Sequence[str]) -> bool:
+        """Whether the folder is a finished run of ``config`` on ``ids``, to read back as it is.
+
+        True when every example is :meth:`finished` and merged into
+        ``samples.jsonl`` in the order of ``ids``, ``summary.json`` covers
+        exactly them, the folder's settings are this run's (see
+        :func:`_check_same_run`) and every checkpoint of ``config`` is among
+        the weights it loaded: evaluating it again would answer nothing and
+        rewrite nothing, so no model need load. False otherwise (including a
+        folder that cannot be resumed: evaluating it says why).
+        """
+        config_file, weights_file, summary = (self.path / n for n in ("config.yaml", "weights.json", "summary.json"))
+        if not (config_file.is_file() and weights_file.is_file() and summary.is_file()) or self.shard_files():
+            return False
+        if self.finished(ids) != list(ids) or json.loads(summary.read_text()).get("n") != len(ids):
+            return False
+        if [r["id"] for r in _read_records(self.samples)[: len(ids)]] != list(ids):
+            return False
+        try:
+            _check_same_run(config_file, config)
+        except LatentReasonError:
+            return False
+        stored = {d for _, d in json.loads(weights_file.read_text(encoding="utf-8"))["sha256"]}
+        return {file_digest(p) for p in config.checkpoints()} <= stored
+
     def _collect(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """The records of ``samples.jsonl`` and those of the shard files, each example once.
 

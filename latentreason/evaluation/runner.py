@@ -74,8 +74,7 @@ def evaluate(
     ids = [ex.id for ex in examples]
 
     def prepare() -> list[str]:
-        wanted = set(ids)
-        return [r["id"] for r in ResultsFolder(path, config, weights=pipeline.checkpoints).done() if r["id"] in wanted]
+        return ResultsFolder(path, config, weights=pipeline.checkpoints).finished(ids)
 
     finished = set(distributed.on_main(prepare))  # rank 0 checks the folder before any rank writes to it
     folder = ResultsFolder(path, config, prepare=False)

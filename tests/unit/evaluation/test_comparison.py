@@ -1,0 +1,41 @@
+"""A comparison of finished cells reads them back: the same table, no model loads, nothing rewritten."""
+
+from __future__ import annotations
+
+import pytest
+
+from latentreason.config import load_config
+from latentreason.engine.registry import Registry
+from latentreason.evaluation.comparison import compare, methods_from_names
+from latentreason.models.runtime import Runtime
+
+pytestmark = pytest.mark.plugins  # the methods are the shipped cot and no-cot producers
+
+
+def _no_models(config) -> Runtime:
+    """A runtime that fails the test if any model loads."""
+    return Runtime(config.models, lambda spec: pytest.fail(f"model {spec.name} loaded"))
+
+
+def test_a_finished_comparison_is_read_back_without_loading_a_model(runtime, tmp_path):
+    base = load_config(overrides={"data": {"limit": 3}, "generation": {"max_new_tokens": 4, "batch_size": 2}})
+    registry = Registry()
+    methods = methods_from_names(base, ["cot", "no-cot"], {}, registry)
+    out = tmp_path / "out"
+    first = compare(methods, ["gsm8k"], [0], out, progress=False, registry=registry, runtime=runtime, log=None)
+    table = (out / "comparison.md").read_text()
+    files = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.parent != out}
+
+    again = compare(methods, ["gsm8k"], [0], out, progress=False, registry=registry, runtime=_no_models(base))
+
+    assert [c.summary for c in again] == [c.summary for c in first] and [c.summary.n for c in again] == [3, 3]
+    assert [c.records for c in again] == [c.records for c in first]
+    assert (out / "comparison.md").read_text() == table
+    assert {p: p.read_bytes() for p in files} == files  # no cell's summary, samples or config rewritten
+
+    # one example more: that cell is not finished, so its models load (and the test fails on the first)
+    more = methods_from_names(
+        base.model_copy(update={"data": base.data.model_copy(update={"limit": 4})}), ["cot"], {}, registry
+    )
+    with pytest.raises(pytest.fail.Exception, match="loaded"):
+        compare(more, ["gsm8k"], [0], out, progress=False, registry=registry, runtime=_no_models(base), log=None)
