@@ -334,12 +334,13 @@ class ResultsFolder:
         ``samples.jsonl`` in the order of ``ids``, ``summary.json`` covers
         exactly them, the folder's settings are this run's (see
         :func:`_check_same_run`) and every checkpoint of ``config`` is among
-        the weights it loaded: evaluating it again would answer nothing and
-        rewrite nothing, so no model need load. False otherwise (including a
-        folder that cannot be resumed: evaluating it says why).
+        the weights it loaded (``weights.json``, where the folder has one):
+        evaluating it again would answer nothing and rewrite nothing, so no
+        model need load. False otherwise (including a folder that cannot be
+        resumed: evaluating it says why).
         """
         config_file, weights_file, summary = (self.path / n for n in ("config.yaml", "weights.json", "summary.json"))
-        if not (config_file.is_file() and weights_file.is_file() and summary.is_file()) or self.shard_files():
+        if not (config_file.is_file() and summary.is_file()) or self.shard_files():
             return False
         if self.finished(ids) != list(ids) or json.loads(summary.read_text()).get("n") != len(ids):
             return False
@@ -349,6 +350,8 @@ class ResultsFolder:
             _check_same_run(config_file, config)
         except LatentReasonError:
             return False
+        if not weights_file.is_file():  # written before folders recorded their weights: as a resumed run, unchecked
+            return True
         stored = {d for _, d in json.loads(weights_file.read_text(encoding="utf-8"))["sha256"]}
         return {file_digest(p) for p in config.checkpoints()} <= stored
 

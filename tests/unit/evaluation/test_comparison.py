@@ -33,6 +33,11 @@ def test_a_finished_comparison_is_read_back_without_loading_a_model(runtime, tmp
     assert (out / "comparison.md").read_text() == table
     assert {p: p.read_bytes() for p in files} == files  # no cell's summary, samples or config rewritten
 
+    # a folder written before folders recorded their weights (no weights.json) is read back too, as a resume accepts it
+    (out / "gsm8k-cot-seed0" / "weights.json").unlink()
+    compare(methods, ["gsm8k"], [0], out, progress=False, registry=registry, runtime=_no_models(base), log=None)
+    assert not (out / "gsm8k-cot-seed0" / "weights.json").exists()
+
     # one example more: that cell is not finished, so its models load (and the test fails on the first)
     more = methods_from_names(
         base.model_copy(update={"data": base.data.model_copy(update={"limit": 4})}), ["cot"], {}, registry
