@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny random models (real architectures, no downloads); the ``plugins`` marker.
+"""Shared fixtures: tiny random models (real architectures, no downloads), a core-only registry; the ``plugins`` marker.
 
 Tests live in ``unit/`` (the core), ``plugins/`` (the shipped plugin
 packages) and ``system/`` (whole commands, processes, installs, the real
@@ -17,6 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from latentreason import hookimpl
+from latentreason.components.producer import ThoughtProducer, Thoughts
+from latentreason.engine.registry import Registry
 from latentreason.models.runtime import Runtime
 from latentreason.testing import save_tiny_model, tiny_model
 
@@ -47,6 +50,25 @@ def tiny_dirs(tmp_path_factory):
         str(save_tiny_model(root / "llm", "qwen2", hidden=64, seed=1)),
         str(save_tiny_model(root / "assistant", "llama", hidden=48, seed=2)),
     )
+
+
+class _Question(ThoughtProducer):
+    """A producer of no thoughts: the LLM reads the question alone."""
+
+    def produce(self, questions, *, instruction, training=False):
+        return Thoughts()
+
+
+class _QuestionPlugin:
+    @hookimpl
+    def latentreason_producers(self):
+        return {"question": _Question}
+
+
+@pytest.fixture()
+def core_registry():
+    """The built-in components and the in-test ``question`` producer only (no installed plugin)."""
+    return Registry(plugins=[_QuestionPlugin()], entry_points=False)
 
 
 SHIPPED_PLUGINS = ("latentreason_softcot", "latentreason_baselines", "latentreason_lightthinker")

@@ -9,8 +9,6 @@ from latentreason.engine.registry import Registry
 from latentreason.engine.resolve import resolve
 from latentreason.errors import ConfigError, LatentReasonError
 
-pytestmark = pytest.mark.plugins  # these tests run the shipped producers
-
 
 def test_defaults_describe_the_reference_run():
     config = RunConfig()
@@ -61,6 +59,7 @@ def test_missing_config_file():
         load_config("no/such/file.yaml")
 
 
+@pytest.mark.plugins  # softcot's options and its projectors
 def test_plugin_options_and_names_are_checked_together():
     config = load_config(
         overrides={
@@ -78,6 +77,7 @@ def test_plugin_options_and_names_are_checked_together():
     assert len(err.value.problems) == 3
 
 
+@pytest.mark.plugins  # softcot's and cot's default projectors
 def test_resolve_fills_in_defaults():
     plan = resolve(load_config(overrides={"data": {"task": "strategyqa"}}), Registry())
     assert plan.projector.name == "linear"  # the softcot producer's default
@@ -94,12 +94,13 @@ def test_options_without_a_name_apply_to_the_default_component():
     assert config.producer.name == "softcot" and config.producer.options == {"n_thoughts": 8}
 
 
-def test_injection_framings_are_checked_before_models_load():
-    config = load_config(overrides={"injector": {"options": {"position": "system", "markers": "maybe"}}})
+def test_injection_framings_are_checked_before_models_load(core_registry):
+    question = {"producer": {"name": "question"}}
+    config = load_config(overrides={**question, "injector": {"options": {"position": "system", "markers": "maybe"}}})
     with pytest.raises(ConfigError) as err:
-        resolve(config, Registry())
+        resolve(config, core_registry)
     text = str(err.value)
     assert "injector.options.position" in text and "'question', 'turn' or 'answer'" in text
     assert "injector.options.markers" in text
-    plan = resolve(load_config(overrides={"injector": {"options": {"position": "turn"}}}), Registry())
+    plan = resolve(load_config(overrides={**question, "injector": {"options": {"position": "turn"}}}), core_registry)
     assert plan.injector.options.position == "turn" and plan.injector.options.markers is None

@@ -12,16 +12,17 @@ from latentreason.engine.registry import Registry
 from latentreason.engine.resolve import resolve
 from latentreason.errors import ConfigError, LatentReasonError
 
-pytestmark = pytest.mark.plugins  # these tests run the shipped producers
+QUESTION = {"name": "question"}  # the in-test producer of core_registry
 
 
-def _pipeline(runtime, **overrides):
+def _pipeline(runtime, registry=None, **overrides):
+    """The gsm8k pipeline; softcot (a shipped plugin) unless ``overrides`` name another producer."""
     config = load_config(overrides={"producer": {"name": "softcot"}, "data": {"task": "gsm8k"}, **overrides})
-    return prepare(config, runtime=runtime).pipeline
+    return prepare(config, registry, runtime=runtime).pipeline
 
 
-def test_validation_is_held_back_from_the_training_split(runtime):
-    pipeline = _pipeline(runtime, train={"limit": 5, "val_limit": 3})
+def test_validation_is_held_back_from_the_training_split(runtime, core_registry):
+    pipeline = _pipeline(runtime, core_registry, producer=QUESTION, train={"limit": 5, "val_limit": 3})
     train, validation = training_examples(pipeline.plan)
     split = pipeline.task.load(pipeline.task.train_split, limit=8)
     assert [e.id for e in validation] == [e.id for e in split[:3]]
@@ -29,21 +30,24 @@ def test_validation_is_held_back_from_the_training_split(runtime):
     assert all(e.id.startswith("gsm8k-train-") for e in train + validation)
 
 
-def test_the_test_split_validates_only_when_asked(runtime):
+def test_the_test_split_validates_only_when_asked(runtime, core_registry):
+    def validation(**train):
+        train = {"limit": 4, "val_limit": 2, "val_split": "test", **train}
+        return training_examples(_pipeline(runtime, core_registry, producer=QUESTION, train=train).plan)[1]
+
     with pytest.raises(LatentReasonError, match="evaluation split.*allow_eval_split"):
-        training_examples(_pipeline(runtime, train={"limit": 4, "val_limit": 2, "val_split": "test"}).plan)
-    _, validation = training_examples(
-        _pipeline(runtime, train={"limit": 4, "val_limit": 2, "val_split": "test", "allow_eval_split": True}).plan
-    )
-    assert [e.id for e in validation] == ["gsm8k-test-0", "gsm8k-test-1"]
+        validation()
+    assert [e.id for e in validation(allow_eval_split=True)] == ["gsm8k-test-0", "gsm8k-test-1"]
 
 
+@pytest.mark.plugins  # softcot's thoughts
 def test_softcot_trains_with_as_many_thoughts_as_it_evaluates(runtime):
     pipeline = _pipeline(runtime, producer={"name": "softcot", "options": {"n_thoughts": 3}})
     assert pipeline.producer.produce(["q"], instruction="i", training=True).vectors.shape[1] == 3
     assert pipeline.producer.produce(["q"], instruction="i").vectors.shape[1] == 3
 
 
+@pytest.mark.plugins  # softcot's thoughts
 def test_next_question_thoughts_are_another_questions_thoughts(runtime):
     own = _pipeline(runtime)
     shifted = _pipeline(runtime, thoughts_from="next")
@@ -60,6 +64,7 @@ def test_next_question_thoughts_are_another_questions_thoughts(runtime):
     assert torch.allclose(b.inputs_embeds[0][slots[0].any(-1)], expected, atol=1e-5)  # example 0 got example 1's
 
 
+@pytest.mark.plugins  # softcot's thoughts
 def test_zero_and_mean_ablations_replace_exactly_what_the_llm_receives(runtime):
     own = _pipeline(runtime, audit={"offset": 40, "limit": 5})
     zero, mean = (_pipeline(runtime, thoughts_from=t, audit={"offset": 40, "limit": 5}) for t in ("zero", "mean"))
@@ -84,25 +89,30 @@ def test_zero_and_mean_ablations_replace_exactly_what_the_llm_receives(runtime):
     assert trained.inputs_embeds[trained.thought_mask].any()
 
 
-def test_the_mean_ablation_never_reads_the_test_split(runtime):
+def test_the_mean_ablation_never_reads_the_test_split(core_registry):
+    def plan(**overrides):
+        return resolve(
+            load_config(overrides={"producer": QUESTION, "thoughts_from": "mean", **overrides}), core_registry
+        )
+
     with pytest.raises(ConfigError, match="thoughts_from: mean: audit.split 'test' is gsm8k's evaluation split"):
-        resolve(
-            load_config(overrides={"thoughts_from": "mean", "audit": {"split": "test"}}), Registry()
-        ).checked_examples()
+        plan(audit={"split": "test"}).checked_examples()
     # by default the rows just after the ones `train` reads: validation's 16, then 256
-    plan = resolve(load_config(overrides={"thoughts_from": "mean", "audit": {"limit": 2}}), Registry())
-    assert [e.id for e in plan.held_back().examples] == ["gsm8k-train-272", "gsm8k-train-273"]
-    unbounded = resolve(load_config(overrides={"thoughts_from": "mean", "train": {"limit": None}}), Registry())
+    assert [e.id for e in plan(audit={"limit": 2}).held_back().examples] == ["gsm8k-train-272", "gsm8k-train-273"]
+    unbounded = plan(train={"limit": None})
     with pytest.raises(ConfigError, match="train.limit is unset.*audit.offset"):
         unbounded.checked_examples()
 
 
-def test_ablating_soft_thoughts_needs_a_producer_that_makes_them(runtime):
-    pipeline = _pipeline(runtime, producer={"name": "cot"}, thoughts_from="zero")
-    with pytest.raises(LatentReasonError, match="thoughts_from: zero replaces the soft thoughts.*'cot' makes none"):
+def test_ablating_soft_thoughts_needs_a_producer_that_makes_them(runtime, core_registry):
+    pipeline = _pipeline(runtime, core_registry, producer=QUESTION, thoughts_from="zero")
+    with pytest.raises(
+        LatentReasonError, match="thoughts_from: zero replaces the soft thoughts.*'question' makes none"
+    ):
         pipeline.inputs(pipeline.task.load(limit=1))
 
 
+@pytest.mark.plugins  # softcot's thoughts
 def test_the_softcot_prompt_style_uses_the_reference_wording(runtime):
     pipeline = _pipeline(runtime, prompt_style="softcot")
     prompt = pipeline.inputs(pipeline.task.load(limit=1)).prompts[0]
@@ -118,6 +128,7 @@ def test_the_softcot_prompt_style_uses_the_reference_wording(runtime):
     assert mine.producer.options.assistant_prefix is None  # options the user sets win over the style's
 
 
+@pytest.mark.plugins  # the cot producer beside an extra task plugin
 def test_a_style_a_task_lacks_is_reported():
     from dataclasses import replace
 

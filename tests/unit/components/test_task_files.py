@@ -20,8 +20,6 @@ from latentreason.engine.resolve import resolve
 from latentreason.errors import ConfigError, LatentReasonError
 from latentreason.evaluation.runner import default_output, task_label
 
-pytestmark = pytest.mark.plugins  # the runs use the shipped cot producer
-
 DOC = (Path(__file__).parents[3] / "docs" / "tasks.md").read_text(encoding="utf-8")
 SVAMP_YAML = re.search(r"<!-- file: svamp.yaml -->\n```yaml\n(.*?)```", DOC, re.S)[1]  # type: ignore[index]
 
@@ -41,6 +39,7 @@ def _pipeline(task: str, runtime, registry) -> Pipeline:
     return prepare(load_config(overrides=settings), registry, runtime).pipeline
 
 
+@pytest.mark.plugins  # runs the shipped cot producer
 def test_the_documented_task_file_gives_the_python_task_s_prompts_and_scores(svamp_file, runtime, monkeypatch):
     monkeypatch.setenv("LATENTREASON_DISABLE_PLUGINS", "builtin:svamp")  # the file's svamp replaces the built-in one
     from_file = _pipeline(str(svamp_file), runtime, Registry())
@@ -61,14 +60,15 @@ def test_the_documented_task_file_gives_the_python_task_s_prompts_and_scores(sva
     assert all(from_file.evaluator.score(g, ex).strict_correct for g, ex in zip(gold, examples, strict=True))
 
 
-def test_files_per_split_and_a_question_template(tmp_path):
+def test_files_per_split_and_a_question_template(tmp_path, core_registry):
     (tmp_path / "dev.jsonl").write_text('{"id": "a", "question": "1+1?", "answer": "2"}\n')
     (tmp_path / "arith.yaml").write_text(
         "answer_type: number\ninstruction: Add.\ndata: {files: {dev: dev.jsonl}}\neval_split: dev\n"
         "question_template: 'Q{id}: {question}'\n"
     )
     plan = resolve(
-        load_config(overrides={"producer": {"name": "cot"}, "data": {"task": str(tmp_path / "arith.yaml")}}), Registry()
+        load_config(overrides={"producer": {"name": "question"}, "data": {"task": str(tmp_path / "arith.yaml")}}),
+        core_registry,
     )
     assert plan.task.name == "arith" and plan.evaluator.name == "number"
     [example] = plan.examples()
@@ -96,11 +96,11 @@ def test_every_problem_of_a_task_file_at_once(tmp_path):
     assert "eval_split: the data has no split 'dev' (it has: test)" in str(caught.value)
 
 
-def test_a_run_config_naming_a_broken_task_file_lists_its_problems_with_the_rest(tmp_path):
+def test_a_run_config_naming_a_broken_task_file_lists_its_problems_with_the_rest(tmp_path, core_registry):
     path = tmp_path / "t.yaml"
     path.write_text("answer_type: yesno\ninstruction: x\ndata: {folder: nowhere}\n")
     with pytest.raises(ConfigError) as caught:
-        resolve(load_config(overrides={"producer": {"name": "cott"}, "data": {"task": str(path)}}), Registry())
+        resolve(load_config(overrides={"producer": {"name": "cott"}, "data": {"task": str(path)}}), core_registry)
     message = str(caught.value)
     assert f"data.task: task file {str(path)!r}: data.folder: folder" in message and "does not exist" in message
     assert "producer.name: Unknown producer 'cott'" in message
@@ -137,6 +137,7 @@ def test_cli_validates_and_lists_task_files(svamp_file, tmp_path, monkeypatch):
     assert "broken.yaml: instruction: required" in result.output and "broken.yaml: data: required" in result.output
 
 
+@pytest.mark.plugins  # runs the shipped cot producer
 def test_a_built_in_task_on_another_source_is_labelled_with_it(tmp_path, runtime):
     source = tmp_path / "f.jsonl"
     source.write_text('{"id": "a", "question": "1+1?", "answer": "2"}\n')
@@ -146,6 +147,7 @@ def test_a_built_in_task_on_another_source_is_labelled_with_it(tmp_path, runtime
     assert default_output(pipeline).name == "gsm8k@f.jsonl-cot-test"
 
 
+@pytest.mark.plugins  # runs the shipped cot producer
 def test_run_a_task_file_and_a_built_in_task_on_another_source_from_the_cli(tmp_path, tiny_dirs):
     llm, assistant = tiny_dirs
     data = tmp_path / "dev.jsonl"

@@ -18,8 +18,6 @@ from latentreason.models.quantization import Int8Linear, check_int8, int8_twin
 from latentreason.models.runtime import Runtime, dtype_warning, machine_label, resolve_dtype
 from latentreason.testing import tiny_model
 
-pytestmark = pytest.mark.plugins  # these tests run the shipped producers
-
 QUESTIONS = [
     "Natalia sold 48 clips in April and half as many in May. How many in total?",
     "What is 2 + 3?",
@@ -50,6 +48,7 @@ def _generations(runtime, producer="cot", **generation):
     return [(p.example.id, p.generations, p.truncated) for p in pipeline.answer(examples)]
 
 
+@pytest.mark.plugins  # runs the shipped producers
 @pytest.mark.parametrize("producer", ["cot", "softcot"])
 def test_continuous_batching_writes_what_batch_one_writes(runtime, producer):
     torch.manual_seed(0)  # the same untrained projector for both runs
@@ -59,6 +58,7 @@ def test_continuous_batching_writes_what_batch_one_writes(runtime, producer):
     assert batched == alone
 
 
+@pytest.mark.plugins  # runs the shipped producers
 def test_every_chain_of_a_voted_example_is_kept_together(runtime):
     torch.manual_seed(3)
     pipeline = prepare(_config(batch_size=4, do_sample=True, samples=3, temperature=1.5), runtime=runtime).pipeline
@@ -112,6 +112,7 @@ def test_an_int8_layer_computes_what_the_float_layer_does_within_rounding():
     assert error < 0.03  # int8 weights per output channel, int8 activations per call: about 1.5% at this width
 
 
+@pytest.mark.plugins  # runs the shipped producers
 def test_an_int8_run_decodes_with_the_twin_and_reads_prompts_in_float(tiny_dirs):
     llm_dir, assistant_dir = tiny_dirs
     config = load_config(
@@ -132,6 +133,7 @@ def test_an_int8_run_decodes_with_the_twin_and_reads_prompts_in_float(tiny_dirs)
     assert calls["float"] == 1 and calls["int8"] >= 5  # one prompt batch, then the decoding steps
 
 
+@pytest.mark.plugins  # runs the shipped producers
 def test_int8_is_refused_where_it_cannot_run():
     assert check_int8("cpu", "float32") == []
     problems = check_int8("cuda:0", "bfloat16")
@@ -170,6 +172,7 @@ def test_the_machine_label_names_the_cpu_and_its_bf16(tmp_path):
     assert machine_label("cpu", intel).startswith("Intel(R) Xeon(R) Processor (amx_bf16, avx512_bf16), ")
 
 
+@pytest.mark.plugins  # runs the shipped producers
 def test_the_results_folder_records_the_dtype_the_run_used(runtime):
     config = load_config(overrides={"producer": {"name": "cot"}})
     assert config.models.dtype == "auto"
@@ -193,6 +196,7 @@ def test_a_vllm_chain_is_cut_where_the_loop_would_stop(llm):
     assert cut_at_answer(ids, None) == ids
 
 
+@pytest.mark.plugins  # runs the shipped producers
 def test_vllm_starts_no_worker_when_nothing_is_left_to_answer(runtime, monkeypatch):
     import sys
 
@@ -235,6 +239,7 @@ def test_the_vllm_worker_imports_vllm_not_a_module_beside_it(tmp_path):
     assert not reply["ok"] and "the module beside the worker" not in reply["error"], reply
 
 
+@pytest.mark.plugins  # runs the shipped producers
 def test_the_vllm_engine_refuses_what_it_cannot_run(monkeypatch, tmp_path):
     monkeypatch.setenv("LATENTREASON_VLLM_PYTHON", str(tmp_path / "missing" / "python"))
     config = load_config(
@@ -263,6 +268,7 @@ def test_min_new_tokens_holds_back_the_end_of_turn_in_both_engines(llm):
     assert [o.token_ids for o in ours] == [r.token_ids for r in reference]
 
 
+@pytest.mark.plugins  # runs the shipped producers
 def test_training_and_its_loss_refuse_int8(runtime):
     from latentreason.api import loss, train
     from latentreason.errors import LatentReasonError

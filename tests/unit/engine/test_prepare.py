@@ -4,32 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from latentreason import hookimpl
 from latentreason.api import train
-from latentreason.components.producer import ThoughtProducer, Thoughts
 from latentreason.config import load_config
 from latentreason.engine.prepare import checked, models_note, prepare
-from latentreason.engine.registry import Registry
 from latentreason.errors import ConfigError, LatentReasonError
 from latentreason.models.runtime import Runtime, resolve_dtype
-
-
-class _Question(ThoughtProducer):
-    """A producer of no thoughts: the LLM reads the question alone."""
-
-    def produce(self, questions, *, instruction, training=False):
-        return Thoughts()
-
-
-class _Plugin:
-    @hookimpl
-    def latentreason_producers(self):
-        return {"question": _Question}
-
-
-def _registry() -> Registry:
-    """The built-in components and the in-test producer only (no installed plugin)."""
-    return Registry(plugins=[_Plugin()], entry_points=False)
 
 
 def _no_models(config) -> Runtime:
@@ -37,30 +16,30 @@ def _no_models(config) -> Runtime:
     return Runtime(config.models, lambda spec: pytest.fail(f"model {spec.name} loaded"))
 
 
-def test_a_run_reads_its_data_before_any_model_loads(tmp_path):
+def test_a_run_reads_its_data_before_any_model_loads(tmp_path, core_registry):
     config = load_config(overrides={"producer": {"name": "question"}, "data": {"source": str(tmp_path / "none.jsonl")}})
     with pytest.raises(ConfigError, match="none.jsonl"):
-        prepare(config, _registry(), _no_models(config))
+        prepare(config, core_registry, _no_models(config))
 
 
-def test_train_reads_its_data_before_any_model_loads():
+def test_train_reads_its_data_before_any_model_loads(core_registry):
     config = load_config(overrides={"producer": {"name": "question"}, "train": {"split": "nope"}})
     with pytest.raises(LatentReasonError, match="nope"):
-        train(config, registry=_registry(), runtime=_no_models(config), log=None)
+        train(config, registry=core_registry, runtime=_no_models(config), log=None)
 
 
-def test_the_notes_are_the_librarys(runtime):
+def test_the_notes_are_the_librarys(runtime, core_registry):
     config = load_config(overrides={"producer": {"name": "question"}, "data": {"limit": 2}})
     notes: list[str] = []
-    prepared = prepare(config, _registry(), runtime, log=notes.append)
+    prepared = prepare(config, core_registry, runtime, log=notes.append)
     plan = prepared.pipeline.plan
     assert notes == [models_note(plan)]  # nothing untrained, no checkpoint: the dtype only
     assert [e.id for e in prepared.examples] == ["gsm8k-test-0", "gsm8k-test-1"]
 
 
-def test_the_dtype_is_decided_once_with_its_reason():
+def test_the_dtype_is_decided_once_with_its_reason(core_registry):
     config = load_config(overrides={"producer": {"name": "question"}, "models": {"device": "cpu"}})
-    plan, _ = checked(config, _registry())
+    plan, _ = checked(config, core_registry)
     dtype, reason = resolve_dtype("auto", "cpu")
     assert (plan.config.models.dtype, plan.dtype_reason) == (dtype, reason)
     assert models_note(plan).startswith(f"models: {dtype} ({reason})")

@@ -16,8 +16,6 @@ from latentreason.models.runtime import Runtime
 from latentreason.testing import tiny_model
 
 pytest.importorskip("peft")
-pytestmark = pytest.mark.plugins  # the pipelines below run the shipped cot producer
-
 ADAPTER = {"rank": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj", "down_proj"]}
 
 
@@ -26,12 +24,13 @@ def _runtime(adapter=ADAPTER, seed=1):
     return Runtime(llm=llm, adapter=AdapterConfig(**adapter))
 
 
-def _pipeline(runtime, **overrides):
-    config = load_config(overrides={"producer": {"name": "cot"}, "adapter": ADAPTER, **overrides})
-    return Pipeline(resolve(config, Registry()), runtime)
+def _pipeline(runtime, registry, **overrides):
+    """The pipeline of the in-test question producer (``core_registry``) with the adapter."""
+    config = load_config(overrides={"producer": {"name": "question"}, "adapter": ADAPTER, **overrides})
+    return Pipeline(resolve(config, registry), runtime)
 
 
-def test_an_untrained_adapter_changes_nothing_and_only_it_trains():
+def test_an_untrained_adapter_changes_nothing_and_only_it_trains(core_registry):
     plain = tiny_model("qwen2", hidden=64, seed=1)
     runtime = _runtime()
     ids = torch.tensor([[5, 6, 7, 8, 9]])
@@ -40,14 +39,14 @@ def test_an_untrained_adapter_changes_nothing_and_only_it_trains():
     trainable = {n for n, p in runtime.llm.model.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in n for n in trainable)
     assert len(trainable) == 2 * 3 * 2  # A and B, 3 targets, 2 layers
-    assert set(_pipeline(runtime).trainable()) == {"adapter"}
+    assert set(_pipeline(runtime, core_registry).trainable()) == {"adapter"}
 
 
-def test_the_adapter_trains_saves_loads_and_merges(tmp_path):
+def test_the_adapter_trains_saves_loads_and_merges(tmp_path, core_registry):
     from latentreason.training.trainer import Trainer
 
     runtime = _runtime()
-    pipeline = _pipeline(runtime)
+    pipeline = _pipeline(runtime, core_registry)
     examples = pipeline.task.load(pipeline.task.train_split, limit=4)
     config = pipeline.config.train.model_copy(update={"batch_size": 2, "lr": 0.05, "warmup_steps": 0, "epochs": 2})
     result = Trainer(pipeline, examples, [], config, tmp_path, progress=False).run()
@@ -56,21 +55,21 @@ def test_the_adapter_trains_saves_loads_and_merges(tmp_path):
     with torch.no_grad():
         trained = runtime.llm.model(input_ids=ids).logits
     fresh = _runtime()
-    loaded = _pipeline(fresh, checkpoint=str(result.weights))
+    loaded = _pipeline(fresh, core_registry, checkpoint=str(result.weights))
     assert loaded.untrained == []
     with torch.no_grad():
         assert torch.allclose(fresh.llm.model(input_ids=ids).logits, trained, atol=1e-5)
-    merged = _pipeline(_runtime(), checkpoint=str(result.weights), adapter={**ADAPTER, "merge": True})
+    merged = _pipeline(_runtime(), core_registry, checkpoint=str(result.weights), adapter={**ADAPTER, "merge": True})
     with torch.no_grad():
         assert torch.allclose(merged.runtime.llm.model(input_ids=ids).logits, trained, atol=1e-4)
     assert all(layer.merged for layer in merged.runtime.adapter.layers())
 
 
-def test_a_runtime_shared_by_two_methods_does_not_leak_the_first_adapter(tmp_path):
+def test_a_runtime_shared_by_two_methods_does_not_leak_the_first_adapter(tmp_path, core_registry):
     runtime = _runtime()
     for p in runtime.adapter.parameters():
         torch.nn.init.normal_(p)  # as if an earlier method had loaded trained weights
-    _pipeline(runtime)  # a method without a checkpoint: the adapter starts untrained again
+    _pipeline(runtime, core_registry)  # a method without a checkpoint: the adapter starts untrained again
     plain = tiny_model("qwen2", hidden=64, seed=1)
     ids = torch.tensor([[5, 6, 7]])
     with torch.no_grad():
@@ -85,7 +84,7 @@ def test_int8_decoding_keeps_the_adapter_branches_in_float_and_shared():
     assert q.lora_A["default"].weight is runtime.llm.model.model.layers[0].self_attn.q_proj.lora_A["default"].weight
 
 
-def test_bad_adapters_are_refused_each_with_one_clear_error(tmp_path):
+def test_bad_adapters_are_refused_each_with_one_clear_error(tmp_path, core_registry):
     with pytest.raises(ConfigError, match="adapter.rank: Input should be greater than 0"):
         load_config(overrides={"adapter": {"rank": 0}})
     with pytest.raises(
@@ -100,14 +99,19 @@ def test_bad_adapters_are_refused_each_with_one_clear_error(tmp_path):
     with pytest.raises(
         LatentReasonError, match="does not fit this run: adapter.*has shape .*4.* but this run needs .*2"
     ):
-        _pipeline(other, checkpoint=str(trained), adapter={**ADAPTER, "rank": 2})
+        _pipeline(other, core_registry, checkpoint=str(trained), adapter={**ADAPTER, "rank": 2})
     config = load_config(
-        overrides={"producer": {"name": "cot"}, "models": {"quantize": "int8"}, "adapter": {**ADAPTER, "merge": True}}
+        overrides={
+            "producer": {"name": "question"},
+            "models": {"quantize": "int8"},
+            "adapter": {**ADAPTER, "merge": True},
+        }
     )
     with pytest.raises(ConfigError, match="adapter.merge folds the adapter into the float weights"):
-        resolve(config, Registry())
+        resolve(config, core_registry)
 
 
+@pytest.mark.plugins  # the shipped softcot producer
 def test_softcot_trains_its_projector_and_a_lora_together_and_evaluates_both_from_the_checkpoint(tmp_path):
     from latentreason.storage import stored_components
     from latentreason.training.trainer import Trainer
@@ -170,16 +174,16 @@ def test_the_merged_folder_computes_what_the_llm_with_its_adapter_computes(tmp_p
     assert merged_folder(runtime.llm, runtime.adapter, tmp_path) != folder  # another adapter, another folder
 
 
-def test_an_adapter_trained_on_another_llm_is_refused_before_a_model_loads(tmp_path):
+def test_an_adapter_trained_on_another_llm_is_refused_before_a_model_loads(tmp_path, core_registry):
     from latentreason.api import training_examples
     from latentreason.storage import save_weights
 
     runtime = _runtime()
     path = save_weights(tmp_path / "other.safetensors", {"adapter": runtime.adapter}, {"components": {"llm": "gpt2"}})
-    config = load_config(overrides={"producer": {"name": "cot"}, "adapter": ADAPTER, "checkpoint": str(path)})
+    config = load_config(overrides={"producer": {"name": "question"}, "adapter": ADAPTER, "checkpoint": str(path)})
     with pytest.raises(ConfigError, match="trained on the LLM 'gpt2', not this run's 'qwen2.5-coder-0.5b-instruct'"):
-        resolve(config, Registry()).checked_examples()
+        resolve(config, core_registry).checked_examples()
     with pytest.raises(ConfigError, match="trained on the LLM 'gpt2'"):
-        training_examples(resolve(config, Registry()))  # training reads its data before any model loads
+        training_examples(resolve(config, core_registry))  # training reads its data before any model loads
     with pytest.raises(LatentReasonError, match="trained on the LLM 'gpt2'"):
-        _pipeline(runtime, checkpoint=str(path))
+        _pipeline(runtime, core_registry, checkpoint=str(path))
