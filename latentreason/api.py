@@ -122,7 +122,7 @@ def train(
     prepared = prepare(config, registry, runtime, data=training_data, default_weights=False, log=log)
     pipeline, (train_examples, validation, targets, used) = prepared.pipeline, prepared.examples
     held_back = audit_rows(pipeline)  # checked before hours of training
-    pipeline.fit(train_examples)  # e.g. statistics of the producer's vectors, on training examples only
+    pipeline.fit(train_examples, log)  # e.g. statistics of the producer's vectors, on training examples only
     trainer = Trainer(
         pipeline,
         train_examples,

@@ -14,7 +14,7 @@ import hashlib
 import re
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -173,18 +173,24 @@ class Pipeline:
             return stored
         return {}
 
-    def fit(self, examples: list[Example]) -> None:
+    def fit(self, examples: list[Example], log: Callable[[str], None] | None = None) -> None:
         """Fit the producer's data-dependent state on training ``examples`` (see :meth:`ThoughtProducer.fit`).
 
         Nothing happens when the producer fits nothing or a checkpoint gave
         its state. The provenance (what :meth:`ThoughtProducer.fitted_from`
         names, the number of questions and their ids) goes into every
         checkpoint saved from this pipeline.
+
+        Args:
+            examples: the training examples.
+            log: told, before the fit starts, what is fitted on how many questions.
         """
         with self._blame("producer"):
             basis = self.producer.fitted_from()
         if not basis or "producer" not in self.untrained:
             return
+        if log is not None:
+            log(f"fitting {self.config.producer.name}'s statistics on {len(examples)} training questions ...")
         questions = [self.task.format_question(ex) for ex in examples]
         with self._blame("producer"):
             self.producer.fit(

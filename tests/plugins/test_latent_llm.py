@@ -108,6 +108,19 @@ def test_codi_targets_share_the_answer_line_and_locate_the_token_before_the_answ
         assert _text(pipeline, student[position + 1 :]).startswith(ex.answer)
 
 
+def test_codi_teacher_targets_are_cut_at_max_target_tokens_keeping_the_answer_line():
+    full = _pipeline("codi", {"latent_steps": 2})
+    examples = full.task.load("train", limit=3)
+    students, teachers, _ = full.producer._targets(full, examples)
+    limit = min(len(t) for t in teachers) - 1  # every rationale is too long for it
+    cut = _pipeline("codi", {"latent_steps": 2}, train={"max_target_tokens": limit})
+    students_cut, teachers_cut, _ = cut.producer._targets(cut, examples)
+    assert students_cut == students
+    for student, teacher, short in zip(students, teachers, teachers_cut):
+        assert len(short) == limit and short[-len(student) :] == student
+        assert short[: limit - len(student)] == teacher[: limit - len(student)]  # the rationale's first tokens
+
+
 def test_codi_trains_the_adapter_and_the_map_through_teacher_student_and_distillation(tmp_path):
     pipeline = _pipeline("codi", {"latent_steps": 2})
     assert pipeline.plan.projector.name == "latent-map"

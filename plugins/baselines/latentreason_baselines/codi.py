@@ -74,12 +74,17 @@ class Codi(LatentPrefixProducer):
     def _targets(self, pipeline, examples: list[Example]) -> tuple[list[list[int]], list[list[int]], list[int]]:
         """Token ids of the student's and the teacher's targets, and where each one's answer-predicting token is.
 
+        The teacher's target is at most ``train.max_target_tokens`` long, as
+        every target in training is: a rationale too long for it loses its
+        last steps' tokens, never the final-answer line the distillation reads.
+
         Returns:
             Student targets (final line, end of turn), teacher targets (steps,
             then the same ids), and per example the index, counted from the
             end of either target, of the token just before the answer.
         """
         tokenizer = pipeline.runtime.llm.tokenizer
+        limit = pipeline.config.train.max_target_tokens
         stop = end_of_turn_id(tokenizer)
         students, teachers, from_end = [], [], []
         for ex in examples:
@@ -90,7 +95,7 @@ class Codi(LatentPrefixProducer):
             shared = next((i for i, (a, b) in enumerate(zip(before, student)) if a != b), len(before))
             rationale = tokenizer("\n".join(steps) + "\n", add_special_tokens=False)["input_ids"] if steps else []
             students.append(student)
-            teachers.append(rationale + student)
+            teachers.append(rationale[: max(0, limit - len(student))] + student)
             from_end.append(len(student) - max(shared, 1) + 1)  # the last token the answer's first follows
         return students, teachers, from_end
 
