@@ -18,7 +18,9 @@ from pathlib import Path
 import pytest
 
 from latentreason import hookimpl
+from latentreason.builtins.placeholder import PlaceholderInjector, PlaceholderOptions
 from latentreason.components.producer import ThoughtProducer, Thoughts
+from latentreason.config import GenerationConfig
 from latentreason.engine.registry import Registry
 from latentreason.models.runtime import Runtime
 from latentreason.testing import save_tiny_model, tiny_model
@@ -40,6 +42,31 @@ def tiny_assistant():
 def runtime(tiny_llm, tiny_assistant):
     """A runtime holding the tiny pair."""
     return Runtime(llm=tiny_llm, assistant=tiny_assistant)
+
+
+@pytest.fixture(scope="session")
+def decoding_llm():
+    """The decoding loop's tiny Qwen2 (hidden 64, its own seed): the LLM alone, no assistant."""
+    return tiny_model("qwen2", hidden=64, seed=5)
+
+
+@pytest.fixture()
+def decoding_runtime(decoding_llm):
+    """A runtime holding only :func:`decoding_llm`, as decoding controllers get it."""
+    return Runtime(llm=decoding_llm)
+
+
+@pytest.fixture()
+def decoding_inputs(decoding_llm):
+    """Two questions, one long and one short, in :func:`decoding_llm`'s prompt (no thoughts)."""
+    questions = ["Natalia sold 48 clips in April and half as many in May. How many in total?", "What is 2 + 3?"]
+    return PlaceholderInjector(PlaceholderOptions(), decoding_llm).build("Solve it.", questions)
+
+
+@pytest.fixture()
+def greedy():
+    """Greedy decoding of 16 tokens that does not stop at an answer."""
+    return GenerationConfig(max_new_tokens=16, stop_at_answer=False)
 
 
 @pytest.fixture(scope="session")

@@ -7,49 +7,28 @@ from typing import ClassVar
 import pytest
 import torch
 
-from latentreason.builtins.placeholder import PlaceholderInjector, PlaceholderOptions
 from latentreason.config import GenerationConfig, load_config
 from latentreason.decoding.generate import generate
 from latentreason.decoding.loop import decode
 from latentreason.engine.prepare import prepare
-from latentreason.testing import tiny_model
 from latentreason_lightthinker.compress import Compress, CompressOptions
 from latentreason_lightthinker.reinject import Reinject, ReinjectOptions
 from latentreason_lightthinker.window import KeepLastTokens, WindowOptions
 
-QUESTIONS = ["Natalia sold 48 clips in April and half as many in May. How many in total?", "What is 2 + 3?"]
-GREEDY = GenerationConfig(max_new_tokens=16, stop_at_answer=False)
 
-
-@pytest.fixture(scope="module")
-def llm():
-    return tiny_model("qwen2", hidden=64, seed=5)
-
-
-@pytest.fixture()
-def runtime(llm):
-    from latentreason.models.runtime import Runtime
-
-    return Runtime(llm=llm)
-
-
-def _inputs(llm):
-    return PlaceholderInjector(PlaceholderOptions(), llm).build("Solve it.", QUESTIONS)
-
-
-def test_compression_really_shrinks_the_cache(llm, runtime):
-    inputs = _inputs(llm)
-    plain = generate(llm, inputs, GREEDY)
-    controller = Compress(CompressOptions(segment="tokens", tokens=4, gist_tokens=1), runtime)
-    compressed = decode(llm, inputs, GREEDY, controller)
+def test_compression_really_shrinks_the_cache(decoding_llm, decoding_runtime, decoding_inputs, greedy):
+    inputs = decoding_inputs
+    plain = generate(decoding_llm, inputs, greedy)
+    controller = Compress(CompressOptions(segment="tokens", tokens=4, gist_tokens=1), decoding_runtime)
+    compressed = decode(decoding_llm, inputs, greedy, controller)
     for p, c in zip(plain, compressed):
         assert c.peak_kv < p.peak_kv
         assert c.dependency < p.dependency
 
 
 @pytest.mark.parametrize("keep_text", [False, True])
-def test_reinjection_rebuilds_the_input_as_configured(llm, runtime, keep_text):
-    inputs = _inputs(llm)
+def test_reinjection_rebuilds_the_input_as_configured(decoding_llm, decoding_runtime, decoding_inputs, keep_text):
+    inputs = decoding_inputs
     prompt = inputs.attention_mask.sum(-1).tolist()
 
     class Probe(Reinject):
@@ -64,8 +43,8 @@ def test_reinjection_rebuilds_the_input_as_configured(llm, runtime, keep_text):
                     )
             super().after_token(state, rows)
 
-    probe = Probe(ReinjectOptions(segment="tokens", tokens=5, vectors=2, keep_text=keep_text), runtime)
-    outputs = decode(llm, inputs, GenerationConfig(max_new_tokens=7, stop_at_answer=False), probe)
+    probe = Probe(ReinjectOptions(segment="tokens", tokens=5, vectors=2, keep_text=keep_text), decoding_runtime)
+    outputs = decode(decoding_llm, inputs, GenerationConfig(max_new_tokens=7, stop_at_answer=False), probe)
     assert probe.seen, "no row wrote 6 tokens"
     for row, (visible_text, visible) in probe.seen.items():
         assert len(outputs[row].token_ids) >= 6
@@ -76,17 +55,14 @@ def test_reinjection_rebuilds_the_input_as_configured(llm, runtime, keep_text):
             assert visible_text == 1 and visible == prompt[row] + 2 + 1
 
 
-def test_window_keeps_only_the_last_tokens(llm, runtime):
-    outputs = decode(llm, _inputs(llm), GREEDY, KeepLastTokens(WindowOptions(keep=4), runtime))
-    prompt = _inputs(llm).attention_mask.sum(-1).tolist()
+def test_window_keeps_only_the_last_tokens(decoding_llm, decoding_runtime, decoding_inputs, greedy):
+    outputs = decode(decoding_llm, decoding_inputs, greedy, KeepLastTokens(WindowOptions(keep=4), decoding_runtime))
+    prompt = decoding_inputs.attention_mask.sum(-1).tolist()
     for row, out in enumerate(outputs):
         assert out.peak_kv <= prompt[row] + 5
 
 
-def test_pipeline_combines_softcot_with_compression(tiny_llm, tiny_assistant):
-    from latentreason.models.runtime import Runtime
-
-    runtime = Runtime(llm=tiny_llm, assistant=tiny_assistant)
+def test_pipeline_combines_softcot_with_compression(runtime):
     config = load_config(
         overrides={
             "producer": {"name": "softcot"},
@@ -100,13 +76,11 @@ def test_pipeline_combines_softcot_with_compression(tiny_llm, tiny_assistant):
     assert all(p.peak_kv > 0 for p in predictions)
 
 
-def test_trained_compressor_learns_from_the_compressed_history(tiny_llm, tiny_assistant, tmp_path):
+def test_trained_compressor_learns_from_the_compressed_history(runtime, tmp_path):
     from latentreason.config import TrainConfig
-    from latentreason.models.runtime import Runtime
     from latentreason.training.trainer import Trainer
 
     torch.manual_seed(0)
-    runtime = Runtime(llm=tiny_llm, assistant=tiny_assistant)
     config = load_config(
         overrides={
             "producer": {"name": "cot"},

@@ -16,7 +16,6 @@ from latentreason.engine.resolve import resolve
 from latentreason.errors import ConfigError
 from latentreason.models.quantization import Int8Linear, check_int8, int8_twin
 from latentreason.models.runtime import Runtime, dtype_warning, machine_label, resolve_dtype
-from latentreason.testing import tiny_model
 
 QUESTIONS = [
     "Natalia sold 48 clips in April and half as many in May. How many in total?",
@@ -25,11 +24,6 @@ QUESTIONS = [
     "Is 7 larger than 5?",
     "How many legs do 3 dogs have?",
 ]
-
-
-@pytest.fixture(scope="module")
-def llm():
-    return tiny_model("qwen2", hidden=64, seed=5)
 
 
 def _config(producer="cot", **generation):
@@ -68,10 +62,10 @@ def test_every_chain_of_a_voted_example_is_kept_together(runtime):
     assert all(len(p.generations) == 3 for p in predictions)
 
 
-def test_rows_admitted_later_decode_as_they_would_alone(llm):
-    injector = PlaceholderInjector(PlaceholderOptions(), llm)
+def test_rows_admitted_later_decode_as_they_would_alone(decoding_llm):
+    injector = PlaceholderInjector(PlaceholderOptions(), decoding_llm)
     config = GenerationConfig(max_new_tokens=10, stop_at_answer=False)
-    alone = [decode(llm, injector.build("Solve it.", [q]), config)[0].token_ids for q in QUESTIONS]
+    alone = [decode(decoding_llm, injector.build("Solve it.", [q]), config)[0].token_ids for q in QUESTIONS]
     queue = list(enumerate(QUESTIONS))
     asked = []
 
@@ -82,25 +76,25 @@ def test_rows_admitted_later_decode_as_they_would_alone(llm):
         i, q = queue.pop(0)
         return injector.build("Solve it.", [q]), [i]
 
-    streamed = dict(decode_stream(llm, source, config, capacity=2))
+    streamed = dict(decode_stream(decoding_llm, source, config, capacity=2))
     assert {i: out.token_ids for i, out in streamed.items()} == dict(enumerate(alone))
     assert max(asked) == 2 and 1 in asked  # the second row was admitted while the first decoded
 
 
-def test_a_chain_cut_by_the_cap_is_marked_truncated(llm):
-    inputs = PlaceholderInjector(PlaceholderOptions(), llm).build("Solve it.", QUESTIONS[:2])
-    outputs = decode(llm, inputs, GenerationConfig(max_new_tokens=4, stop_at_answer=False))
+def test_a_chain_cut_by_the_cap_is_marked_truncated(decoding_llm):
+    inputs = PlaceholderInjector(PlaceholderOptions(), decoding_llm).build("Solve it.", QUESTIONS[:2])
+    outputs = decode(decoding_llm, inputs, GenerationConfig(max_new_tokens=4, stop_at_answer=False))
     for out in outputs:
-        assert out.truncated == (len(out.token_ids) == 4 and out.token_ids[-1] not in llm.eos_token_ids)
+        assert out.truncated == (len(out.token_ids) == 4 and out.token_ids[-1] not in decoding_llm.eos_token_ids)
     assert any(out.truncated for out in outputs)
 
 
-def test_int8_twin_shares_everything_but_the_linear_layers(llm):
-    twin = int8_twin(llm.model)
-    assert twin.get_input_embeddings().weight is llm.model.get_input_embeddings().weight
+def test_int8_twin_shares_everything_but_the_linear_layers(decoding_llm):
+    twin = int8_twin(decoding_llm.model)
+    assert twin.get_input_embeddings().weight is decoding_llm.model.get_input_embeddings().weight
     assert isinstance(twin.lm_head, Int8Linear)
     assert isinstance(twin.model.layers[0].mlp.down_proj, Int8Linear)
-    assert isinstance(llm.model.lm_head, torch.nn.Linear)  # the float model is untouched
+    assert isinstance(decoding_llm.model.lm_head, torch.nn.Linear)  # the float model is untouched
 
 
 def test_an_int8_layer_computes_what_the_float_layer_does_within_rounding():
@@ -180,12 +174,12 @@ def test_the_results_folder_records_the_dtype_the_run_used(runtime):
     assert plan.config.models.dtype == resolve_dtype("auto", Runtime(config.models).device)[0]
 
 
-def test_a_vllm_chain_is_cut_where_the_loop_would_stop(llm):
+def test_a_vllm_chain_is_cut_where_the_loop_would_stop(decoding_llm):
     from latentreason.components.answers import BOXED_PATTERN
     from latentreason.decoding.generate import AnswerComplete
     from latentreason.decoding.vllm_engine import cut_at_answer
 
-    tokenizer = llm.tokenizer
+    tokenizer = decoding_llm.tokenizer
     ids = tokenizer("So 3 + 4 = 7. The final answer is \\boxed{7}. Done, more text", add_special_tokens=False)[
         "input_ids"
     ]
@@ -258,12 +252,12 @@ def test_the_vllm_engine_refuses_what_it_cannot_run(monkeypatch, tmp_path):
     assert "latentreason vllm-setup" in message and "is not a file" in message
 
 
-def test_min_new_tokens_holds_back_the_end_of_turn_in_both_engines(llm):
+def test_min_new_tokens_holds_back_the_end_of_turn_in_both_engines(decoding_llm):
     from latentreason.decoding.generate import generate
 
-    inputs = PlaceholderInjector(PlaceholderOptions(), llm).build("Solve it.", QUESTIONS[:2])
+    inputs = PlaceholderInjector(PlaceholderOptions(), decoding_llm).build("Solve it.", QUESTIONS[:2])
     config = GenerationConfig(max_new_tokens=6, min_new_tokens=6, stop_at_answer=False)
-    ours, reference = decode(llm, inputs, config), generate(llm, inputs, config)
+    ours, reference = decode(decoding_llm, inputs, config), generate(decoding_llm, inputs, config)
     assert [len(o.token_ids) for o in ours] == [6, 6]
     assert [o.token_ids for o in ours] == [r.token_ids for r in reference]
 
