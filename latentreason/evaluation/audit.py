@@ -43,7 +43,7 @@ AUDIT_FILE = "audit.json"
 MIN_QUESTIONS = 2 * FOLDS
 """The fewest questions an audit reads (two per probe fold)."""
 
-PROPERTY_NAMES = {"dollar": "$", "length": "length", "numbers": "numbers"}
+PROPERTY_NAMES = {"dollar": "$", "length": "length", "numbers": "numbers", "answer": "answer"}
 """Short names of the probed properties in the printed forms."""
 
 
@@ -207,7 +207,7 @@ def audit(pipeline: Pipeline, examples: list[Example], split: str, offset: int) 
             received = inputs.inputs_embeds[inputs.thought_mask]  # (B*K*N, d_llm), row-major
             stages["llm input"].append(received.reshape(len(batch), -1, received.shape[-1]).float().cpu())
             masses.append(attention_mass(llm, inputs))
-    labels = question_properties([task.format_question(ex) for ex in examples])
+    labels = question_properties([task.format_question(ex) for ex in examples], [ex.answer for ex in examples])
     spreads, probes = [], {}
     for stage, parts in stages.items():
         if parts:

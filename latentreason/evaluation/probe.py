@@ -8,6 +8,14 @@ has, each a few balanced-ish classes read from the question's text:
 - ``length``: the tertile of its length in characters among the audited questions (3 classes);
 - ``numbers``: the tertile of how many numbers it writes (3 classes; ties share a class).
 
+And one property of the gold answer, which the question's surface cannot
+give away: whether the vectors hold the answer (a positive control's
+assistant reads it; a method's would have to work it out):
+
+- ``answer``: for whole-number answers, their parity (2 classes); for
+  answers from a few values (choices, yes/no: at most :data:`FEW`
+  distinct), the answer itself; otherwise not probed.
+
 The probe is ridge regression onto one-hot classes, fitted in closed form
 (the n x n Gram matrix, so width costs little), classifying by the nearest
 class centroid of its scores, with k-fold cross-validation: each fold's
@@ -33,6 +41,11 @@ PENALTIES = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 
 NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 
+WHOLE = re.compile(r"-?\d+")
+
+FEW = 5
+"""The most distinct answers probed as classes of their own."""
+
 
 @dataclass
 class ProbeScore:
@@ -49,13 +62,24 @@ def tertiles(values: list[float]) -> torch.Tensor:
     return (x > cuts[0]).long() + (x > cuts[1]).long()
 
 
-def question_properties(questions: list[str]) -> dict[str, torch.Tensor]:
-    """The probed properties of each question: name -> classes ``(Q,)`` (see the module's docstring)."""
-    return {
+def question_properties(questions: list[str], answers: list[str] | None = None) -> dict[str, torch.Tensor]:
+    """The probed properties of each question: name -> classes ``(Q,)`` (see the module's docstring).
+
+    Args:
+        questions: the questions' text.
+        answers: their gold answers (None: the answer is not probed).
+    """
+    properties = {
         "dollar": torch.tensor([int("$" in q) for q in questions]),
         "length": tertiles([float(len(q)) for q in questions]),
         "numbers": tertiles([float(len(NUMBER.findall(q))) for q in questions]),
     }
+    if answers is not None:
+        if all(WHOLE.fullmatch(a.strip()) for a in answers):
+            properties["answer"] = torch.tensor([int(a.strip()) % 2 for a in answers])
+        elif len(values := sorted(set(answers))) <= FEW:
+            properties["answer"] = torch.tensor([values.index(a) for a in answers])
+    return properties
 
 
 def _left_out(

@@ -69,6 +69,15 @@ def test_question_properties_are_dollar_length_tertile_and_number_count_tertile(
     assert props["length"].tolist() == tertiles([float(len(q)) for q in questions]).tolist()
 
 
+def test_the_answer_is_probed_by_parity_for_whole_numbers_and_by_value_for_a_few_choices():
+    questions = ["q one", "q two", "q three", "q four"]
+    assert question_properties(questions, ["18", "7", "-4", "1000"])["answer"].tolist() == [0, 1, 0, 0]
+    assert question_properties(questions, ["B", "A", "B", "E"])["answer"].tolist() == [1, 0, 1, 2]
+    six = [*questions, "q five", "q six"]
+    assert "answer" not in question_properties(six, ["2.5", "3", "4", "5", "6", "7"])  # not whole, too many values
+    assert "answer" not in question_properties(questions)  # no answers given
+
+
 @pytest.fixture(scope="module")
 def llm():
     return tiny_model("qwen2", hidden=64, seed=3)
