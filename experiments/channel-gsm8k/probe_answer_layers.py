@@ -11,17 +11,17 @@ after the final norm, the state SoftCoT reads). Run from the repository root (ab
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-import latentreason
+from latentreason.engine.registry import Registry
 from latentreason.evaluation.probe import probe, question_properties
+from latentreason_softcot.oracle import ANSWER_TEXT
 
-ROWS = slice(1100, 1260)
+OFFSET, LIMIT = 1100, 160
 """Held-back GSM8K training rows (the audits' rows, past every training and validation row)."""
 
 LAYERS = (4, 8, 12, 16, 20, 24, 28, 30)
@@ -31,17 +31,19 @@ def main(folder: str) -> None:
     """Print the parity probe's accuracy per position and layer, with the majority class's share."""
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
-    data = Path(latentreason.__file__).parent / "builtins/data/gsm8k/train.jsonl"
-    rows = [json.loads(line) for line in data.read_text().splitlines()][ROWS]
+    task = Registry().get("task", "gsm8k")
+    examples = task.load("train", offset=OFFSET, limit=LIMIT)
+    questions = [task.format_question(ex) for ex in examples]
     digit, stop = [], []
-    for row in rows:
-        head = f"{row['question']}\n\nThe correct final answer is {row['answer']}"
-        ids = tokenizer(head + ".", return_tensors="pt")["input_ids"]  # (1, T)
+    for ex, question in zip(examples, questions):
+        told = f"{question}\n\n{ANSWER_TEXT.format(answer=ex.answer)}"  # what the oracle's assistant reads
+        head = told[: told.rindex(ex.answer) + len(ex.answer)]  # up to the answer's last character
+        ids = tokenizer(told, return_tensors="pt")["input_ids"]  # (1, T)
         with torch.no_grad():
             states = torch.stack(model(ids, output_hidden_states=True).hidden_states)[:, 0]  # (L+1, T, d)
         digit.append(states[:, len(tokenizer(head)["input_ids"]) - 1])  # (L+1, d)
-        stop.append(states[:, -1])  # (L+1, d)
-    labels = question_properties([r["question"] for r in rows], [r["answer"] for r in rows])["answer"]  # (Q,)
+        stop.append(states[:, -1])  # (L+1, d) at the full stop
+    labels = question_properties(questions, [ex.answer for ex in examples])["answer"]  # (Q,)
     for name, states in (("answer's last token", torch.stack(digit)), ("full stop after it", torch.stack(stop))):
         for layer in LAYERS:
             score = probe(states[:, layer, None, :], labels)  # (Q, 1, d)

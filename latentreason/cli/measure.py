@@ -53,8 +53,7 @@ def thoughts(config_path, sets, quiet, offset, out, **flags):
     of the question ($ in it, length tertile, count of numbers) and of its
     gold answer (parity, or the value among a few: does a positive control
     keep the answer?), with the majority class's share; and the attention
-    mass the LLM puts on the
-    thoughts over its first 32 greedy tokens. Reads a training split only
+    mass the LLM puts on the thoughts over its first 32 greedy tokens. Reads a training split only
     (--split train with an --offset past the training rows), at least 10
     examples. What each number means: docs/thought-audit.md. Example:
 
