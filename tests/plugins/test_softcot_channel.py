@@ -25,7 +25,7 @@ def test_a_placeholder_text_of_one_token_fills_the_thought_positions(runtime, ti
     chosen = SoftCoTProducer(SoftCoTOptions(n_thoughts=3, placeholder=" clips"), runtime)
     clips = tiny_assistant.tokenizer(" clips", add_special_tokens=False)["input_ids"]
     assert len(clips) == 1
-    ids, _ = chosen._encode(QUESTIONS, 3)  # (B, T)
+    ids, _, _ = chosen._encode(QUESTIONS, 3)  # (B, T)
     assert ids[:, -3:].eq(clips[0]).all()
     default = SoftCoTProducer(SoftCoTOptions(n_thoughts=3), runtime)
     assert not torch.allclose(
@@ -58,6 +58,46 @@ def test_the_layer_option_reads_out_another_hidden_state(runtime, tiny_assistant
     assert torch.allclose(states[0], embedding.expand_as(states[0]))
     with pytest.raises(LatentReasonError, match=f"has {blocks} blocks; layer takes 0 .* to {blocks}"):
         SoftCoTProducer(SoftCoTOptions(layer=blocks + 1), runtime).produce(QUESTIONS, instruction="")
+
+
+def test_read_at_puts_the_thoughts_in_the_users_turn_or_on_its_last_tokens(runtime, tiny_assistant):
+    tokenizer = tiny_assistant.tokenizer
+    user = SoftCoTProducer(SoftCoTOptions(n_thoughts=3, read_at="user"), runtime)
+    ids, mask, start = user._encode(QUESTIONS, 3)  # (B, T), (B, T), (B,)
+    for row, at, question in zip(ids, start, QUESTIONS):
+        assert row[at : at + 3].eq(user._placeholder).all()
+        assert tokenizer.decode(row[:at]).endswith(question)  # right after the question
+        assert at + 3 < len(row)  # the user's turn and the assistant's header follow
+    text = SoftCoTProducer(SoftCoTOptions(n_thoughts=3, read_at="text"), runtime)
+    ids, mask, start = text._encode(QUESTIONS, 3)
+    assert not ids[mask.bool()].eq(text._placeholder).any()  # (the tiny tokenizer pads with the placeholder)
+    for row, at, question in zip(ids, start, QUESTIONS):
+        assert tokenizer.decode(row[at : at + 3]) == tokenizer.decode(tokenizer(question)["input_ids"][-3:])
+    states = {
+        read_at: SoftCoTProducer(SoftCoTOptions(n_thoughts=3, read_at=read_at), runtime)
+        .produce(QUESTIONS, instruction="")
+        .vectors
+        for read_at in ("turn", "user", "text")
+    }  # each (B, 3, d)
+    assert not torch.allclose(states["user"], states["turn"]) and not torch.allclose(states["text"], states["user"])
+    # the read-out is the state at those positions, whatever the padding: each question alone gives the same
+    alone = torch.cat([text.produce([q], instruction="").vectors for q in QUESTIONS])  # (B, 3, d)
+    assert torch.allclose(states["text"], alone, atol=1e-5)
+
+
+def test_read_at_refuses_a_prefix_of_the_assistants_turn_and_softcotpp():
+    from latentreason_softcot.softcotpp import SoftCoTPPOptions
+
+    with pytest.raises(ValueError, match="assistant_prefix opens the assistant's turn .* read_at='user'"):
+        SoftCoTOptions(read_at="user", assistant_prefix="Here:")
+    with pytest.raises(ValueError, match="read_at='text' is SoftCoT's only"):
+        SoftCoTPPOptions(read_at="text")
+
+
+def test_read_at_text_refuses_more_thoughts_than_the_prompt_has_tokens(runtime):
+    producer = SoftCoTProducer(SoftCoTOptions(n_thoughts=500, read_at="text"), runtime)
+    with pytest.raises(LatentReasonError, match="last 500 tokens of the user's text"):
+        producer.produce(["2 + 3?"], instruction="")
 
 
 def _standardised(tmp_path, **options):

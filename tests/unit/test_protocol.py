@@ -119,7 +119,7 @@ def test_the_softcot_prompt_style_uses_the_reference_wording(runtime):
     assert "## Step" in pipeline.instruction and "Therefore, the final answer is" in pipeline.instruction
     assert "weaker assistant" in prompt and pipeline.instruction in prompt
     assert pipeline.producer.options.assistant_prefix.startswith("Here are {n} tokens")
-    ids, _ = pipeline.producer._encode(["What is 2 + 3?"], 4)
+    ids, _, _ = pipeline.producer._encode(["What is 2 + 3?"], 4)
     text = runtime.assistant.tokenizer.decode(ids[0])
     assert "Here are 4 tokens to help" in text
     mine = _pipeline(

@@ -77,6 +77,15 @@ class SoftCoTPPOptions(SoftCoTOptions):
             )
         return self
 
+    @model_validator(mode="after")
+    def _placeholders_in_turn(self) -> SoftCoTPPOptions:
+        if self.read_at != "turn":
+            raise ValueError(
+                f"read_at={self.read_at!r} is SoftCoT's only: SoftCoT++ learns the embeddings of the placeholders "
+                "that end the assistant's turn (read_at: turn)"
+            )
+        return self
+
 
 def contrastive_loss(thoughts: torch.Tensor, sets: int, temperature: float, centre: bool = False) -> torch.Tensor:
     """Per-question contrastive loss that tells each thought set from the others.
@@ -155,7 +164,7 @@ class SoftCoTPPProducer(SoftCoTProducer):
         the initial embeddings through the frozen assistant.
         """
         n, sets = self._count(training), self.options.sets
-        input_ids, attention_mask = self._encode(questions, n)  # (B, T), (B, T)
+        input_ids, attention_mask, _ = self._encode(questions, n)  # (B, T), (B, T); read_at: turn, so the last n
         with torch.set_grad_enabled(training and torch.is_grad_enabled()):
             initial = self.trainable()["initial"][:, :n]  # (K, N, d_assistant)
             prompt = self.runtime.assistant.embed(input_ids[:, :-n])  # (B, T-N, d_assistant), frozen
