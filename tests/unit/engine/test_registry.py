@@ -9,8 +9,6 @@ from latentreason.components.producer import ThoughtProducer, Thoughts
 from latentreason.engine.registry import Registry
 from latentreason.errors import LatentReasonError
 
-pytestmark = pytest.mark.plugins  # these tests run the shipped producers
-
 
 class _Nothing(ThoughtProducer):
     def produce(self, questions, *, instruction, training=False):
@@ -23,42 +21,61 @@ class _Plugin:
         return {"nothing": _Nothing}
 
 
-def test_installed_plugins_register_the_reference_components():
-    registry = Registry()
-    assert {"softcot", "cot"} <= set(registry.names("producer"))
-    assert {"identity", "linear", "mlp"} <= set(registry.names("projector"))
+def _core(*plugins):
+    """A registry of the built-in components and ``plugins`` only (no installed plugin package)."""
+    return Registry(list(plugins), entry_points=False)
+
+
+def test_the_core_registers_its_built_in_components():
+    registry = _core()
     assert registry.names("injector") == ["placeholder"]
+    assert {"identity", "latent-map"} <= set(registry.names("projector"))
     assert {"number", "choice", "yesno"} <= set(registry.names("evaluator"))
     assert {"gsm8k", "aqua", "strategyqa", "date_understanding", "asdiv", "asdiv_aug"} <= set(registry.names("task"))
+    assert registry.names("producer") == []
 
 
 def test_unknown_name_lists_what_is_available_and_suggests():
     with pytest.raises(LatentReasonError) as err:
-        Registry().get("producer", "sofcot")
+        _core(_Plugin()).get("producer", "nothin")
     message = str(err.value)
-    assert "Unknown producer 'sofcot'" in message
-    assert "Did you mean 'softcot'?" in message
-    assert "cot" in message
+    assert "Unknown producer 'nothin'" in message
+    assert "Did you mean 'nothing'?" in message
 
 
 def test_each_registry_is_fresh_and_extra_plugins_do_not_leak():
-    with_extra = Registry([_Plugin()])
+    with_extra = _core(_Plugin())
     assert "nothing" in with_extra.names("producer")
-    assert "nothing" not in Registry().names("producer")
+    assert "nothing" not in _core().names("producer")
 
 
 def test_two_plugins_with_the_same_name_are_reported():
     class Clash:
         @hookimpl
         def latentreason_producers(self):
-            return {"cot": _Nothing}
+            return {"nothing": _Nothing}
 
-    registry = Registry([Clash()])
-    assert "cot" in registry.names("producer")  # listed; using it is the error
-    with pytest.raises(LatentReasonError, match="Two plugins register the producer 'cot'"):
-        registry.get("producer", "cot")
+    registry = _core(_Plugin(), Clash())
+    assert "nothing" in registry.names("producer")  # listed; using it is the error
+    with pytest.raises(LatentReasonError, match="Two plugins register the producer 'nothing'"):
+        registry.get("producer", "nothing")
 
 
+def test_registries_are_populated_lazily():
+    registry = _core()
+    assert registry._pm is None
+    registry.names("task")
+    assert registry._pm is not None
+
+
+@pytest.mark.plugins
+def test_installed_plugins_register_the_reference_components():
+    registry = Registry()
+    assert {"softcot", "cot"} <= set(registry.names("producer"))
+    assert {"identity", "linear", "mlp"} <= set(registry.names("projector"))
+
+
+@pytest.mark.plugins
 def test_deny_list_skips_an_installed_plugin(monkeypatch):
     monkeypatch.setenv("LATENTREASON_DISABLE_PLUGINS", "softcot")
     registry = Registry()
@@ -66,19 +83,14 @@ def test_deny_list_skips_an_installed_plugin(monkeypatch):
     assert "cot" in registry.names("producer")
 
 
+@pytest.mark.plugins
 def test_allow_list_loads_only_named_plugins():
     registry = Registry(allow={"baselines"})
     assert "cot" in registry.names("producer")
     assert "softcot" not in registry.names("producer")
 
 
-def test_entry_points_are_loaded_lazily():
-    registry = Registry()
-    assert registry._pm is None
-    registry.names("task")
-    assert registry._pm is not None
-
-
+@pytest.mark.plugins
 def test_plugins_describe_their_hooks():
     infos = {info.name: info for info in Registry().plugins()}
     assert "latentreason_producers" in infos["softcot"].hooks
@@ -86,6 +98,7 @@ def test_plugins_describe_their_hooks():
     assert "latentreason_load_model" in infos["builtin"].hooks
 
 
+@pytest.mark.plugins
 def test_a_core_only_install_names_the_plugin_package_to_add(monkeypatch):
     from latentreason.config import load_config
     from latentreason.engine.resolve import resolve
@@ -99,6 +112,7 @@ def test_a_core_only_install_names_the_plugin_package_to_add(monkeypatch):
     assert "pip install -r requirements.txt" in message and "Traceback" not in message
 
 
+@pytest.mark.plugins
 def test_shipped_names_every_component_of_the_shipped_plugin_packages():
     from latentreason.engine.registry import SHIPPED
 

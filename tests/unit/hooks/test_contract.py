@@ -28,8 +28,6 @@ from latentreason.plugin import (
     hookimpl,
 )
 
-pytestmark = pytest.mark.plugins  # the clash tests use the shipped projectors and producers
-
 
 def _plugin(kind: str, **components):
     """A plugin object named ``Mistakes`` registering ``components`` under the hook of ``kind``."""
@@ -42,7 +40,7 @@ def _plugin(kind: str, **components):
 
 
 def _config(**overrides):
-    return load_config(overrides={"data": {"task": "gsm8k", "limit": 2}, **overrides})
+    return load_config(overrides={"producer": {"name": "question"}, "data": {"task": "gsm8k", "limit": 2}, **overrides})
 
 
 def _problems(config, registry) -> str:
@@ -65,6 +63,26 @@ class _Mean(ThoughtProducer):
         return Thoughts(vectors=means[:, None].expand(-1, 2, -1).float())  # (B, 2, d)
 
 
+class _Question(ThoughtProducer):
+    """No thoughts: the LLM reads the question alone."""
+
+    def produce(self, questions, *, instruction, training=False):
+        return Thoughts()
+
+
+class _Helpers:
+    """The producers the tests run with: ``question`` and ``mean``."""
+
+    @hookimpl
+    def latentreason_producers(self):
+        return {"question": _Question, "mean": _Mean}
+
+
+def _registry(*plugins):
+    """The built-in components, :class:`_Helpers` and ``plugins``: no installed plugin package."""
+    return Registry([_Helpers(), *plugins], entry_points=False)
+
+
 def _run(runtime, registry, **overrides):
     settings = {"generation": {"max_new_tokens": 6, "stop_at_answer": False}, **overrides}
     pipeline = prepare(_config(**settings), registry, runtime).pipeline
@@ -80,7 +98,7 @@ def test_options_that_are_a_dataclass_name_the_plugin_and_the_fix():
         class Options:
             scale: float = 1.0
 
-    message = _problems(_config(producer={"name": "scaled"}), Registry([_plugin("producers", scaled=Scaled)]))
+    message = _problems(_config(producer={"name": "scaled"}), _registry(_plugin("producers", scaled=Scaled)))
     assert "Producer 'scaled' of plugin 'Mistakes' (registered in code) breaks the plugin contract" in message
     assert "Scaled.Options (a dataclass), is not a PluginOptions subclass" in message
     assert "class Options(PluginOptions)" in message and "Traceback" not in message
@@ -93,7 +111,7 @@ def test_an_option_default_of_the_wrong_type_is_found_by_validate():
     class Scaled(_Mean):
         Options = ScaleOptions
 
-    message = _problems(_config(producer={"name": "scaled"}), Registry([_plugin("producers", scaled=Scaled)]))
+    message = _problems(_config(producer={"name": "scaled"}), _registry(_plugin("producers", scaled=Scaled)))
     assert "Producer 'scaled' of plugin 'Mistakes'" in message
     assert "the default of option 'scale' ('big') is invalid: Input should be a valid number" in message
 
@@ -106,7 +124,7 @@ def test_a_misspelled_decoder_method_is_named_with_a_did_you_mean():
         def after_tokens(self, state: DecodeState, rows: list[int]) -> None:
             """Never called: the hook is after_token."""
 
-    registry = Registry([_plugin("decoders", late=Misspelled)])
+    registry = _registry(_plugin("decoders", late=Misspelled))
     message = _problems(_config(decoder={"name": "late"}), registry)
     assert "Decoder 'late' of plugin 'Mistakes'" in message
     assert "it defines after_tokens, which is no part of the DecodingController interface" in message
@@ -118,9 +136,16 @@ def test_the_interface_is_read_from_the_base_class():
         def trainabel(self):
             """A misspelling of another method of the interface."""
 
-    problem = Registry([_plugin("decoders", late=Misspelled)]).problem("decoder", "late")
+    problem = _registry(_plugin("decoders", late=Misspelled)).problem("decoder", "late")
     assert problem is not None and "did you mean trainable?" in problem
-    assert Registry().problem("decoder", "window") is None  # the shipped controllers keep the contract
+
+
+@pytest.mark.plugins
+def test_the_shipped_components_keep_the_contract():
+    registry = Registry()
+    for info in registry.plugins():
+        assert info.problems == (), info.name
+    assert registry.problem("decoder", "window") is None
 
 
 def test_a_producer_without_produce_is_refused_before_models_load():
@@ -128,7 +153,7 @@ def test_a_producer_without_produce_is_refused_before_models_load():
         def produces(self, questions, *, instruction, training=False):
             return Thoughts()
 
-    message = _problems(_config(producer={"name": "lazy"}), Registry([_plugin("producers", lazy=Lazy)]))
+    message = _problems(_config(producer={"name": "lazy"}), _registry(_plugin("producers", lazy=Lazy)))
     assert "Producer 'lazy' of plugin 'Mistakes'" in message
     assert "it does not implement ThoughtProducer.produce (it defines produces: a misspelling?)" in message
 
@@ -140,7 +165,7 @@ class _Unmarked:
     """A plugin whose hook function lacks ``@hookimpl``."""
 
     def latentreason_producers(self):
-        return {"mean": _Mean}
+        return {"averaged": _Mean}
 
 
 class _MisspelledHook:
@@ -148,7 +173,7 @@ class _MisspelledHook:
 
     @hookimpl
     def latentreason_producer(self):
-        return {"mean": _Mean}
+        return {"averaged": _Mean}
 
 
 @pytest.mark.parametrize(
@@ -163,9 +188,9 @@ class _MisspelledHook:
     ],
 )
 def test_hook_functions_that_are_never_called_are_reported(plugin, expected):
-    registry = Registry([plugin])
-    message = _problems(_config(producer={"name": "mean"}), registry)
-    assert "Unknown producer 'mean'" in message
+    registry = _registry(plugin)
+    message = _problems(_config(producer={"name": "averaged"}), registry)
+    assert "Unknown producer 'averaged'" in message
     assert f"plugin '{type(plugin).__name__}' (registered in code): {expected}" in message
     info = {i.name: i for i in registry.plugins()}[type(plugin).__name__]
     assert info.hooks == () and info.provides == {}  # a misspelled hook is not listed as one
@@ -181,7 +206,7 @@ def test_an_exception_inside_a_producer_names_it_and_keeps_the_original(runtime)
             return {}["vectors"]
 
     with pytest.raises(PluginFailure) as caught:
-        _run(runtime, Registry([_plugin("producers", broken=Broken)]), producer={"name": "broken"})
+        _run(runtime, _registry(_plugin("producers", broken=Broken)), producer={"name": "broken"})
     message = str(caught.value)
     assert message.startswith("producer 'broken' of plugin 'Mistakes' (registered in code) raised KeyError: 'vectors'")
     assert "Its traceback is above; where it points into the plugin's code, fix the plugin" in message
@@ -193,13 +218,13 @@ def test_an_exception_inside_a_decoder_names_it(runtime):
         def after_token(self, state, rows):
             raise ValueError("no segment yet")
 
-    registry = Registry([_plugin("decoders", broken=Broken)])
+    registry = _registry(_plugin("decoders", broken=Broken))
     for continuous in (True, False):
         with pytest.raises(PluginFailure, match=r"^decoder 'broken' of plugin 'Mistakes' .*ValueError: no segment"):
             _run(
                 runtime,
                 registry,
-                producer={"name": "cot"},
+                producer={"name": "question"},
                 decoder={"name": "broken"},
                 generation={"max_new_tokens": 4, "continuous_batching": continuous},
             )
@@ -220,7 +245,7 @@ def test_producer_vectors_of_the_wrong_shape(runtime, reshape, expected):
             return Thoughts(vectors=reshape(thoughts.vectors))
 
     with pytest.raises(LatentReasonError) as caught:
-        _run(runtime, Registry([_plugin("producers", misshapen=Misshapen)]), producer={"name": "misshapen"})
+        _run(runtime, _registry(_plugin("producers", misshapen=Misshapen)), producer={"name": "misshapen"})
     message = str(caught.value)
     assert message.startswith(
         "producer 'misshapen' of plugin 'Mistakes' (registered in code): the output of producer 'misshapen'"
@@ -233,9 +258,9 @@ def test_projector_output_wider_than_the_llm(runtime):
         def forward(self, thoughts):
             return torch.cat([thoughts, thoughts[..., :1]], -1)  # (B, N, d_out + 1)
 
-    registry = Registry([_plugin("projectors", wide=Wide)])
+    registry = _registry(_plugin("projectors", wide=Wide))
     with pytest.raises(LatentReasonError) as caught:
-        _run(runtime, registry, producer={"name": "pause", "options": {"n_thoughts": 2}}, projector={"name": "wide"})
+        _run(runtime, registry, producer={"name": "mean"}, projector={"name": "wide"})
     assert "projector 'wide' of plugin 'Mistakes' (registered in code): the output of projector 'wide'" in str(
         caught.value
     )
@@ -249,7 +274,9 @@ def test_insert_of_a_flat_vector_is_refused(runtime):
                 state.insert(row, torch.zeros(state.llm.hidden_size))  # (d,) instead of (1, d)
 
     with pytest.raises(LatentReasonError) as caught:
-        _run(runtime, Registry([_plugin("decoders", flat=Flat)]), producer={"name": "cot"}, decoder={"name": "flat"})
+        _run(
+            runtime, _registry(_plugin("decoders", flat=Flat)), producer={"name": "question"}, decoder={"name": "flat"}
+        )
     message = str(caught.value)
     assert message.startswith("decoder 'flat' of plugin 'Mistakes' (registered in code): state.insert(")
     assert "vectors has shape (64,), expected (C, d_llm) = (C, 64)" in message
@@ -263,33 +290,29 @@ def _gsm8k_copy() -> TaskSpec:
 
 
 def test_a_clash_with_a_builtin_task_names_both_and_the_way_out():
-    registry = Registry([_plugin("tasks", gsm8k=_gsm8k_copy())])
-    message = _problems(_config(producer={"name": "cot"}), registry)
+    registry = _registry(_plugin("tasks", gsm8k=_gsm8k_copy()))
+    message = _problems(_config(producer={"name": "question"}), registry)
     assert "Two plugins register the task 'gsm8k': plugin 'builtin' (latentreason) and plugin 'Mistakes'" in message
     assert "LATENTREASON_DISABLE_PLUGINS=builtin:gsm8k (that component only)" in message
 
 
 def test_a_disabled_builtin_task_is_replaced_by_the_plugin_one(monkeypatch):
     monkeypatch.setenv("LATENTREASON_DISABLE_PLUGINS", "builtin:gsm8k")
-    plan = resolve(_config(producer={"name": "cot"}), Registry([_plugin("tasks", gsm8k=_gsm8k_copy())]))
+    plan = resolve(_config(producer={"name": "question"}), _registry(_plugin("tasks", gsm8k=_gsm8k_copy())))
     assert plan.task.description == "my own gsm8k"
-    assert {i.name: i for i in Registry().plugins()}["builtin"].provides["task"].count("gsm8k") == 0
+    assert {i.name: i for i in _registry().plugins()}["builtin"].provides["task"].count("gsm8k") == 0
 
 
 def test_the_builtin_plugin_cannot_be_disabled_as_a_whole(monkeypatch):
     monkeypatch.setenv("LATENTREASON_DISABLE_PLUGINS", "builtin")
     with pytest.raises(LatentReasonError, match="cannot be disabled as a whole.*builtin:gsm8k"):
-        Registry().names("task")
+        _registry().names("task")
 
 
 def test_a_clash_in_a_component_the_run_does_not_use_breaks_nothing():
-    class Linear(Projector):
-        def forward(self, thoughts):
-            return thoughts
-
-    registry = Registry([_plugin("projectors", linear=Linear)])
-    assert resolve(_config(producer={"name": "cot"}), registry).producer.name == "cot"
+    registry = _registry(_plugin("tasks", aqua=_gsm8k_copy()))
+    assert resolve(_config(), registry).task.name == "gsm8k"
     info = {i.name: i for i in registry.plugins()}["Mistakes"]
-    assert any("Two plugins register the projector 'linear'" in p for p in info.problems)
-    message = _problems(_config(producer={"name": "softcot"}, projector={"name": "linear"}), registry)
-    assert "Two plugins register the projector 'linear'" in message
+    assert any("Two plugins register the task 'aqua'" in p for p in info.problems)
+    message = _problems(_config(data={"task": "aqua", "limit": 2}), registry)
+    assert "Two plugins register the task 'aqua'" in message
