@@ -16,11 +16,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from latentreason import hookimpl
 from latentreason.builtins.placeholder import PlaceholderInjector, PlaceholderOptions
 from latentreason.components.producer import ThoughtProducer, Thoughts
-from latentreason.config import GenerationConfig
+from latentreason.config import GenerationConfig, PluginOptions
 from latentreason.engine.registry import Registry
 from latentreason.models.runtime import Runtime
 from latentreason.testing import save_tiny_model, tiny_model
@@ -86,16 +87,51 @@ class _Question(ThoughtProducer):
         return Thoughts()
 
 
-class _QuestionPlugin:
+class _StatesOptions(PluginOptions):
+    n_thoughts: int = 2
+    n_thoughts_train: int | None = None
+
+
+class _States(ThoughtProducer):
+    """The assistant's last-layer states over each question's last N tokens ``(B, N, d_assistant)``.
+
+    A stand-in for a trained method's producer in core tests: its thoughts
+    differ between questions and have the assistant's width, so a projector
+    (``latent-map``) is trained to map them into the LLM.
+    """
+
+    Options = _StatesOptions
+    default_projector = "latent-map"
+
+    @property
+    def thought_dim(self) -> int:
+        return self.runtime.assistant.hidden_size
+
+    def produce(self, questions, *, instruction, training=False):
+        n = (self.options.n_thoughts_train or self.options.n_thoughts) if training else self.options.n_thoughts
+        assistant = self.runtime.assistant
+        rows = [assistant.tokenizer(q, add_special_tokens=False)["input_ids"][-n:] for q in questions]
+        with torch.no_grad():
+            hidden = assistant.model.base_model(input_ids=torch.tensor(rows, device=assistant.model.device))
+        return Thoughts(vectors=hidden.last_hidden_state.float())  # (B, N, d_assistant)
+
+
+class _CorePlugin:
     @hookimpl
     def latentreason_producers(self):
-        return {"question": _Question}
+        return {"question": _Question, "states": _States}
+
+
+@pytest.fixture(scope="session")
+def core_plugin():
+    """The in-test producers: ``question`` (no thoughts) and ``states`` (the assistant's states, ``n_thoughts``)."""
+    return _CorePlugin()
 
 
 @pytest.fixture()
-def core_registry():
-    """The built-in components and the in-test ``question`` producer only (no installed plugin)."""
-    return Registry(plugins=[_QuestionPlugin()], entry_points=False)
+def core_registry(core_plugin):
+    """The built-in components and the in-test producers of :func:`core_plugin` only (no installed plugin)."""
+    return Registry(plugins=[core_plugin], entry_points=False)
 
 
 SHIPPED_PLUGINS = ("latentreason_softcot", "latentreason_baselines", "latentreason_lightthinker")

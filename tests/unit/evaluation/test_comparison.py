@@ -5,11 +5,8 @@ from __future__ import annotations
 import pytest
 
 from latentreason.config import load_config
-from latentreason.engine.registry import Registry
 from latentreason.evaluation.comparison import compare, methods_from_names
 from latentreason.models.runtime import Runtime
-
-pytestmark = pytest.mark.plugins  # the methods are the shipped cot and no-cot producers
 
 
 def _no_models(config) -> Runtime:
@@ -17,10 +14,10 @@ def _no_models(config) -> Runtime:
     return Runtime(config.models, lambda spec: pytest.fail(f"model {spec.name} loaded"))
 
 
-def test_a_finished_comparison_is_read_back_without_loading_a_model(runtime, tmp_path):
+def test_a_finished_comparison_is_read_back_without_loading_a_model(runtime, core_registry, tmp_path):
     base = load_config(overrides={"data": {"limit": 3}, "generation": {"max_new_tokens": 4, "batch_size": 2}})
-    registry = Registry()
-    methods = methods_from_names(base, ["cot", "no-cot"], {}, registry)
+    registry = core_registry  # the in-test methods: question (no thoughts) and states (tests/conftest.py)
+    methods = methods_from_names(base, ["question", "states"], {}, registry)
     out = tmp_path / "out"
     first = compare(methods, ["gsm8k"], [0], out, progress=False, registry=registry, runtime=runtime, log=None)
     table = (out / "comparison.md").read_text()
@@ -34,13 +31,13 @@ def test_a_finished_comparison_is_read_back_without_loading_a_model(runtime, tmp
     assert {p: p.read_bytes() for p in files} == files  # no cell's summary, samples or config rewritten
 
     # a folder written before folders recorded their weights (no weights.json) is read back too, as a resume accepts it
-    (out / "gsm8k-cot-seed0" / "weights.json").unlink()
+    (out / "gsm8k-question-seed0" / "weights.json").unlink()
     compare(methods, ["gsm8k"], [0], out, progress=False, registry=registry, runtime=_no_models(base), log=None)
-    assert not (out / "gsm8k-cot-seed0" / "weights.json").exists()
+    assert not (out / "gsm8k-question-seed0" / "weights.json").exists()
 
     # one example more: that cell is not finished, so its models load (and the test fails on the first)
     more = methods_from_names(
-        base.model_copy(update={"data": base.data.model_copy(update={"limit": 4})}), ["cot"], {}, registry
+        base.model_copy(update={"data": base.data.model_copy(update={"limit": 4})}), ["question"], {}, registry
     )
     with pytest.raises(pytest.fail.Exception, match="loaded"):
         compare(more, ["gsm8k"], [0], out, progress=False, registry=registry, runtime=_no_models(base), log=None)

@@ -35,8 +35,6 @@ from latentreason.training.distill import Sampling, passes_folder
 from latentreason.training.targets import TargetsFile
 from latentreason.training.trainer import Trainer, batch_loss, gold_targets, supervised_loss
 
-pytestmark = pytest.mark.plugins  # the cot and softcot producers are shipped plugins
-
 NEVER = "@never@"
 
 
@@ -63,7 +61,7 @@ def _rows(answers: list[str]) -> str:
 def _config(llm: str, data: Path, **overrides):
     return load_config(
         overrides={
-            "producer": {"name": "cot"},
+            "producer": {"name": "question"},
             "evaluator": {"name": "contains"},
             "models": {"llm": llm, "device": "cpu", "dtype": "float32"},
             "data": {"task": "gsm8k", "source": str(data)},
@@ -74,10 +72,10 @@ def _config(llm: str, data: Path, **overrides):
 
 
 @pytest.fixture(scope="module")
-def distilled(tiny_dirs, tmp_path_factory):
+def distilled(tiny_dirs, core_plugin, tmp_path_factory):
     """``(config, registry, report, greedy chains)``: six training problems distilled with 8 tries each."""
     root = tmp_path_factory.mktemp("distill")
-    registry = Registry([_Plugin()])
+    registry = Registry([core_plugin, _Plugin()], entry_points=False)  # the in-test producers (tests/conftest.py)
     data = root / "train.jsonl"
     data.write_text(_rows(["x"] * 6))
     config = _config(tiny_dirs[0], data)
@@ -117,7 +115,7 @@ def test_distill_keeps_only_correct_chains_and_writes_their_provenance(distilled
     llm = Path(tiny_dirs[0]).resolve()
     assert made["llm"] == str(llm) and made["llm_config_sha256"] == file_digest(llm / "config.json")
     assert made["instruction"].startswith("Solve the grade-school math word problem.")
-    assert made["prompt_style"] == "default" and made["producer"] == {"name": "cot", "options": {}}
+    assert made["prompt_style"] == "default" and made["producer"] == {"name": "question", "options": {}}
     assert made["generation"]["sampled"] == {"tries": 8, "temperature": 1.5, "top_p": 1.0}
     assert made["seed"] == 0 and made["data"]["split"] == "train"
     assert datetime.fromisoformat(made["date"]).tzinfo is not None
@@ -153,7 +151,8 @@ def _train_config(tiny_dirs, data: Path, targets: Path | None, **overrides):
     llm, assistant = tiny_dirs
     return load_config(
         overrides={
-            "producer": {"name": "softcot", "options": {"n_thoughts": 2}},
+            "producer": {"name": "states"},
+            "projector": {"name": "latent-map", "options": {"kind": "mlp", "hidden": 32}},
             "models": {"llm": llm, "assistant": assistant, "device": "cpu", "dtype": "float32"},
             "data": {"task": "gsm8k", "source": str(data)},
             "train": {
@@ -170,11 +169,11 @@ def _train_config(tiny_dirs, data: Path, targets: Path | None, **overrides):
 
 
 def test_train_supervises_the_training_rows_with_their_distilled_chains(distilled, tiny_dirs, tmp_path):
-    config, _, report, _ = distilled
+    config, registry, report, _ = distilled
     data = Path(config.data.source)
     train = _train_config(tiny_dirs, data, report.path)
     train.train.checkpoint_dir = str(tmp_path / "ckpt")
-    result = api.train(train, progress=False)
+    result = api.train(train, registry=registry, progress=False)
     kept = len(TargetsFile.read(report.path).rows) - 1  # row 0 validates; row 5 has no chain
     assert result.targets is not None and (result.targets.kept, result.targets.skipped) == (kept, 1)
     assert "1 without one skipped; validation on the gold" in result.targets.text()
@@ -183,9 +182,9 @@ def test_train_supervises_the_training_rows_with_their_distilled_chains(distille
 
 
 def test_the_distilled_chains_reach_the_loss_and_validation_stays_gold(distilled, tiny_dirs):
-    config, _, report, _ = distilled
+    config, registry, report, _ = distilled
     train = _train_config(tiny_dirs, Path(config.data.source), report.path)
-    pipeline = prepare(train, log=None).pipeline
+    pipeline = prepare(train, registry, log=None).pipeline
     targets = TargetsFile.read(report.path)
     examples = pipeline.task.load("train", train.data.source)
     validation, rows = examples[:1], [ex for ex in examples[1:] if ex.id in targets.rows]
@@ -204,34 +203,40 @@ def test_the_distilled_chains_reach_the_loss_and_validation_stays_gold(distilled
     assert loss.item() == pytest.approx(own.item()) and loss.item() != pytest.approx(from_gold.item())
 
 
-def _refused(config, match: str) -> None:
+def _refused(registry: Registry, config, match: str) -> None:
     """``api.train`` refuses ``config`` with ``match``, before any model loads (loading one would fail the test)."""
 
     def no_loading(spec):
         raise AssertionError(f"{spec.name} loaded before the targets were checked")
 
     with pytest.raises(LatentReasonError, match=match):
-        api.train(config, progress=False, runtime=Runtime(config.models, no_loading))
+        api.train(config, registry=registry, progress=False, runtime=Runtime(config.models, no_loading))
 
 
 def test_bad_targets_get_one_clear_error_each_before_any_model_loads(distilled, tiny_dirs, tmp_path):
-    config, _, report, _ = distilled
+    config, registry, report, _ = distilled
     data = Path(config.data.source)
     _refused(
+        registry,
         _train_config(tiny_dirs, data, tmp_path / "nowhere.jsonl"),
         r"nowhere.jsonl' \(train.targets\) does not exist; make one with `latentreason distill`",
     )
     _refused(
-        _train_config(tiny_dirs, data, data), "is not a targets file of this version: its first line must be the header"
+        registry,
+        _train_config(tiny_dirs, data, data),
+        "is not a targets file of this version: its first line must be the header",
     )
     other = save_tiny_model(tmp_path / "other-llm", "qwen2", hidden=64, seed=3)
     another_llm = _train_config(tiny_dirs, data, report.path)
     another_llm.models.llm = str(other)
     _refused(
-        another_llm, f"was made with the LLM '{Path(tiny_dirs[0]).resolve()}' .* this run trains '{other.resolve()}'"
+        registry,
+        another_llm,
+        f"was made with the LLM '{Path(tiny_dirs[0]).resolve()}' .* this run trains '{other.resolve()}'",
     )
     another_prompt = _train_config(tiny_dirs, data, report.path, prompt_style="softcot")
     _refused(
+        registry,
         another_prompt,
         r"made with another prompt than this run's \(prompt_style: 'default' there, 'softcot' here; instruction: ",
     )
@@ -240,11 +245,13 @@ def test_bad_targets_get_one_clear_error_each_before_any_model_loads(distilled, 
     row = json.loads(lines[1])
     edited.write_text(lines[0] + json.dumps(row | {"question": "Another question?"}) + "\n" + "".join(lines[2:]))
     _refused(
+        registry,
         _train_config(tiny_dirs, data, edited),
         rf"has 1 row\(s\) that are not gsm8k's training problems .*'{row['id']}' \(another question or answer\)",
     )
 
 
+@pytest.mark.plugins  # the command line finds the installed plugins
 def test_the_commands_distill_and_refuse_a_file_without_a_chain_for_the_training_rows(tiny_dirs, tmp_path):
     runner = CliRunner()
     models = ["--llm", tiny_dirs[0], "--assistant", tiny_dirs[1], "--device", "cpu", "--quiet"]
