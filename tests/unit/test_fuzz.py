@@ -55,7 +55,7 @@ values = st.recursive(
 
 
 def _component(kind: str):
-    names = st.sampled_from(NAMES[kind]) | st.text(max_size=8)
+    names = st.sampled_from([*NAMES[kind], "nowhere"]) | st.text(max_size=8)  # a core-only install has no producer
     options = st.dictionaries(st.sampled_from(OPTION_KEYS) | st.text(max_size=6), values, max_size=3)
     return st.fixed_dictionaries({"name": names}, optional={"options": options}) | values
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from latentreason.builtins.tasks import BUILTIN_TASKS
 from latentreason.builtins.tasks.equation_steps import equation_steps, target_steps
 from latentreason.config import load_config
-from latentreason.engine.registry import Registry
 from latentreason.engine.resolve import resolve
 
 
@@ -41,13 +40,17 @@ def test_a_rationale_without_annotations_trains_on_the_answer_alone():
     assert target_steps(steps.target_text(bare)) == ([], f"The final answer is \\boxed{{{bare.answer}}}.")
 
 
-def test_validation_rows_are_held_back_from_training_as_in_the_other_studies():
+def test_validation_rows_are_held_back_from_training_as_in_the_other_studies(core_registry):
     from latentreason.api import training_examples
 
     config = load_config(
-        overrides={"producer": {"name": "cot"}, "data": {"task": "gsm8k-steps"}, "train": {"limit": 8, "val_limit": 4}}
+        overrides={
+            "producer": {"name": "question"},
+            "data": {"task": "gsm8k-steps"},
+            "train": {"limit": 8, "val_limit": 4},
+        }
     )
-    train, validation = training_examples(resolve(config, Registry()))  # read before any model loads
+    train, validation = training_examples(resolve(config, core_registry))  # read before any model loads
     assert [e.id for e in validation] == [f"gsm8k-train-{i}" for i in range(4)]
     assert [e.id for e in train] == [f"gsm8k-train-{i}" for i in range(4, 12)]
     assert validation[0].rationale == "48/2=24\n48+24=72"
