@@ -11,9 +11,9 @@ The public API::
 """
 
 from latentreason.api import checkpoint_dir, loss, prepare, run, train, train_trigger
+from latentreason.assembly.pipeline import Pipeline
+from latentreason.assembly.registry import Registry
 from latentreason.config import RunConfig, load_config
-from latentreason.engine.pipeline import Pipeline
-from latentreason.engine.registry import Registry
 from latentreason.errors import ConfigError, LatentReasonError
 from latentreason.evaluation.comparison import compare
 from latentreason.evaluation.experiment import load_experiment

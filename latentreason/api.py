@@ -1,7 +1,7 @@
 """The library API; the CLI is a thin layer over these functions.
 
 Every function prepares its run with :func:`prepare` (see
-:mod:`latentreason.engine.prepare`): the config, data and checkpoints are
+:mod:`latentreason.assembly.prepare`): the config, data and checkpoints are
 checked before any model loads, then the pipeline is built in one way.
 
 Example::
@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Literal, NamedTuple
 
 from latentreason import distributed
+from latentreason.assembly.pipeline import Pipeline
+from latentreason.assembly.prepare import Log, Prepared, prepare, to_stderr
+from latentreason.assembly.registry import Registry
+from latentreason.assembly.resolve import HeldBack, Plan
 from latentreason.components.example import Example
 from latentreason.config import RunConfig
-from latentreason.engine.pipeline import Pipeline
-from latentreason.engine.prepare import Log, Prepared, prepare, to_stderr
-from latentreason.engine.registry import Registry
-from latentreason.engine.resolve import HeldBack, Plan
 from latentreason.errors import ConfigError, LatentReasonError
 from latentreason.evaluation.audit import AUDIT_FILE, MIN_QUESTIONS, Audit, audit, check_slice
 from latentreason.evaluation.results import Summary

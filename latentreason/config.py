@@ -3,7 +3,7 @@
 A config comes from defaults, then a YAML file, then CLI overrides given as
 dotted keys (``generation.max_new_tokens=64``). Every component is a name plus
 options; each plugin validates its own options with its ``Options`` model, and
-:func:`latentreason.engine.resolve.resolve` reports every problem at once.
+:func:`latentreason.assembly.resolve.resolve` reports every problem at once.
 """
 
 from __future__ import annotations

@@ -19,10 +19,10 @@ import pytest
 import torch
 
 from latentreason import hookimpl
+from latentreason.assembly.registry import Registry
 from latentreason.builtins.placeholder import PlaceholderInjector, PlaceholderOptions
 from latentreason.components.producer import ThoughtProducer, Thoughts
 from latentreason.config import GenerationConfig, PluginOptions
-from latentreason.engine.registry import Registry
 from latentreason.models.runtime import Runtime
 from latentreason.testing import save_tiny_model, tiny_model
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from latentreason.engine.registry import Registry
+from latentreason.assembly.registry import Registry
 from latentreason.evaluation.probe import probe, question_properties
 from latentreason_softcot.oracle import ANSWER_TEXT
 

@@ -24,11 +24,11 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from latentreason.assembly.prepare import prepare
+from latentreason.assembly.registry import Registry
 from latentreason.bench.hardware import timed
 from latentreason.bench.settings import BenchSettings
 from latentreason.config import load_config
-from latentreason.engine.prepare import prepare
-from latentreason.engine.registry import Registry
 from latentreason.errors import LatentReasonError
 from latentreason.evaluation.stats import paired
 from latentreason.models.runtime import resolve_device

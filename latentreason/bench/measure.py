@@ -12,15 +12,15 @@ from typing import Any
 import torch
 
 from latentreason.api import train as train_api
+from latentreason.assembly.pipeline import Pipeline, Prediction
+from latentreason.assembly.prepare import Prepared, prepare
+from latentreason.assembly.registry import Registry
 from latentreason.bench.hardware import best_time, decode_bytes, timed
 from latentreason.bench.settings import DEFAULT_MAX_NEW_TOKENS, BenchSettings, bench_config
 from latentreason.bench.stages import Cursor, ForwardTimer, Stages, decode_step, llm_bodies, prefill
 from latentreason.components.example import Example
 from latentreason.decoding.generate import AnswerComplete
 from latentreason.decoding.loop import decode
-from latentreason.engine.pipeline import Pipeline, Prediction
-from latentreason.engine.prepare import Prepared, prepare
-from latentreason.engine.registry import Registry
 from latentreason.models.runtime import Runtime
 
 

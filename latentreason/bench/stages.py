@@ -8,12 +8,12 @@ from typing import Any
 
 import torch
 
+from latentreason.assembly.pipeline import Pipeline
 from latentreason.components.batching import position_ids
 from latentreason.components.evaluator import Score
 from latentreason.components.example import Example
 from latentreason.components.injector import LLMInputs
 from latentreason.components.producer import Thoughts
-from latentreason.engine.pipeline import Pipeline
 from latentreason.models.spec import LoadedModel
 
 

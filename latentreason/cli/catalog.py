@@ -15,13 +15,13 @@ from latentreason.cli.common import friendly
 @friendly
 def validate(config_path, sets):
     """Check a YAML run config or task file (every problem at once) without running it."""
+    from latentreason.assembly.registry import Registry
+    from latentreason.assembly.resolve import load_checked, resolve
     from latentreason.config import parse_overrides, read_yaml
-    from latentreason.engine.registry import Registry
-    from latentreason.engine.resolve import load_checked, resolve
 
     registry = Registry()
     if "answer_type" in read_yaml(config_path):  # only a task file has one
-        from latentreason.engine.resolve import check_task_file
+        from latentreason.assembly.resolve import check_task_file
 
         task = check_task_file(config_path, registry)
         click.echo(
@@ -39,7 +39,7 @@ def validate(config_path, sets):
 @friendly
 def plugins():
     """List installed plugins, the hooks each implements and what they provide."""
-    from latentreason.engine.registry import Registry
+    from latentreason.assembly.registry import Registry
 
     broken = False
     for info in Registry().plugins():
@@ -58,7 +58,7 @@ def plugins():
 @friendly
 def tasks():
     """List tasks (also the task files of $LATENTREASON_TASKS_DIR) with their splits, answer type and data source."""
-    from latentreason.engine.registry import Registry
+    from latentreason.assembly.registry import Registry
 
     registry = Registry()
     for name in registry.names("task"):

@@ -126,9 +126,9 @@ def config_options(func):
 
 
 def build_config(config_path: str | None, sets: tuple[str, ...], **flags: Any):
+    from latentreason.assembly.registry import Registry
+    from latentreason.assembly.resolve import load_checked
     from latentreason.config import merge, parse_overrides
-    from latentreason.engine.registry import Registry
-    from latentreason.engine.resolve import load_checked
 
     paths = {
         "producer": ("producer", "name"),

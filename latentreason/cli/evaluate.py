@@ -62,7 +62,7 @@ def run(config_path, sets, quiet, output, seeds, **flags):
     )
     seed_list = seeds_of(seeds) or [config.seed]
     if len(producers) > 1 or len(tasks) > 1 or len(seed_list) > 1:
-        from latentreason.engine.registry import Registry
+        from latentreason.assembly.registry import Registry
         from latentreason.evaluation.comparison import methods_from_names
 
         registry = Registry()
@@ -132,8 +132,8 @@ def compare(experiment, only, only_seeds, output, sets, quiet):
     Every problem in the file is reported before anything runs. Each cell is a
     results folder <output>/<task>-<label>-seed<seed>; re-running resumes.
     """
+    from latentreason.assembly.registry import Registry
     from latentreason.config import parse_overrides
-    from latentreason.engine.registry import Registry
     from latentreason.evaluation.experiment import load_experiment
 
     registry = Registry()

@@ -13,7 +13,7 @@ class LatentPrefixProducer(ThoughtProducer):
 
     The pipeline fills the K thought slots with the LLM's own states, each its
     last hidden state through the run's projector, the step map
-    (:mod:`latentreason.engine.latent_prefix`): ``identity`` by default,
+    (:mod:`latentreason.assembly.latent_prefix`): ``identity`` by default,
     ``latent-map`` for a trainable one. Training trains the map and the LLM's
     adapter through all K steps; either engine decodes the text after them.
     Subclasses implement :meth:`latent_steps` and may rewrite the training

@@ -37,7 +37,7 @@ class Thoughts:
         latent_steps: K > 0 asks for a latent prefix instead of ``vectors``:
             K thought slots that the LLM fills with its own states, each its
             last hidden state through the projector
-            (:mod:`latentreason.engine.latent_prefix`).
+            (:mod:`latentreason.assembly.latent_prefix`).
     """
 
     vectors: torch.Tensor | None = None

@@ -28,9 +28,9 @@ from typing import Any
 
 import torch
 
+from latentreason.assembly.pipeline import Pipeline
 from latentreason.components.example import Example
 from latentreason.components.task import TaskSpec
-from latentreason.engine.pipeline import Pipeline
 from latentreason.errors import LatentReasonError
 from latentreason.evaluation.attention import NEW_TOKENS, AttentionMass, attention_mass
 from latentreason.evaluation.probe import FOLDS, ProbeScore, probe, question_properties

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from latentreason import distributed
+from latentreason.assembly.prepare import Log, build, evaluation_data, to_stderr
+from latentreason.assembly.registry import Registry
+from latentreason.assembly.resolve import Plan, resolve
 from latentreason.components.example import Example
 from latentreason.config import Component, RunConfig
-from latentreason.engine.prepare import Log, build, evaluation_data, to_stderr
-from latentreason.engine.registry import Registry
-from latentreason.engine.resolve import Plan, resolve
 from latentreason.errors import ConfigError, LatentReasonError
 from latentreason.evaluation.results import ResultsFolder
 from latentreason.evaluation.runner import evaluate, method_name
@@ -203,7 +203,7 @@ def compare(
             ``models``, loaded once; cells with the same models run one after
             another).
         log: receives the notes on each method's run (each note once; see
-            :func:`latentreason.engine.prepare.build`); None: none.
+            :func:`latentreason.assembly.prepare.build`); None: none.
 
     Returns:
         One cell (summary and per-example records) per (task, method, seed), in that order.

@@ -33,9 +33,9 @@ from typing import Any
 
 from pydantic import Field, ValidationError
 
+from latentreason.assembly.registry import Registry
+from latentreason.assembly.resolve import load_checked, resolve
 from latentreason.config import Strict, format_validation_error, merge, read_yaml
-from latentreason.engine.registry import Registry
-from latentreason.engine.resolve import load_checked, resolve
 from latentreason.errors import ConfigError, LatentReasonError
 from latentreason.evaluation.comparison import Method, checkpoint_problems
 from latentreason.evaluation.tables import reference_names

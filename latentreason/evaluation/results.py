@@ -30,8 +30,8 @@ from typing import Any
 
 import yaml
 
+from latentreason.assembly.pipeline import Prediction
 from latentreason.config import RunConfig, dump_config
-from latentreason.engine.pipeline import Prediction
 from latentreason.errors import LatentReasonError
 from latentreason.evaluation.stats import wilson_interval
 from latentreason.storage import atomic_write, file_digest

@@ -16,9 +16,9 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from latentreason import distributed
+from latentreason.assembly.pipeline import Pipeline
 from latentreason.components.example import Example
 from latentreason.config import RunConfig
-from latentreason.engine.pipeline import Pipeline
 from latentreason.evaluation.memory import PeakMemory
 from latentreason.evaluation.results import ResultsFolder, Summary, prediction_record, summarize
 from latentreason.models.runtime import machine_label

@@ -41,6 +41,10 @@ from lm_eval.utils import simple_parse_args_string
 from pydantic import ValidationError
 
 from latentreason.api import prepare
+from latentreason.assembly.pipeline import Pipeline
+from latentreason.assembly.registry import Registry
+from latentreason.assembly.resolve import Plan, load_checked
+from latentreason.assembly.voting import majority_vote
 from latentreason.components.batching import position_ids
 from latentreason.components.example import Example
 from latentreason.components.injector import IGNORE_INDEX
@@ -48,10 +52,6 @@ from latentreason.components.producer import ThoughtProducer
 from latentreason.components.task import TaskSpec
 from latentreason.config import GenerationConfig, RunConfig, format_validation_error
 from latentreason.decoding.generate import Generated, Written
-from latentreason.engine.pipeline import Pipeline
-from latentreason.engine.registry import Registry
-from latentreason.engine.resolve import Plan, load_checked
-from latentreason.engine.voting import majority_vote
 from latentreason.errors import ConfigError, LatentReasonError
 from latentreason.evaluation.runner import method_name
 from latentreason.hooks.specs import hookimpl

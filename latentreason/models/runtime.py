@@ -156,7 +156,7 @@ class Runtime:
     Args:
         models: which models to load and how.
         load: loads one model (the plugins' model-loader hook,
-            :meth:`latentreason.engine.registry.Registry.load_model`); default:
+            :meth:`latentreason.assembly.registry.Registry.load_model`); default:
             the built-in ``transformers`` loader alone.
         adapter: a LoRA adapter to inject into the LLM when it loads (see
             :mod:`latentreason.models.adapter`), or None.

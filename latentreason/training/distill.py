@@ -27,13 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from latentreason import distributed
+from latentreason.assembly.pipeline import Pipeline
+from latentreason.assembly.prepare import Log, Prepared, build, prepare, to_stderr
+from latentreason.assembly.registry import Registry
+from latentreason.assembly.resolve import resolve
 from latentreason.components.example import Example
 from latentreason.components.task import TaskSpec
 from latentreason.config import RunConfig
-from latentreason.engine.pipeline import Pipeline
-from latentreason.engine.prepare import Log, Prepared, build, prepare, to_stderr
-from latentreason.engine.registry import Registry
-from latentreason.engine.resolve import resolve
 from latentreason.errors import LatentReasonError
 from latentreason.evaluation.results import ResultsFolder
 from latentreason.evaluation.runner import evaluate

@@ -46,12 +46,12 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from latentreason import distributed
+from latentreason.assembly.pipeline import Pipeline
 from latentreason.components.batching import position_ids
 from latentreason.components.example import Example
 from latentreason.components.injector import IGNORE_INDEX, LLMInputs
 from latentreason.components.prompting import end_of_turn_id
 from latentreason.config import TrainConfig
-from latentreason.engine.pipeline import Pipeline
 from latentreason.errors import LatentReasonError
 from latentreason.models.spec import LoadedModel
 from latentreason.storage import atomic_write, file_digest, save_weights

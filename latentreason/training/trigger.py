@@ -22,11 +22,11 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from latentreason.assembly.pipeline import Pipeline
 from latentreason.components.example import Example
 from latentreason.components.injector import IGNORE_INDEX
 from latentreason.decoding.segments import SegmentOptions, boundary_labels
 from latentreason.decoding.trigger import BoundaryTrigger
-from latentreason.engine.pipeline import Pipeline
 from latentreason.errors import LatentReasonError
 from latentreason.training.trainer import gold_targets, teacher_forced
 

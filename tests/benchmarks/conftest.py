@@ -19,12 +19,12 @@ from dataclasses import dataclass
 import pytest
 import torch
 
+from latentreason.assembly.pipeline import Pipeline
+from latentreason.assembly.prepare import prepare
+from latentreason.assembly.registry import Registry
 from latentreason.bench.settings import BenchSettings, bench_config
 from latentreason.components.example import Example
 from latentreason.config import ModelsConfig
-from latentreason.engine.pipeline import Pipeline
-from latentreason.engine.prepare import prepare
-from latentreason.engine.registry import Registry
 from latentreason.models.runtime import Runtime
 from latentreason.models.zoo import is_cached
 

@@ -6,12 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from latentreason.assembly.prepare import prepare
+from latentreason.assembly.registry import Registry
+from latentreason.assembly.resolve import resolve
 from latentreason.components.batching import pad_left, position_ids
 from latentreason.components.prompting import SLOT, encode_chat
 from latentreason.config import load_config
-from latentreason.engine.prepare import prepare
-from latentreason.engine.registry import Registry
-from latentreason.engine.resolve import resolve
 from latentreason.errors import ConfigError
 from latentreason_baselines.coconut_frozen import FrozenCoconut, FrozenCoconutOptions
 

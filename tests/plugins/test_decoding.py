@@ -7,10 +7,10 @@ from typing import ClassVar
 import pytest
 import torch
 
+from latentreason.assembly.prepare import prepare
 from latentreason.config import GenerationConfig, load_config
 from latentreason.decoding.generate import generate
 from latentreason.decoding.loop import decode
-from latentreason.engine.prepare import prepare
 from latentreason_lightthinker.compress import Compress, CompressOptions
 from latentreason_lightthinker.reinject import Reinject, ReinjectOptions
 from latentreason_lightthinker.window import KeepLastTokens, WindowOptions

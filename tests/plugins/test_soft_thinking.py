@@ -8,13 +8,13 @@ import json
 import pytest
 import torch
 
+from latentreason.assembly.prepare import prepare
+from latentreason.assembly.registry import Registry
+from latentreason.assembly.resolve import resolve
 from latentreason.builtins.placeholder import PlaceholderInjector, PlaceholderOptions
 from latentreason.config import GenerationConfig, load_config
 from latentreason.decoding.generate import Generated, generate
 from latentreason.decoding.loop import decode, decode_stream
-from latentreason.engine.prepare import prepare
-from latentreason.engine.registry import Registry
-from latentreason.engine.resolve import resolve
 from latentreason.errors import ConfigError
 from latentreason.evaluation.results import prediction_record
 from latentreason.models.quantization import int8_twin

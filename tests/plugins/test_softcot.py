@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from latentreason.assembly.prepare import prepare
 from latentreason.config import load_config
-from latentreason.engine.prepare import prepare
 from latentreason_softcot.linear import LinearProjector
 from latentreason_softcot.mlp import MLPOptions, MLPProjector
 from latentreason_softcot.norm_matched import NormMatchedOptions

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from latentreason import api
+from latentreason.assembly.prepare import prepare
+from latentreason.assembly.registry import Registry
+from latentreason.assembly.resolve import resolve
 from latentreason.config import ModelsConfig, load_config
-from latentreason.engine.prepare import prepare
-from latentreason.engine.registry import Registry
-from latentreason.engine.resolve import resolve
 from latentreason.errors import ConfigError, LatentReasonError
 from latentreason.models.loading import load_hf
 from latentreason.models.runtime import Runtime

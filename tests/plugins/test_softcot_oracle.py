@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from latentreason import api
+from latentreason.assembly.prepare import prepare
 from latentreason.config import Component, load_config
-from latentreason.engine.prepare import prepare
 from latentreason.errors import LatentReasonError
 from latentreason.evaluation.runner import evaluate
 from latentreason.evaluation.tables import markdown_table, read_cell

@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 
+from latentreason.assembly.prepare import prepare
+from latentreason.assembly.registry import Registry
+from latentreason.assembly.resolve import resolve
+from latentreason.assembly.voting import majority_vote
 from latentreason.config import TrainConfig, load_config
-from latentreason.engine.prepare import prepare
-from latentreason.engine.registry import Registry
-from latentreason.engine.resolve import resolve
-from latentreason.engine.voting import majority_vote
 from latentreason.errors import ConfigError
 from latentreason.storage import read_meta, stored_components
 from latentreason.training.trainer import Trainer, supervised_loss

@@ -10,6 +10,9 @@ from click.testing import CliRunner
 from safetensors.torch import load_file
 
 from latentreason.api import train_trigger
+from latentreason.assembly.prepare import prepare
+from latentreason.assembly.registry import Registry
+from latentreason.assembly.resolve import resolve
 from latentreason.builtins.placeholder import PlaceholderInjector, PlaceholderOptions
 from latentreason.cli import main
 from latentreason.components.prompting import end_of_turn_id
@@ -17,9 +20,6 @@ from latentreason.config import GenerationConfig, load_config
 from latentreason.decoding.loop import decode
 from latentreason.decoding.segments import Boundaries, SegmentOptions, boundary_labels, split_segments
 from latentreason.decoding.trigger import BoundaryTrigger
-from latentreason.engine.prepare import prepare
-from latentreason.engine.registry import Registry
-from latentreason.engine.resolve import resolve
 from latentreason.errors import ConfigError, LatentReasonError
 from latentreason.models.runtime import Runtime
 from latentreason.storage import read_meta

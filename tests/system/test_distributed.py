@@ -21,9 +21,9 @@ import torch
 from safetensors.torch import load_file
 
 from latentreason.api import run, train
+from latentreason.assembly.prepare import prepare
 from latentreason.config import load_config
 from latentreason.distributed import World, setup
-from latentreason.engine.prepare import prepare
 from latentreason.errors import LatentReasonError
 from latentreason.evaluation.results import ResultsFolder
 from latentreason.evaluation.runner import evaluate

@@ -12,9 +12,9 @@ import torch
 import yaml
 from click.testing import CliRunner
 
+from latentreason.assembly.prepare import prepare
 from latentreason.cli import main
 from latentreason.config import load_config
-from latentreason.engine.prepare import prepare
 from latentreason.errors import ConfigError, LatentReasonError
 from latentreason.evaluation.experiment import load_experiment
 from latentreason.storage import save_weights, stored_components
@@ -147,7 +147,7 @@ def test_experiment_file_errors(tiny_dirs, tmp_path):
         ConfigError, match="methods.compress-trained: checkpoint .*not-trained-yet.safetensors' does not exist"
     ):
         load_experiment(_write(tmp_path / "e.yaml", spec))
-    from latentreason.engine.registry import Registry
+    from latentreason.assembly.registry import Registry
     from latentreason.evaluation.comparison import methods_from_names, plan_comparison
 
     base = load_config(overrides={"models": _models(tiny_dirs)})

@@ -14,7 +14,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from latentreason.engine.prepare import prepare
+from latentreason.assembly.prepare import prepare
 
 lm_eval = pytest.importorskip("lm_eval")
 
@@ -177,7 +177,7 @@ def test_loglikelihood_refuses_methods_it_cannot_score(tiny_dirs, lm):
 
 
 def test_a_producer_that_reads_the_gold_is_refused_before_any_model_loads(tiny_dirs, monkeypatch):
-    monkeypatch.setattr("latentreason.engine.prepare.build", lambda *a, **k: pytest.fail("models loaded"))
+    monkeypatch.setattr("latentreason.assembly.prepare.build", lambda *a, **k: pytest.fail("models loaded"))
     with pytest.raises(LatentReasonError, match="'softcot-oracle' reads more than the question"):
         LatentReasonLM(**_args(tiny_dirs, producer="softcot-oracle"))
 

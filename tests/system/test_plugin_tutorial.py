@@ -12,11 +12,11 @@ import pytest
 import torch
 
 import latentreason.plugin
+from latentreason.assembly.prepare import prepare
+from latentreason.assembly.registry import Registry
+from latentreason.assembly.resolve import resolve
 from latentreason.builtins.placeholder import PlaceholderInjector, PlaceholderOptions
 from latentreason.config import load_config
-from latentreason.engine.prepare import prepare
-from latentreason.engine.registry import Registry
-from latentreason.engine.resolve import resolve
 from latentreason.errors import ConfigError
 from latentreason.hooks import specs
 from latentreason.plugin import GenerationConfig, Runtime, decode

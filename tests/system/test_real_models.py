@@ -7,8 +7,8 @@ import json
 import pytest
 
 from latentreason import load_config, run
-from latentreason.engine.prepare import prepare
-from latentreason.engine.registry import Registry
+from latentreason.assembly.prepare import prepare
+from latentreason.assembly.registry import Registry
 from latentreason.models.runtime import Runtime
 from latentreason.models.zoo import is_cached
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from latentreason.api import run
+from latentreason.assembly.prepare import prepare
 from latentreason.config import TrainConfig, load_config
-from latentreason.engine.prepare import prepare
 from latentreason.errors import LatentReasonError
 from latentreason.models.loading import load_hf
 from latentreason.models.spec import ModelSpec

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from latentreason import load_config
-from latentreason.engine.prepare import prepare
-from latentreason.engine.registry import Registry
+from latentreason.assembly.prepare import prepare
+from latentreason.assembly.registry import Registry
 from latentreason.errors import LatentReasonError
 from latentreason.models.runtime import Runtime
 from latentreason.models.vllm_env import vllm_python

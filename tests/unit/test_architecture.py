@@ -13,7 +13,7 @@ LAYERS = [
     ["models", "distributed"],
     ["decoding"],
     ["builtins"],
-    ["engine"],
+    ["assembly"],
     ["training", "evaluation"],
     ["api", "bench", "interop", "plugin", "testing"],
     ["cli", "__init__"],

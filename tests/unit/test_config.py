@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from latentreason.assembly.registry import Registry
+from latentreason.assembly.resolve import resolve
 from latentreason.config import RunConfig, dump_config, load_config, parse_overrides
-from latentreason.engine.registry import Registry
-from latentreason.engine.resolve import resolve
 from latentreason.errors import ConfigError, LatentReasonError
 
 

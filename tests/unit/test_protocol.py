@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from latentreason.api import training_examples
+from latentreason.assembly.prepare import prepare
+from latentreason.assembly.registry import Registry
+from latentreason.assembly.resolve import resolve
 from latentreason.config import load_config
-from latentreason.engine.prepare import prepare
-from latentreason.engine.registry import Registry
-from latentreason.engine.resolve import resolve
 from latentreason.errors import ConfigError, LatentReasonError
 
 QUESTION = {"name": "question"}  # the in-test producer of core_registry

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from latentreason.assembly.resolve import resolve
 from latentreason.builtins.tasks import BUILTIN_TASKS
 from latentreason.builtins.tasks.equation_steps import equation_steps, target_steps
 from latentreason.config import load_config
-from latentreason.engine.resolve import resolve
 
 
 def test_each_calculator_annotation_becomes_one_step():

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from latentreason.assembly.pipeline import Pipeline
+from latentreason.assembly.prepare import prepare
+from latentreason.assembly.registry import Registry
+from latentreason.assembly.resolve import resolve
 from latentreason.builtins.tasks.common import DATA_ROOT
 from latentreason.cli import main
 from latentreason.components.task_file import load_task_file
 from latentreason.config import load_config
-from latentreason.engine.pipeline import Pipeline
-from latentreason.engine.prepare import prepare
-from latentreason.engine.registry import Registry
-from latentreason.engine.resolve import resolve
 from latentreason.errors import ConfigError, LatentReasonError
 from latentreason.evaluation.runner import default_output, task_label
 

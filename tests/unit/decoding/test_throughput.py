@@ -7,12 +7,12 @@ import re
 import pytest
 import torch
 
+from latentreason.assembly.prepare import prepare
+from latentreason.assembly.registry import Registry
+from latentreason.assembly.resolve import resolve
 from latentreason.builtins.placeholder import PlaceholderInjector, PlaceholderOptions
 from latentreason.config import GenerationConfig, load_config
 from latentreason.decoding.loop import decode, decode_stream
-from latentreason.engine.prepare import prepare
-from latentreason.engine.registry import Registry
-from latentreason.engine.resolve import resolve
 from latentreason.errors import ConfigError
 from latentreason.models.quantization import Int8Linear, check_int8, int8_twin
 from latentreason.models.runtime import Runtime, dtype_warning, machine_label, resolve_dtype

@@ -11,11 +11,11 @@ from dataclasses import dataclass, replace
 import pytest
 import torch
 
+from latentreason.assembly.prepare import prepare
+from latentreason.assembly.registry import Registry
+from latentreason.assembly.resolve import resolve
 from latentreason.builtins.tasks import GSM8K
 from latentreason.config import load_config
-from latentreason.engine.prepare import prepare
-from latentreason.engine.registry import Registry
-from latentreason.engine.resolve import resolve
 from latentreason.errors import ConfigError, LatentReasonError, PluginFailure
 from latentreason.plugin import (
     DecodeState,

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from latentreason.assembly.pipeline import Pipeline
+from latentreason.assembly.registry import Registry
+from latentreason.assembly.resolve import resolve
 from latentreason.config import AdapterConfig, load_config
-from latentreason.engine.pipeline import Pipeline
-from latentreason.engine.registry import Registry
-from latentreason.engine.resolve import resolve
 from latentreason.errors import ConfigError, LatentReasonError
 from latentreason.models.adapter import Adapter
 from latentreason.models.quantization import int8_twin

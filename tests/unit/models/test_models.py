@@ -199,8 +199,8 @@ def test_device_map_loads_a_sharded_model_with_the_same_outputs(llama_dir: Path)
 
 
 def test_device_map_is_refused_where_it_cannot_work(llama_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from latentreason.assembly.registry import Registry
     from latentreason.config import ModelsConfig
-    from latentreason.engine.registry import Registry
     from latentreason.models.runtime import Runtime
 
     monkeypatch.setenv("WORLD_SIZE", "2")

@@ -20,13 +20,13 @@ import torch
 from click.testing import CliRunner
 
 from latentreason import api, hookimpl
+from latentreason.assembly.prepare import prepare
+from latentreason.assembly.registry import Registry
 from latentreason.cli import main
 from latentreason.components.evaluator import Evaluator, Score
 from latentreason.components.example import Example
 from latentreason.components.prompting import end_of_turn_id
 from latentreason.config import load_config
-from latentreason.engine.prepare import prepare
-from latentreason.engine.registry import Registry
 from latentreason.errors import LatentReasonError
 from latentreason.models.runtime import Runtime
 from latentreason.storage import file_digest, read_meta

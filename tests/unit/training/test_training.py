@@ -14,10 +14,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from latentreason.assembly.pipeline import Pipeline
+from latentreason.assembly.prepare import prepare
+from latentreason.assembly.registry import Registry
 from latentreason.config import TrainConfig, load_config
-from latentreason.engine.pipeline import Pipeline
-from latentreason.engine.prepare import prepare
-from latentreason.engine.registry import Registry
 from latentreason.errors import LatentReasonError
 from latentreason.storage import load_weights, read_meta, save_weights
 from latentreason.training import trainer as training

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from latentreason import hookimpl
+from latentreason.assembly.registry import Registry
 from latentreason.components.producer import ThoughtProducer, Thoughts
-from latentreason.engine.registry import Registry
 from latentreason.errors import LatentReasonError
 
 
@@ -100,8 +100,8 @@ def test_plugins_describe_their_hooks():
 
 @pytest.mark.plugins
 def test_a_core_only_install_names_the_plugin_package_to_add(monkeypatch):
+    from latentreason.assembly.resolve import resolve
     from latentreason.config import load_config
-    from latentreason.engine.resolve import resolve
     from latentreason.errors import ConfigError
 
     monkeypatch.setenv("LATENTREASON_DISABLE_PLUGINS", "softcot,baselines,lightthinker")
@@ -114,7 +114,7 @@ def test_a_core_only_install_names_the_plugin_package_to_add(monkeypatch):
 
 @pytest.mark.plugins
 def test_shipped_names_every_component_of_the_shipped_plugin_packages():
-    from latentreason.engine.registry import SHIPPED
+    from latentreason.assembly.registry import SHIPPED
 
     shipped = {info.distribution for info in Registry().plugins()} & set(SHIPPED.values())
     assert shipped == set(SHIPPED.values())  # every package SHIPPED names is installed here

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from latentreason.api import train
+from latentreason.assembly.prepare import checked, models_note, prepare
 from latentreason.config import load_config
-from latentreason.engine.prepare import checked, models_note, prepare
 from latentreason.errors import ConfigError, LatentReasonError
 from latentreason.models.runtime import Runtime, resolve_dtype
 

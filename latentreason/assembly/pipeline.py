@@ -23,6 +23,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from latentreason.assembly.latent_prefix import latent_prefix
+from latentreason.assembly.resolve import Plan
+from latentreason.assembly.voting import majority_vote
 from latentreason.components.evaluator import Score
 from latentreason.components.example import Example
 from latentreason.components.injector import LLMInputs
@@ -32,9 +35,6 @@ from latentreason.decoding.generate import Generated, Written, generate
 from latentreason.decoding.loop import decode, decode_stream
 from latentreason.decoding.state import supports_rewriting
 from latentreason.decoding.vllm_engine import vllm_chains
-from latentreason.engine.latent_prefix import latent_prefix
-from latentreason.engine.resolve import Plan
-from latentreason.engine.voting import majority_vote
 from latentreason.errors import LatentReasonError
 from latentreason.hooks.contract import blame
 from latentreason.models.runtime import Runtime
@@ -75,7 +75,7 @@ class Pipeline:
     """A runnable method: producer, projector, injector and evaluator on one task.
 
     Args:
-        plan: resolved components (see :func:`latentreason.engine.resolve.resolve`).
+        plan: resolved components (see :func:`latentreason.assembly.resolve.resolve`).
         runtime: the models.
         default_weights: load the producer's default checkpoint (e.g. a shipped
             projector) for trainable parts that ``config.checkpoint`` leaves
@@ -312,7 +312,7 @@ class Pipeline:
 
         A producer's vectors, projected; or, for a latent prefix, the LLM's own
         states on ``questions`` (those the producer read, each repeated for its thought sets),
-        each through the projector (:func:`~latentreason.engine.latent_prefix.latent_prefix`).
+        each through the projector (:func:`~latentreason.assembly.latent_prefix.latent_prefix`).
         """
         if not thoughts.latent_steps:
             return self._projected(thoughts)

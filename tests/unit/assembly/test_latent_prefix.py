@@ -6,12 +6,12 @@ import pytest
 import torch
 from pydantic import Field
 
+from latentreason.assembly.latent_prefix import latent_prefix
+from latentreason.assembly.pipeline import Pipeline
+from latentreason.assembly.registry import Registry
+from latentreason.assembly.resolve import resolve
 from latentreason.components.latent_producer import LatentPrefixProducer
 from latentreason.config import AdapterConfig, PluginOptions, load_config
-from latentreason.engine.latent_prefix import latent_prefix
-from latentreason.engine.pipeline import Pipeline
-from latentreason.engine.registry import Registry
-from latentreason.engine.resolve import resolve
 from latentreason.errors import LatentReasonError
 from latentreason.hooks.specs import hookimpl
 from latentreason.models.runtime import Runtime

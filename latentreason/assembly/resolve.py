@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pydantic import ValidationError
 
+from latentreason.assembly.registry import Registry
 from latentreason.components.task_file import is_task_file, load_task_file
 from latentreason.config import (
     Component,
@@ -22,7 +23,6 @@ from latentreason.config import (
     merge,
     read_yaml,
 )
-from latentreason.engine.registry import Registry
 from latentreason.errors import ConfigError, LatentReasonError
 from latentreason.models.quantization import check_int8
 from latentreason.models.runtime import resolve_device, resolve_dtype

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from latentreason.assembly.voting import majority_vote
 from latentreason.components.evaluator import Score
 from latentreason.config import GenerationConfig
-from latentreason.engine.voting import majority_vote
 
 
 def s(answer, ok):

@@ -57,7 +57,7 @@ SHIPPED = {
     **{("decoder", n): "latentreason-lightthinker" for n in ("compress", "window", "reinject", "soft-thinking")},
 }
 """Components of the plugin packages shipped with the project, so that a core-only install names what to add
-(``tests/unit/engine/test_registry.py`` checks it against what the packages register)."""
+(``tests/unit/assembly/test_registry.py`` checks it against what the packages register)."""
 
 _KINDS = {
     "producer": "latentreason_producers",

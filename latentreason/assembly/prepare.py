@@ -23,11 +23,11 @@ from typing import Generic, TypeVar
 import torch
 
 from latentreason import distributed
+from latentreason.assembly.pipeline import Pipeline
+from latentreason.assembly.registry import Registry
+from latentreason.assembly.resolve import Plan, resolve
 from latentreason.components.example import Example
 from latentreason.config import RunConfig
-from latentreason.engine.pipeline import Pipeline
-from latentreason.engine.registry import Registry
-from latentreason.engine.resolve import Plan, resolve
 from latentreason.models.runtime import Runtime, dtype_warning, resolve_device
 from latentreason.storage import read_meta, unfinished_training
 
