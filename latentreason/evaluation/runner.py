@@ -73,10 +73,10 @@ def evaluate(
     path = Path(output or default_output(pipeline))
     ids = [ex.id for ex in examples]
 
-    def prepare() -> list[str]:
+    def finished_ids() -> list[str]:
         return ResultsFolder(path, config, weights=pipeline.checkpoints).finished(ids)
 
-    finished = set(distributed.on_main(prepare))  # rank 0 checks the folder before any rank writes to it
+    finished = set(distributed.on_main(finished_ids))  # rank 0 checks the folder before any rank writes to it
     folder = ResultsFolder(path, config, prepare=False)
     todo = [ex for ex in examples if ex.id not in finished]
     mine = world.shard(todo)
