@@ -63,24 +63,21 @@ class _Mean(ThoughtProducer):
         return Thoughts(vectors=means[:, None].expand(-1, 2, -1).float())  # (B, 2, d)
 
 
-class _Question(ThoughtProducer):
-    """No thoughts: the LLM reads the question alone."""
-
-    def produce(self, questions, *, instruction, training=False):
-        return Thoughts()
-
-
-class _Helpers:
-    """The producers the tests run with: ``question`` and ``mean``."""
-
+class _MeanPlugin:
     @hookimpl
     def latentreason_producers(self):
-        return {"question": _Question, "mean": _Mean}
+        return {"mean": _Mean}
 
 
-def _registry(*plugins):
-    """The built-in components, :class:`_Helpers` and ``plugins``: no installed plugin package."""
-    return Registry([_Helpers(), *plugins], entry_points=False)
+@pytest.fixture()
+def registry_with(core_plugin):
+    """``registry_with(*plugins)``: the built-in components, the in-test producers (``question`` of
+    tests/conftest.py, ``mean``) and ``plugins``; no installed plugin package."""
+
+    def make(*plugins):
+        return Registry([core_plugin, _MeanPlugin(), *plugins], entry_points=False)
+
+    return make
 
 
 def _run(runtime, registry, **overrides):
@@ -92,26 +89,26 @@ def _run(runtime, registry, **overrides):
 # -- options ------------------------------------------------------------------------------
 
 
-def test_options_that_are_a_dataclass_name_the_plugin_and_the_fix():
+def test_options_that_are_a_dataclass_name_the_plugin_and_the_fix(registry_with):
     class Scaled(_Mean):
         @dataclass
         class Options:
             scale: float = 1.0
 
-    message = _problems(_config(producer={"name": "scaled"}), _registry(_plugin("producers", scaled=Scaled)))
+    message = _problems(_config(producer={"name": "scaled"}), registry_with(_plugin("producers", scaled=Scaled)))
     assert "Producer 'scaled' of plugin 'Mistakes' (registered in code) breaks the plugin contract" in message
     assert "Scaled.Options (a dataclass), is not a PluginOptions subclass" in message
     assert "class Options(PluginOptions)" in message and "Traceback" not in message
 
 
-def test_an_option_default_of_the_wrong_type_is_found_by_validate():
+def test_an_option_default_of_the_wrong_type_is_found_by_validate(registry_with):
     class ScaleOptions(PluginOptions):
         scale: float = "big"  # type: ignore[assignment]  # the mistake under test
 
     class Scaled(_Mean):
         Options = ScaleOptions
 
-    message = _problems(_config(producer={"name": "scaled"}), _registry(_plugin("producers", scaled=Scaled)))
+    message = _problems(_config(producer={"name": "scaled"}), registry_with(_plugin("producers", scaled=Scaled)))
     assert "Producer 'scaled' of plugin 'Mistakes'" in message
     assert "the default of option 'scale' ('big') is invalid: Input should be a valid number" in message
 
@@ -119,24 +116,24 @@ def test_an_option_default_of_the_wrong_type_is_found_by_validate():
 # -- methods ------------------------------------------------------------------------------
 
 
-def test_a_misspelled_decoder_method_is_named_with_a_did_you_mean():
+def test_a_misspelled_decoder_method_is_named_with_a_did_you_mean(registry_with):
     class Misspelled(DecodingController):
         def after_tokens(self, state: DecodeState, rows: list[int]) -> None:
             """Never called: the hook is after_token."""
 
-    registry = _registry(_plugin("decoders", late=Misspelled))
+    registry = registry_with(_plugin("decoders", late=Misspelled))
     message = _problems(_config(decoder={"name": "late"}), registry)
     assert "Decoder 'late' of plugin 'Mistakes'" in message
     assert "it defines after_tokens, which is no part of the DecodingController interface" in message
     assert "did you mean after_token?" in message
 
 
-def test_the_interface_is_read_from_the_base_class():
+def test_the_interface_is_read_from_the_base_class(registry_with):
     class Misspelled(DecodingController):
         def trainabel(self):
             """A misspelling of another method of the interface."""
 
-    problem = _registry(_plugin("decoders", late=Misspelled)).problem("decoder", "late")
+    problem = registry_with(_plugin("decoders", late=Misspelled)).problem("decoder", "late")
     assert problem is not None and "did you mean trainable?" in problem
 
 
@@ -148,12 +145,12 @@ def test_the_shipped_components_keep_the_contract():
     assert registry.problem("decoder", "window") is None
 
 
-def test_a_producer_without_produce_is_refused_before_models_load():
+def test_a_producer_without_produce_is_refused_before_models_load(registry_with):
     class Lazy(ThoughtProducer):
         def produces(self, questions, *, instruction, training=False):
             return Thoughts()
 
-    message = _problems(_config(producer={"name": "lazy"}), _registry(_plugin("producers", lazy=Lazy)))
+    message = _problems(_config(producer={"name": "lazy"}), registry_with(_plugin("producers", lazy=Lazy)))
     assert "Producer 'lazy' of plugin 'Mistakes'" in message
     assert "it does not implement ThoughtProducer.produce (it defines produces: a misspelling?)" in message
 
@@ -187,8 +184,8 @@ class _MisspelledHook:
         ),
     ],
 )
-def test_hook_functions_that_are_never_called_are_reported(plugin, expected):
-    registry = _registry(plugin)
+def test_hook_functions_that_are_never_called_are_reported(plugin, expected, registry_with):
+    registry = registry_with(plugin)
     message = _problems(_config(producer={"name": "averaged"}), registry)
     assert "Unknown producer 'averaged'" in message
     assert f"plugin '{type(plugin).__name__}' (registered in code): {expected}" in message
@@ -200,25 +197,25 @@ def test_hook_functions_that_are_never_called_are_reported(plugin, expected):
 # -- at run time, on tiny models ----------------------------------------------------------
 
 
-def test_an_exception_inside_a_producer_names_it_and_keeps_the_original(runtime):
+def test_an_exception_inside_a_producer_names_it_and_keeps_the_original(runtime, registry_with):
     class Broken(_Mean):
         def produce(self, questions, *, instruction, training=False):
             return {}["vectors"]
 
     with pytest.raises(PluginFailure) as caught:
-        _run(runtime, _registry(_plugin("producers", broken=Broken)), producer={"name": "broken"})
+        _run(runtime, registry_with(_plugin("producers", broken=Broken)), producer={"name": "broken"})
     message = str(caught.value)
     assert message.startswith("producer 'broken' of plugin 'Mistakes' (registered in code) raised KeyError: 'vectors'")
     assert "Its traceback is above; where it points into the plugin's code, fix the plugin" in message
     assert isinstance(caught.value.__cause__, KeyError)
 
 
-def test_an_exception_inside_a_decoder_names_it(runtime):
+def test_an_exception_inside_a_decoder_names_it(runtime, registry_with):
     class Broken(DecodingController):
         def after_token(self, state, rows):
             raise ValueError("no segment yet")
 
-    registry = _registry(_plugin("decoders", broken=Broken))
+    registry = registry_with(_plugin("decoders", broken=Broken))
     for continuous in (True, False):
         with pytest.raises(PluginFailure, match=r"^decoder 'broken' of plugin 'Mistakes' .*ValueError: no segment"):
             _run(
@@ -238,14 +235,14 @@ def test_an_exception_inside_a_decoder_names_it(runtime):
         (lambda v: torch.cat([v, v[..., :1]], -1), "has shape (2, 2, 65), expected (B*sets, N, d) = (2, N, 64)"),
     ],
 )
-def test_producer_vectors_of_the_wrong_shape(runtime, reshape, expected):
+def test_producer_vectors_of_the_wrong_shape(runtime, reshape, expected, registry_with):
     class Misshapen(_Mean):
         def produce(self, questions, *, instruction, training=False):
             thoughts = super().produce(questions, instruction=instruction, training=training)
             return Thoughts(vectors=reshape(thoughts.vectors))
 
     with pytest.raises(LatentReasonError) as caught:
-        _run(runtime, _registry(_plugin("producers", misshapen=Misshapen)), producer={"name": "misshapen"})
+        _run(runtime, registry_with(_plugin("producers", misshapen=Misshapen)), producer={"name": "misshapen"})
     message = str(caught.value)
     assert message.startswith(
         "producer 'misshapen' of plugin 'Mistakes' (registered in code): the output of producer 'misshapen'"
@@ -253,12 +250,12 @@ def test_producer_vectors_of_the_wrong_shape(runtime, reshape, expected):
     assert expected in message
 
 
-def test_projector_output_wider_than_the_llm(runtime):
+def test_projector_output_wider_than_the_llm(runtime, registry_with):
     class Wide(Projector):
         def forward(self, thoughts):
             return torch.cat([thoughts, thoughts[..., :1]], -1)  # (B, N, d_out + 1)
 
-    registry = _registry(_plugin("projectors", wide=Wide))
+    registry = registry_with(_plugin("projectors", wide=Wide))
     with pytest.raises(LatentReasonError) as caught:
         _run(runtime, registry, producer={"name": "mean"}, projector={"name": "wide"})
     assert "projector 'wide' of plugin 'Mistakes' (registered in code): the output of projector 'wide'" in str(
@@ -267,7 +264,7 @@ def test_projector_output_wider_than_the_llm(runtime):
     assert "has shape (2, 2, 65), expected (B*sets, N, d_llm) = (2, 2, 64)" in str(caught.value)
 
 
-def test_insert_of_a_flat_vector_is_refused(runtime):
+def test_insert_of_a_flat_vector_is_refused(runtime, registry_with):
     class Flat(DecodingController):
         def after_token(self, state, rows):
             for row in rows:
@@ -275,7 +272,10 @@ def test_insert_of_a_flat_vector_is_refused(runtime):
 
     with pytest.raises(LatentReasonError) as caught:
         _run(
-            runtime, _registry(_plugin("decoders", flat=Flat)), producer={"name": "question"}, decoder={"name": "flat"}
+            runtime,
+            registry_with(_plugin("decoders", flat=Flat)),
+            producer={"name": "question"},
+            decoder={"name": "flat"},
         )
     message = str(caught.value)
     assert message.startswith("decoder 'flat' of plugin 'Mistakes' (registered in code): state.insert(")
@@ -289,28 +289,28 @@ def _gsm8k_copy() -> TaskSpec:
     return replace(GSM8K, description="my own gsm8k")
 
 
-def test_a_clash_with_a_builtin_task_names_both_and_the_way_out():
-    registry = _registry(_plugin("tasks", gsm8k=_gsm8k_copy()))
+def test_a_clash_with_a_builtin_task_names_both_and_the_way_out(registry_with):
+    registry = registry_with(_plugin("tasks", gsm8k=_gsm8k_copy()))
     message = _problems(_config(producer={"name": "question"}), registry)
     assert "Two plugins register the task 'gsm8k': plugin 'builtin' (latentreason) and plugin 'Mistakes'" in message
     assert "LATENTREASON_DISABLE_PLUGINS=builtin:gsm8k (that component only)" in message
 
 
-def test_a_disabled_builtin_task_is_replaced_by_the_plugin_one(monkeypatch):
+def test_a_disabled_builtin_task_is_replaced_by_the_plugin_one(monkeypatch, registry_with):
     monkeypatch.setenv("LATENTREASON_DISABLE_PLUGINS", "builtin:gsm8k")
-    plan = resolve(_config(producer={"name": "question"}), _registry(_plugin("tasks", gsm8k=_gsm8k_copy())))
+    plan = resolve(_config(producer={"name": "question"}), registry_with(_plugin("tasks", gsm8k=_gsm8k_copy())))
     assert plan.task.description == "my own gsm8k"
-    assert {i.name: i for i in _registry().plugins()}["builtin"].provides["task"].count("gsm8k") == 0
+    assert {i.name: i for i in registry_with().plugins()}["builtin"].provides["task"].count("gsm8k") == 0
 
 
-def test_the_builtin_plugin_cannot_be_disabled_as_a_whole(monkeypatch):
+def test_the_builtin_plugin_cannot_be_disabled_as_a_whole(monkeypatch, registry_with):
     monkeypatch.setenv("LATENTREASON_DISABLE_PLUGINS", "builtin")
     with pytest.raises(LatentReasonError, match="cannot be disabled as a whole.*builtin:gsm8k"):
-        _registry().names("task")
+        registry_with().names("task")
 
 
-def test_a_clash_in_a_component_the_run_does_not_use_breaks_nothing():
-    registry = _registry(_plugin("tasks", aqua=_gsm8k_copy()))
+def test_a_clash_in_a_component_the_run_does_not_use_breaks_nothing(registry_with):
+    registry = registry_with(_plugin("tasks", aqua=_gsm8k_copy()))
     assert resolve(_config(), registry).task.name == "gsm8k"
     info = {i.name: i for i in registry.plugins()}["Mistakes"]
     assert any("Two plugins register the task 'aqua'" in p for p in info.problems)

@@ -27,17 +27,11 @@ STATES = {"name": "states", "options": {"n_thoughts": 2, "n_thoughts_train": 3}}
 MLP = {"name": "latent-map", "options": {"kind": "mlp", "hidden": 32}}
 
 
-@pytest.fixture()
-def registry(core_plugin):
-    """The core's components and the in-test producers (tests/conftest.py)."""
-    return Registry([core_plugin], entry_points=False)
-
-
-def _pipeline(runtime, registry, seed=0, **projector):
+def _pipeline(runtime, core_registry, seed=0, **projector):
     config = load_config(
         overrides={"producer": STATES, "projector": projector or MLP, "data": {"task": "gsm8k"}, "seed": seed}
     )
-    return prepare(config, registry, runtime=runtime).pipeline
+    return prepare(config, core_registry, runtime=runtime).pipeline
 
 
 def _train_config(**train):
@@ -61,9 +55,9 @@ def _frozen_state(runtime):
     }
 
 
-def test_training_lowers_the_loss_and_changes_only_the_projector(runtime, registry, tmp_path):
+def test_training_lowers_the_loss_and_changes_only_the_projector(runtime, core_registry, tmp_path):
     torch.manual_seed(0)
-    pipeline = _pipeline(runtime, registry)
+    pipeline = _pipeline(runtime, core_registry)
     examples = pipeline.task.load("train", limit=4)
     before_frozen = _frozen_state(runtime)
     before_projector = {k: v.clone() for k, v in pipeline.projector.state_dict().items()}
@@ -80,8 +74,8 @@ def test_training_lowers_the_loss_and_changes_only_the_projector(runtime, regist
     assert (tmp_path / "last.safetensors").exists() and (tmp_path / "epoch-12.safetensors").exists()
 
 
-def test_whole_targets_end_with_end_of_turn_and_cut_ones_do_not(runtime, registry, tmp_path):
-    pipeline = _pipeline(runtime, registry)
+def test_whole_targets_end_with_end_of_turn_and_cut_ones_do_not(runtime, core_registry, tmp_path):
+    pipeline = _pipeline(runtime, core_registry)
     examples = pipeline.task.load("train", limit=4)
     tokenizer = runtime.llm.tokenizer
     lengths = [len(tokenizer(pipeline.task.target_text(ex), add_special_tokens=False)["input_ids"]) for ex in examples]
@@ -95,10 +89,10 @@ def test_whole_targets_end_with_end_of_turn_and_cut_ones_do_not(runtime, registr
         assert (target[-1] == eot) == (length < cap), (length, cap)  # a cut target never teaches the LLM to stop
 
 
-def test_checkpoint_round_trip(runtime, registry, tmp_path):
-    first = _pipeline(runtime, registry)
+def test_checkpoint_round_trip(runtime, core_registry, tmp_path):
+    first = _pipeline(runtime, core_registry)
     path = save_weights(tmp_path / "p.safetensors", first.trainable(), {"components": first.components()})
-    second = _pipeline(runtime, registry, seed=1)  # another seed: another initialization
+    second = _pipeline(runtime, core_registry, seed=1)  # another seed: another initialization
     thoughts = torch.randn(1, 2, runtime.assistant.hidden_size)
     assert not torch.allclose(first.projector(thoughts), second.projector(thoughts))
     meta = load_weights(path, second.trainable())
@@ -107,10 +101,10 @@ def test_checkpoint_round_trip(runtime, registry, tmp_path):
     assert read_meta(path) == meta
 
 
-def test_checkpoint_of_the_wrong_shape_says_which_tensor(runtime, registry, tmp_path):
-    mlp = _pipeline(runtime, registry, name="latent-map", options={"kind": "mlp", "layer_norm": False})
+def test_checkpoint_of_the_wrong_shape_says_which_tensor(runtime, core_registry, tmp_path):
+    mlp = _pipeline(runtime, core_registry, name="latent-map", options={"kind": "mlp", "layer_norm": False})
     path = save_weights(tmp_path / "mlp.safetensors", mlp.trainable(), {"components": mlp.components()})
-    linear = _pipeline(runtime, registry, name="latent-map", options={"kind": "linear"})
+    linear = _pipeline(runtime, core_registry, name="latent-map", options={"kind": "linear"})
     with pytest.raises(LatentReasonError) as err:
         load_weights(path, linear.trainable())
     message = str(err.value)
@@ -132,12 +126,12 @@ def test_non_safetensors_checkpoints_are_refused(tmp_path):
         load_weights(pickled, {})
 
 
-def test_interrupted_training_resumes_to_the_same_weights(runtime, registry, tmp_path, monkeypatch):
+def test_interrupted_training_resumes_to_the_same_weights(runtime, core_registry, tmp_path, monkeypatch):
     config = TrainConfig(epochs=2, batch_size=2, lr=1e-2, warmup_steps=1, max_target_tokens=12, save_every=1)
 
     def fresh():
         torch.manual_seed(0)
-        pipeline = _pipeline(runtime, registry)
+        pipeline = _pipeline(runtime, core_registry)
         return pipeline, pipeline.task.load("train", limit=6)
 
     pipeline, examples = fresh()
@@ -167,32 +161,32 @@ def test_interrupted_training_resumes_to_the_same_weights(runtime, registry, tmp
         assert torch.allclose(value, reference[key], atol=1e-6), key
 
 
-def test_nan_loss_stops_with_a_clear_message(runtime, registry, tmp_path, monkeypatch):
-    pipeline = _pipeline(runtime, registry)
+def test_nan_loss_stops_with_a_clear_message(runtime, core_registry, tmp_path, monkeypatch):
+    pipeline = _pipeline(runtime, core_registry)
     examples = pipeline.task.load("train", limit=2)
     monkeypatch.setattr(training, "supervised_loss", lambda *a: torch.tensor(float("nan"), requires_grad=True))
     with pytest.raises(LatentReasonError, match="loss became nan"):
         Trainer(pipeline, examples, [], TrainConfig(batch_size=2), tmp_path, progress=False).run()
 
 
-def test_training_starts_from_its_seed_not_from_a_shipped_projector(runtime, registry, tmp_path, monkeypatch):
+def test_training_starts_from_its_seed_not_from_a_shipped_projector(runtime, core_registry, tmp_path, monkeypatch):
     """A shipped (default) projector serves evaluation; `train` starts fresh unless --checkpoint names weights."""
     from latentreason import api
 
-    shipped = _pipeline(runtime, registry)
+    shipped = _pipeline(runtime, core_registry)
     for p in shipped.projector.parameters():
         p.data.fill_(0.5)  # recognisable weights
     path = save_weights(tmp_path / "shipped.safetensors", shipped.trainable(), {"components": shipped.components()})
     monkeypatch.setattr(type(shipped.producer), "default_checkpoint", lambda self: path)
 
-    evaluated = _pipeline(runtime, registry)  # evaluation: the default fits this setup and is loaded
+    evaluated = _pipeline(runtime, core_registry)  # evaluation: the default fits this setup and is loaded
     assert evaluated.checkpoints == [str(path)]
     assert all(torch.all(p == 0.5) for p in evaluated.projector.parameters())
 
     config = _train_config(
         limit=2, val_limit=0, lr=1e-9, warmup_steps=0, max_target_tokens=8, checkpoint_dir=str(tmp_path / "fresh")
     )
-    fresh = api.train(config, registry=registry, progress=False, runtime=runtime)
+    fresh = api.train(config, registry=core_registry, progress=False, runtime=runtime)
     assert fresh.started_from == []
     assert read_meta(fresh.weights)["started_from"] == []
     trained = load_file(fresh.weights)
@@ -204,14 +198,14 @@ def test_training_starts_from_its_seed_not_from_a_shipped_projector(runtime, reg
             "train": config.train.model_copy(update={"checkpoint_dir": str(tmp_path / "named")}),
         }
     )
-    continued = api.train(named, registry=registry, progress=False, runtime=runtime)
+    continued = api.train(named, registry=core_registry, progress=False, runtime=runtime)
     assert continued.started_from == [str(path)]
     assert all(torch.allclose(v, torch.full_like(v, 0.5), atol=1e-4) for v in load_file(continued.weights).values())
 
 
-def test_a_training_state_resumes_only_the_run_that_wrote_it(runtime, registry, tmp_path):
+def test_a_training_state_resumes_only_the_run_that_wrote_it(runtime, core_registry, tmp_path):
     config = TrainConfig(epochs=1, batch_size=2, lr=1e-2, warmup_steps=0, max_target_tokens=8, save_every=1)
-    pipeline = _pipeline(runtime, registry)
+    pipeline = _pipeline(runtime, core_registry)
     examples = pipeline.task.load("train", limit=4)
     result = Trainer(pipeline, examples, [], config, tmp_path, progress=False).run()
     assert read_meta(result.weights)["total_steps"] == read_meta(result.weights)["step"] == 2
@@ -219,38 +213,38 @@ def test_a_training_state_resumes_only_the_run_that_wrote_it(runtime, registry, 
     state = tmp_path / training.STATE_FILE
     other_lr = config.model_copy(update={"lr": 1e-3})
     with pytest.raises(LatentReasonError, match="belongs to a run with other train.lr \\(0.01 there, 0.001 here\\)"):
-        Trainer(_pipeline(runtime, registry), examples, [], other_lr, tmp_path, progress=False).resume()
-    other_rows = _pipeline(runtime, registry).task.load("train", limit=4, offset=1)
+        Trainer(_pipeline(runtime, core_registry), examples, [], other_lr, tmp_path, progress=False).resume()
+    other_rows = _pipeline(runtime, core_registry).task.load("train", limit=4, offset=1)
     with pytest.raises(LatentReasonError, match="other train examples"):
-        Trainer(_pipeline(runtime, registry), other_rows, [], config, tmp_path, progress=False).resume()
+        Trainer(_pipeline(runtime, core_registry), other_rows, [], config, tmp_path, progress=False).resume()
     assert (
-        Trainer(_pipeline(runtime, registry), examples, [], config, tmp_path, progress=False).resume()
+        Trainer(_pipeline(runtime, core_registry), examples, [], config, tmp_path, progress=False).resume()
         and state.exists()
     )
 
 
-def test_loss_is_the_validation_loss_of_the_same_examples(runtime, registry, tmp_path):
+def test_loss_is_the_validation_loss_of_the_same_examples(runtime, core_registry, tmp_path):
     """`latentreason loss` gives the number training's validation gives, for any weights, with no training."""
     from latentreason import api
 
     config = _train_config(limit=2, val_limit=3, max_target_tokens=10, batch_size=2, checkpoint_dir=str(tmp_path / "t"))
-    trained = api.train(config, registry=registry, progress=False, runtime=runtime)
+    trained = api.train(config, registry=core_registry, progress=False, runtime=runtime)
     held_back = config.model_copy(
         update={
             "checkpoint": str(trained.weights),
             "data": config.data.model_copy(update={"split": "train", "limit": 3}),
         }
     )
-    report = api.loss(held_back, registry=registry, runtime=runtime)
+    report = api.loss(held_back, registry=core_registry, runtime=runtime)
     assert report.examples == 3 and report.weights == [str(trained.weights)]
     assert report.loss == pytest.approx(trained.validation[-1]["loss"], rel=1e-5)
     later = held_back.model_copy(update={"data": held_back.data.model_copy(update={"offset": 3})})
-    assert api.loss(later, registry=registry, runtime=runtime).loss != pytest.approx(
+    assert api.loss(later, registry=core_registry, runtime=runtime).loss != pytest.approx(
         report.loss
     )  # other rows, another number
 
 
-def test_training_refuses_before_it_starts_when_its_thought_audit_has_no_rows(runtime, registry, tmp_path):
+def test_training_refuses_before_it_starts_when_its_thought_audit_has_no_rows(runtime, core_registry, tmp_path):
     from latentreason import api
 
     config = _train_config(limit=2, val_limit=0, checkpoint_dir=str(tmp_path / "t"))
@@ -260,11 +254,11 @@ def test_training_refuses_before_it_starts_when_its_thought_audit_has_no_rows(ru
     with pytest.raises(
         LatentReasonError, match=r"at least 10 held-back rows; train has 3 from row 1997.*after_training=false"
     ):
-        api.train(near_the_end, registry=registry, progress=False, runtime=runtime)
+        api.train(near_the_end, registry=core_registry, progress=False, runtime=runtime)
     assert not (tmp_path / "t").exists()  # nothing was trained
 
 
-def _bf16_pipeline(registry: Registry, adapter: bool = True) -> Pipeline:
+def _bf16_pipeline(core_registry: Registry, adapter: bool = True) -> Pipeline:
     """:func:`_pipeline`'s method on the tiny pair loaded in bfloat16, optionally with a LoRA adapter on the LLM."""
     from latentreason.config import AdapterConfig
     from latentreason.models.runtime import Runtime
@@ -283,12 +277,12 @@ def _bf16_pipeline(registry: Registry, adapter: bool = True) -> Pipeline:
             **({"adapter": lora.model_dump()} if lora else {}),
         }
     )
-    return prepare(config, registry, runtime=Runtime(llm=llm, assistant=assistant, adapter=lora)).pipeline
+    return prepare(config, core_registry, runtime=Runtime(llm=llm, assistant=assistant, adapter=lora)).pipeline
 
 
-def test_bf16_frozen_models_train_float32_masters_with_a_float32_loss(registry, tmp_path):
+def test_bf16_frozen_models_train_float32_masters_with_a_float32_loss(core_registry, tmp_path):
     pytest.importorskip("peft")
-    pipeline = _bf16_pipeline(registry)
+    pipeline = _bf16_pipeline(core_registry)
     llm = pipeline.runtime.llm.model
     examples = pipeline.task.load("train", limit=4)
     trainer = Trainer(pipeline, examples, [], TrainConfig(batch_size=2, max_target_tokens=12), tmp_path, progress=False)
@@ -316,12 +310,12 @@ def test_bf16_frozen_models_train_float32_masters_with_a_float32_loss(registry, 
     assert all(v.dtype == torch.float32 for v in load_file(result.weights).values())
 
 
-def test_the_loss_on_what_needs_it_equals_the_full_pass_with_the_same_gradients(runtime, registry):
+def test_the_loss_on_what_needs_it_equals_the_full_pass_with_the_same_gradients(runtime, core_registry):
     """The head on supervised positions only, the prompt before the thoughts without gradients: nothing changes."""
     from latentreason.components.batching import position_ids
     from latentreason.components.injector import IGNORE_INDEX
 
-    pipeline = _pipeline(runtime, registry)
+    pipeline = _pipeline(runtime, core_registry)
     examples = pipeline.task.load("train", limit=3)
     targets = list(training.gold_targets(pipeline, examples, 20).values())
     params = list(pipeline.projector.parameters())
@@ -346,19 +340,19 @@ def test_the_loss_on_what_needs_it_equals_the_full_pass_with_the_same_gradients(
     assert any(g.abs().sum() > 0 for g in full_grads)
 
 
-def test_a_training_state_is_not_resumed_in_another_dtype(runtime, registry, tmp_path):
+def test_a_training_state_is_not_resumed_in_another_dtype(runtime, core_registry, tmp_path):
     config = TrainConfig(epochs=1, batch_size=2, max_target_tokens=8)
-    examples = _pipeline(runtime, registry).task.load("train", limit=2)
-    Trainer(_pipeline(runtime, registry), examples, [], config, tmp_path, progress=False).run()
+    examples = _pipeline(runtime, core_registry).task.load("train", limit=2)
+    Trainer(_pipeline(runtime, core_registry), examples, [], config, tmp_path, progress=False).run()
     with pytest.raises(LatentReasonError, match=r"with other models.dtype \(float32 there, bfloat16 here\);"):
-        Trainer(_bf16_pipeline(registry, adapter=False), examples, [], config, tmp_path, progress=False).resume()
+        Trainer(_bf16_pipeline(core_registry, adapter=False), examples, [], config, tmp_path, progress=False).resume()
 
 
-def test_training_logs_history_json_scalars_to_tensorboard(runtime, registry, tmp_path):
+def test_training_logs_history_json_scalars_to_tensorboard(runtime, core_registry, tmp_path):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    pipeline = _pipeline(runtime, registry)
+    pipeline = _pipeline(runtime, core_registry)
     examples = pipeline.task.load("train", limit=6)
     config = TrainConfig(epochs=2, batch_size=2, max_target_tokens=8, tensorboard=True)
     result = Trainer(pipeline, examples[2:], examples[:2], config, tmp_path, progress=False).run()
