@@ -19,6 +19,10 @@ One call of :func:`run_bench` on the default models (or tiny random ones, see
   Python-side cost of decoding (:func:`~latentreason.decoding.generate.generate` vs a
   raw forward loop, the answer-complete check per step).
 
+The ``end-to-end`` section (:mod:`latentreason.bench.end_to_end`) times whole
+evaluations; the ``decoders`` section (:mod:`latentreason.bench.decoders`) the
+decoding loop with and without a decoding controller.
+
 Forced length: the measured configs set ``generation.min_new_tokens`` to
 ``max_new_tokens`` (with ``stop_at_answer`` off), so the decoding loop cannot
 stop early at an end-of-turn token and every chain has the same length.
@@ -42,6 +46,7 @@ from typing import Any
 
 import torch
 
+from latentreason.bench.decoders import decoder_overhead, decoder_targets, format_decoders
 from latentreason.bench.end_to_end import end_to_end, format_end_to_end
 from latentreason.bench.hardware import CpuShare, memory_bandwidth
 from latentreason.bench.measure import measure_dtype, token_agreement
@@ -87,6 +92,9 @@ def run_bench(settings: BenchSettings, log: Callable[[str], None] = lambda messa
                     gc.collect()  # the models of this dtype are gone before the next ones load
             if "end-to-end" in settings.sections:
                 report["end_to_end"] = end_to_end(settings, log)
+                gc.collect()
+            if "decoders" in settings.sections:
+                report["decoders"] = decoder_overhead(settings, log)
         threads = torch.get_num_threads()
     finally:
         torch.set_num_threads(default_threads)
@@ -123,6 +131,8 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
                         "met": row["speedup"] >= E2E_TARGET,
                     }
                 )
+    if "decoders" in report:
+        out += decoder_targets(report["decoders"])
     if "micro" not in settings["sections"]:
         return out
     if "int8" in settings["dtypes"]:
@@ -177,6 +187,14 @@ def format_report(report: dict[str, Any]) -> str:
             f"| {t['name']} | {t['value']:.2f} | {t['target']} | {_yes(t['met'])} |"
             for t in report["targets"]
             if "end-to-end" in t["name"]
+        ]
+    if "decoders" in report:
+        lines += format_decoders(report["decoders"])
+        lines += ["", "| target | value | goal | met |", "|---|---|---|---|"]
+        lines += [
+            f"| {t['name']} | {t['value']:.2f} | {t['target']} | {_yes(t['met'])} |"
+            for t in report["targets"]
+            if t["name"].startswith("decoder ")
         ]
     machine = report["machine"]
     bandwidth = machine["bandwidth"]["read_gb_s"]

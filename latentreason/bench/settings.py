@@ -16,6 +16,7 @@ BATCH_TARGET = 3.0  # batch-B throughput at least 3x batch 1
 
 
 E2E_TARGET = 5.0  # end-to-end examples/s of the fast settings at least 5x the 0.1 defaults
+DECODER_TARGET = 0.8  # tokens/s with a decoding controller at least 80% of plain decoding's
 BOUND_TARGET = 0.6  # int8 decode at batch 1 at least 60% of the memory-bandwidth bound
 DEFAULT_MAX_NEW_TOKENS = GenerationConfig.model_fields["max_new_tokens"].default  # for the projected ratio
 
@@ -41,10 +42,14 @@ class BenchSettings:
         repeats: every batch-1 and batched run is repeated this often and its
             fastest time counts (use 2-3 on a machine shared with other jobs).
         threads: torch intra-op threads during the run (None: torch's default).
-        sections: ``"micro"`` (everything above) and/or ``"end-to-end"``
-            (whole evaluations, see :mod:`latentreason.bench.end_to_end`).
+        sections: ``"micro"`` (everything above), ``"end-to-end"``
+            (whole evaluations, see :mod:`latentreason.bench.end_to_end`)
+            and/or ``"decoders"`` (decoding controllers' overhead).
         e2e_limit: test problems of the end-to-end section.
         e2e_max_new_tokens: token cap of the end-to-end section (answers stop earlier).
+        decoder_limit: test problems of the decoders section (see
+            :mod:`latentreason.bench.decoders`), decoded ``batch_size`` at once.
+        decoder_max_new_tokens: exact chain length of the decoders section.
     """
 
     llm: str = field(default_factory=lambda: ModelsConfig().llm)
@@ -63,6 +68,8 @@ class BenchSettings:
     sections: tuple[str, ...] = ("micro",)
     e2e_limit: int = 48
     e2e_max_new_tokens: int = 320
+    decoder_limit: int = 16
+    decoder_max_new_tokens: int = 128
 
 
 def quick_models(folder: str | Path) -> tuple[str, str]:

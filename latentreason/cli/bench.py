@@ -60,8 +60,9 @@ from latentreason.cli.common import friendly, split, without_library_bars
     "--sections",
     default="micro",
     show_default=True,
-    help="Comma-separated: micro (fixed-length chains per dtype, a few minutes) and/or end-to-end (whole evaluations "
-    "of cot and softcot, 0.1 defaults vs the fast settings; about half an hour on a 2-core CPU).",
+    help="Comma-separated: micro (fixed-length chains per dtype, a few minutes), end-to-end (whole evaluations "
+    "of cot and softcot, 0.1 defaults vs the fast settings; about half an hour on a 2-core CPU) and/or decoders "
+    "(the decoding loop with and without a decoding controller; a few minutes).",
 )
 @click.option(
     "--e2e-limit",
@@ -105,6 +106,10 @@ def bench(
       - cot and softcot on --e2e-limit GSM8K problems: the 0.1 defaults (float32, static
         batches of 8) vs the fast settings (dtype auto, continuous batching, int8 on the
         CPU) and vLLM if set up; examples/s, start-up apart, accuracy and its paired difference
+    --sections decoders (a few minutes):
+      - cot on 16 GSM8K problems, 128 tokens each, at --batch-size on the transformers
+        engine, with no decoder, compress (mean-pooled gists) and soft-thinking:
+        tokens/s of each against plain decoding, in float32
     Prints tables and writes every number to --output. See docs/performance.md.
     """
     import json
@@ -127,10 +132,11 @@ def bench(
         e2e_limit=e2e_limit,
         e2e_max_new_tokens=e2e_max_new_tokens,
     )
-    unknown = set(settings.sections) - {"micro", "end-to-end"}
+    unknown = set(settings.sections) - {"micro", "end-to-end", "decoders"}
     if unknown:
         raise click.BadParameter(
-            f"unknown section(s) {', '.join(sorted(unknown))}; use micro and/or end-to-end", param_hint="--sections"
+            f"unknown section(s) {', '.join(sorted(unknown))}; use micro, end-to-end and/or decoders",
+            param_hint="--sections",
         )
     with tempfile.TemporaryDirectory(prefix="latentreason-bench-") as tmp:
         if quick:

@@ -15,6 +15,7 @@ from collections.abc import Hashable, Sequence
 from typing import Any
 
 import torch
+from transformers.cache_utils import DynamicCache
 
 from latentreason.components.shapes import check_shape
 from latentreason.models.spec import LoadedModel
@@ -115,34 +116,48 @@ class DecodeState:
 
     # -- what the loop calls --------------------------------------------------
 
-    def forward(self, embeds: torch.Tensor, mask: torch.Tensor, *, prompt: bool = False) -> torch.Tensor:
-        """Feed ``embeds`` ``(B, S, d)`` where ``mask`` ``(B, S)`` is set; returns hidden ``(B, S, d)``.
+    def forward(
+        self, embeds: torch.Tensor, mask: torch.Tensor, *, prompt: bool = False, rows: list[int] | None = None
+    ) -> torch.Tensor:
+        """Feed ``embeds`` ``(R, S, d)`` where ``mask`` ``(R, S)`` is set; returns hidden ``(R, S, d)``.
 
         Masked entries are padding: they get cache columns nobody can see.
 
         Args:
-            embeds: input embeddings.
+            embeds: input embeddings, one row per batch row (or per entry of ``rows``).
             mask: which of them are real.
             prompt: they are prompt positions, read by the full-precision
                 model even when decoding steps run an int8 twin.
+            rows: feed only these batch rows (ascending); the others get the
+                new columns as padding they cannot see, and cost no compute.
         """
         mask = mask.bool()
-        positions = self.next_position[:, None] + mask.long().cumsum(-1) - 1  # (B, S)
-        attention = torch.cat([self.live, mask], dim=1)  # (B, L + S)
+        index = None if rows is None else torch.tensor(rows, device=mask.device)
+        live = self.live if index is None else self.live[index]  # (R, L)
+        start = self.next_position if index is None else self.next_position[index]  # (R,)
+        positions = start[:, None] + mask.long().cumsum(-1) - 1  # (R, S)
+        attention = torch.cat([live, mask], dim=1)  # (R, L + S)
         model = self.llm.model if prompt else self.llm.stepper
         out = model.base_model(
             inputs_embeds=embeds,
             attention_mask=attention.long(),
             position_ids=positions.clamp_min(0),
-            cache=self.cache,
+            cache=self.cache if index is None else _cache_rows(self.cache, index),
             use_cache=True,
         )
-        self.cache = out.cache
-        no = torch.zeros_like(mask)
-        self.live = attention
+        fed = mask.long().sum(-1)  # (R,)
+        if index is None:
+            self.cache, self.live = out.cache, attention
+            self.next_position = self.next_position + fed
+        else:
+            _append_rows(self.cache, out.cache, index, mask.shape[1])
+            new = torch.zeros(self.batch, mask.shape[1], dtype=torch.bool, device=mask.device)  # (B, S)
+            new[index] = mask
+            self.live = torch.cat([self.live, new], dim=1)
+            self.next_position = self.next_position.index_add(0, index, fed)
+        no = torch.zeros(self.batch, mask.shape[1], dtype=torch.bool, device=mask.device)  # (B, S)
         self.generated = torch.cat([self.generated, no], dim=1)
         self.segment = torch.cat([self.segment, no], dim=1)
-        self.next_position = self.next_position + mask.long().sum(-1)
         return out.last_hidden_state
 
     def feed_tokens(self, tokens: torch.Tensor, soft: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
@@ -202,18 +217,18 @@ class DecodeState:
         for row, columns, before in self._drops:
             if before:
                 self.live[row, : columns.shape[0]] &= ~columns
-        if self._inserts:
+        if self._inserts:  # only the inserting rows run: the others would be padding, computed all the same
+            rows = sorted(self._inserts)
             width = max(v.shape[0] for v in self._inserts.values())
-            d = hidden.shape[-1]
-            embeds = hidden.new_zeros(self.batch, width, d)  # (B, C, d), right-aligned
-            mask = torch.zeros(self.batch, width, dtype=torch.bool, device=hidden.device)
-            for row, vectors in self._inserts.items():
-                embeds[row, width - vectors.shape[0] :] = vectors.to(embeds.dtype)
-                mask[row, width - vectors.shape[0] :] = True
-            out = self.forward(embeds, mask)  # (B, C, d)
+            embeds = hidden.new_zeros(len(rows), width, hidden.shape[-1])  # (R, C, d), right-aligned
+            mask = torch.zeros(len(rows), width, dtype=torch.bool, device=hidden.device)  # (R, C)
+            for i, row in enumerate(rows):
+                vectors = self._inserts[row]
+                embeds[i, width - vectors.shape[0] :] = vectors.to(embeds.dtype)
+                mask[i, width - vectors.shape[0] :] = True
+            out = self.forward(embeds, mask, rows=rows if len(rows) < self.batch else None)  # (R, C, d)
             hidden = hidden.clone()
-            for row in self._inserts:
-                hidden[row] = out[row, -1]
+            hidden[rows] = out[:, -1]
         for row, columns, before in self._drops:
             if not before:
                 self.live[row, : columns.shape[0]] &= ~columns
@@ -299,6 +314,22 @@ class DecodeState:
 def supports_rewriting(llm: LoadedModel) -> bool:
     """Whether the decoding loop can run this LLM: every cache layer full-attention (no sliding window)."""
     return "sliding_attention" not in (getattr(llm.model.config, "layer_types", None) or [])
+
+
+def _cache_rows(cache: Any, index: torch.Tensor) -> DynamicCache:
+    """A new cache holding the batch rows ``index`` of ``cache`` (copies: the model appends to it)."""
+    return DynamicCache([(layer.keys[index], layer.values[index]) for layer in cache.layers])
+
+
+def _append_rows(cache: Any, rows_cache: Any, index: torch.Tensor, width: int) -> None:
+    """Append ``width`` columns to every layer of ``cache``: rows ``index`` get ``rows_cache``'s last ones, the rest zeros."""
+    for layer, fed in zip(cache.layers, rows_cache.layers):
+        for name in ("keys", "values"):
+            old, new = getattr(layer, name), getattr(fed, name)[..., -width:, :]  # (B, H, L, d_head), (R, H, S, d_head)
+            grown = old.new_zeros(old.shape[0], old.shape[1], old.shape[2] + width, old.shape[3])
+            grown[:, :, : old.shape[2]] = old
+            grown[index, :, old.shape[2] :] = new
+            setattr(layer, name, grown)
 
 
 def _pad_columns(tensor: torch.Tensor, width: int, dim: int) -> torch.Tensor:

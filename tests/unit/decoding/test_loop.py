@@ -9,8 +9,9 @@ import torch
 
 from latentreason.builtins.placeholder import PlaceholderInjector, PlaceholderOptions
 from latentreason.components.decoder import DecodingController
+from latentreason.config import GenerationConfig
 from latentreason.decoding.generate import generate
-from latentreason.decoding.loop import decode
+from latentreason.decoding.loop import decode, decode_stream
 from latentreason.decoding.segments import Boundaries, SegmentOptions, split_segments
 from latentreason.decoding.state import DecodeState
 from latentreason.errors import LatentReasonError
@@ -85,6 +86,38 @@ def test_the_hook_is_called_at_the_configured_boundaries(decoding_llm, decoding_
         expected = [n for n in range(3, len(out.token_ids) + 1, 3) if n < len(out.token_ids) or n < 16]
         assert recorder.boundaries[row][: len(expected)] == expected[: len(recorder.boundaries[row])]
         assert recorder.boundaries[row]
+
+
+class Staggered(DecodingController):
+    """Inserts two fixed vectors into each row at a step of its own and drops its text so far, by the row's key."""
+
+    def after_token(self, state, rows):
+        for row in rows:
+            key, written = state.keys[row], len(state.tokens[row])
+            if written in (2 + 2 * key, 11):
+                vectors = torch.randn(
+                    2, state.llm.hidden_size, generator=torch.Generator().manual_seed(10 * key + written)
+                )
+                state.insert(row, vectors)
+                state.drop(row, state.generated[row])  # the row's text so far
+                state.end_segment(row)
+
+
+def test_rows_that_insert_at_different_steps_decode_as_they_would_alone(decoding_llm, decoding_runtime):
+    """Only the inserting rows run an insert; the others get padding columns and write the same text."""
+    injector = PlaceholderInjector(PlaceholderOptions(), decoding_llm)
+    questions = ["Natalia sold 48 clips in April and half as many in May.", "What is 2 + 3?", "A train goes 60 km/h."]
+    config = GenerationConfig(max_new_tokens=14, stop_at_answer=False)
+
+    def run(keys: list[int]) -> dict[int, list[int]]:
+        pending = [(injector.build("Solve it.", [questions[k] for k in keys]), keys)]
+        source = lambda free: pending.pop() if pending else None  # noqa: E731
+        stream = decode_stream(decoding_llm, source, config, Staggered(SegmentOptions(), decoding_runtime), capacity=3)
+        return {key: out.token_ids for key, out in stream}
+
+    together = run([0, 1, 2])
+    assert together == {k: run([k])[k] for k in range(3)}
+    assert all(len(ids) == 14 for ids in together.values())
 
 
 def test_dropped_tokens_cannot_influence_later_logits(decoding_llm, decoding_inputs):
