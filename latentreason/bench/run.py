@@ -177,25 +177,22 @@ def _yes(met: bool) -> str:
     return "yes" if met else "**no**"
 
 
+def _target_table(targets: list[dict[str, Any]]) -> list[str]:
+    """Targets (as :func:`targets` gives them) as a Markdown table, after a blank line."""
+    return ["", "| target | value | goal | met |", "|---|---|---|---|"] + [
+        f"| {t['name']} | {t['value']:.2f} | {t['target']} | {_yes(t['met'])} |" for t in targets
+    ]
+
+
 def format_report(report: dict[str, Any]) -> str:
     """The report as short Markdown tables and notes."""
     lines = _micro_lines(report) if "micro" in report["settings"]["sections"] else []
     if "end_to_end" in report:
         lines += format_end_to_end(report["end_to_end"])
-        lines += ["", "| target | value | goal | met |", "|---|---|---|---|"]
-        lines += [
-            f"| {t['name']} | {t['value']:.2f} | {t['target']} | {_yes(t['met'])} |"
-            for t in report["targets"]
-            if "end-to-end" in t["name"]
-        ]
+        lines += _target_table([t for t in report["targets"] if "end-to-end" in t["name"]])
     if "decoders" in report:
         lines += format_decoders(report["decoders"])
-        lines += ["", "| target | value | goal | met |", "|---|---|---|---|"]
-        lines += [
-            f"| {t['name']} | {t['value']:.2f} | {t['target']} | {_yes(t['met'])} |"
-            for t in report["targets"]
-            if t["name"].startswith("decoder ")
-        ]
+        lines += _target_table([t for t in report["targets"] if t["name"].startswith("decoder ")])
     machine = report["machine"]
     bandwidth = machine["bandwidth"]["read_gb_s"]
     others = machine["other_processes_cores"]
