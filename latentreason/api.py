@@ -133,6 +133,12 @@ def train(
         progress=progress,
         distilled=targets,
     )
+    if trainer.cut and log is not None:
+        log(
+            f"warning: {len(trainer.cut)} of {len(train_examples)} training targets are longer than "
+            f"train.max_target_tokens ({config.train.max_target_tokens}) and are cut before their end (no answer, "
+            "no end of turn); raise it to train on them whole (self-distilled chains: to distill's --max-new-tokens)"
+        )
     result = trainer.run()
     result.targets = used
     if held_back is not None and distributed.current().is_main:

@@ -38,7 +38,7 @@ BASELINE = "0.1 defaults"
 
 
 def variants(settings: BenchSettings) -> dict[str, dict[str, Any]]:
-    """The settings compared: name -> config overrides (``vllm`` only where its environment exists)."""
+    """The settings compared: name -> config overrides (``vllm`` only if asked for and its environment exists)."""
     on_cpu = resolve_device(settings.device) == "cpu"
     out: dict[str, dict[str, Any]] = {
         BASELINE: {"models": {"dtype": "float32"}, "generation": {"batch_size": 8, "continuous_batching": False}},
@@ -47,6 +47,8 @@ def variants(settings: BenchSettings) -> dict[str, dict[str, Any]]:
             "generation": {"batch_size": 16},
         },
     }
+    if not settings.vllm:
+        return out
     try:
         vllm_python()
         # vLLM schedules its own batch: up to 64 sequences at once read each weight once for all of them

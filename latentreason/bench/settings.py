@@ -50,6 +50,9 @@ class BenchSettings:
         decoder_limit: test problems of the decoders section (see
             :mod:`latentreason.bench.decoders`), decoded ``batch_size`` at once.
         decoder_max_new_tokens: exact chain length of the decoders section.
+        vllm: measure the end-to-end section's vLLM variant where its
+            environment is set up (``--quick`` turns it off: vLLM's CPU kernels
+            cannot run the tiny models' 16-wide heads, and it starts in minutes).
     """
 
     llm: str = field(default_factory=lambda: ModelsConfig().llm)
@@ -70,6 +73,7 @@ class BenchSettings:
     e2e_max_new_tokens: int = 320
     decoder_limit: int = 16
     decoder_max_new_tokens: int = 128
+    vllm: bool = True
 
 
 def quick_models(folder: str | Path) -> tuple[str, str]:

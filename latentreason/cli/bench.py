@@ -54,7 +54,8 @@ from latentreason.cli.common import friendly, split, without_library_bars
 @click.option(
     "--quick",
     is_flag=True,
-    help="Tiny random models instead of the default pair: checks the harness in seconds; the numbers mean nothing.",
+    help="Tiny random models instead of the default pair: checks the harness in seconds (the end-to-end section "
+    "without its vLLM variant); the numbers mean nothing.",
 )
 @click.option(
     "--sections",
@@ -141,7 +142,7 @@ def bench(
     with tempfile.TemporaryDirectory(prefix="latentreason-bench-") as tmp:
         if quick:
             tiny_llm, tiny_assistant = quick_models(tmp)
-            settings = replace(settings, llm=tiny_llm, assistant=tiny_assistant, bandwidth_mib=128)
+            settings = replace(settings, llm=tiny_llm, assistant=tiny_assistant, bandwidth_mib=128, vllm=False)
         settings = replace(settings, llm=llm or settings.llm, assistant=assistant or settings.assistant)
         report = run_bench(settings, log=lambda message: click.echo(message, err=True))
     path = Path(output)

@@ -14,13 +14,29 @@ from latentreason.cli.common import friendly
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Overrides to check as well.")
 @friendly
 def validate(config_path, sets):
-    """Check a YAML run config or task file (every problem at once) without running it."""
+    """Check a YAML run config, experiment file or task file (every problem at once) without running it.
+
+    An experiment file (one with `methods:`, see `latentreason compare`) is
+    checked as `compare` checks it: every method against the installed
+    plugins, and every checkpoint it names on disk; --set applies to its base.
+    """
     from latentreason.assembly.registry import Registry
     from latentreason.assembly.resolve import load_checked, resolve
     from latentreason.config import parse_overrides, read_yaml
 
     registry = Registry()
-    if "answer_type" in read_yaml(config_path):  # only a task file has one
+    tree = read_yaml(config_path)
+    if "methods" in tree:  # only an experiment file has one
+        from latentreason.evaluation.experiment import load_experiment
+
+        experiment = load_experiment(config_path, parse_overrides(sets), registry=registry)
+        click.echo(
+            f"ok: experiment, {len(experiment.methods)} methods ({', '.join(m.label for m in experiment.methods)}), "
+            f"tasks {', '.join(experiment.tasks)}, seeds {', '.join(map(str, experiment.seeds))}, "
+            f"results in {experiment.output}"
+        )
+        return
+    if "answer_type" in tree:  # only a task file has one
         from latentreason.assembly.resolve import check_task_file
 
         task = check_task_file(config_path, registry)

@@ -284,6 +284,11 @@ class Trainer:
         progress: show a progress bar (on rank 0 only).
         distilled: self-distilled targets with a chain for every training
             example (None: the gold); validation stays on the gold.
+
+    Attributes:
+        targets: the token ids each example is supervised with.
+        cut: ids of the training examples whose target is longer than
+            ``config.max_target_tokens`` and is cut (no end of turn).
     """
 
     def __init__(
@@ -320,6 +325,8 @@ class Trainer:
             own = method_targets(pipeline, train, texts, config.max_target_tokens)
             self.targets = own | gold_targets(pipeline, validation, config.max_target_tokens)
         tokenizer = pipeline.runtime.llm.tokenizer
+        stop = end_of_turn_id(tokenizer)
+        self.cut = [ex.id for ex in train if self.targets[ex.id][-1:] != [stop]]  # longer than max_target_tokens
         self.lengths = [  # what each example adds to a row beyond the prompt every example shares
             len(tokenizer("\n".join((ex.question, *ex.choices)), add_special_tokens=False)["input_ids"])
             + len(self.targets[ex.id])

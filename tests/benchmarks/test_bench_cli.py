@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 import torch
@@ -101,3 +102,15 @@ def test_cpu_share_reports_a_share_of_the_cores():
     if share.others is None:
         pytest.skip("no /proc/stat here")
     assert share.others >= 0
+
+
+def test_the_vllm_variant_is_measured_only_when_asked_for_and_set_up(monkeypatch, tmp_path):
+    from latentreason.bench.end_to_end import BASELINE, variants
+    from latentreason.bench.settings import BenchSettings
+    from latentreason.models.vllm_env import PYTHON_ENV
+
+    monkeypatch.setenv(PYTHON_ENV, sys.executable)  # an environment "is set up"
+    assert set(variants(BenchSettings())) == {BASELINE, "fast", "vllm"}
+    assert set(variants(BenchSettings(vllm=False))) == {BASELINE, "fast"}  # what --quick measures
+    monkeypatch.setenv(PYTHON_ENV, str(tmp_path / "missing"))
+    assert set(variants(BenchSettings())) == {BASELINE, "fast"}

@@ -133,6 +133,13 @@ def test_every_problem_of_an_experiment_is_reported_at_once(tiny_dirs, tmp_path)
     assert "no-trigger" in result.output and "missing.safetensors' does not exist" in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "out").exists()  # nothing ran
+    checked = CliRunner().invoke(main, ["validate", path], catch_exceptions=False)
+    assert checked.exit_code == 2 and checked.output == result.output  # validate reports what compare would
+    del spec["methods"]["typo"], spec["methods"]["bad-tokens"], spec["methods"]["bad-decoder"]
+    del spec["methods"]["no-trigger"]
+    checked = CliRunner().invoke(main, ["validate", _write(tmp_path / "good.yaml", spec)], catch_exceptions=False)
+    assert checked.exit_code == 0, checked.output
+    assert checked.output.startswith("ok: experiment, 3 methods (cot, window-8, softcot+compress), tasks gsm8k")
 
 
 def test_experiment_file_errors(tiny_dirs, tmp_path):

@@ -87,6 +87,7 @@ def test_whole_targets_end_with_end_of_turn_and_cut_ones_do_not(runtime, core_re
         target = trainer.targets[ex.id]
         assert len(target) <= cap
         assert (target[-1] == eot) == (length < cap), (length, cap)  # a cut target never teaches the LLM to stop
+    assert trainer.cut == [ex.id for ex, length in zip(examples, lengths) if length >= cap]  # train warns of them
 
 
 def test_checkpoint_round_trip(runtime, core_registry, tmp_path):
