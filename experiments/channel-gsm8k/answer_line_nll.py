@@ -23,6 +23,7 @@ import torch.nn.functional as F
 import yaml
 
 from latentreason.assembly.prepare import prepare
+from latentreason.components.batching import position_ids
 from latentreason.components.injector import IGNORE_INDEX
 from latentreason.config import RunConfig
 from latentreason.training.trainer import gold_targets
@@ -57,7 +58,10 @@ def main(cell: Path, rows: int) -> dict[str, dict[str, float]]:
             batch = examples[start : start + BATCH]
             inputs = pipeline.inputs(batch, [targets[e.id] for e in batch], training=False)
             hidden = llm.model.base_model(
-                inputs_embeds=inputs.inputs_embeds, attention_mask=inputs.attention_mask, use_cache=False
+                inputs_embeds=inputs.inputs_embeds,
+                attention_mask=inputs.attention_mask,
+                position_ids=position_ids(inputs.attention_mask),  # as training's forward: padding takes no position
+                use_cache=False,
             ).last_hidden_state  # (B, T, d_llm)
             labels = inputs.labels[:, 1:]  # (B, T-1): token t is predicted at t-1
             logits = llm.model.lm_head(hidden[:, :-1]).float()  # (B, T-1, V)
