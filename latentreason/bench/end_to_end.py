@@ -47,15 +47,19 @@ def variants(settings: BenchSettings) -> dict[str, dict[str, Any]]:
             "generation": {"batch_size": 16},
         },
     }
-    if not settings.vllm:
-        return out
-    try:
-        vllm_python()
+    if settings.vllm and vllm_available():
         # vLLM schedules its own batch: up to 64 sequences at once read each weight once for all of them
         out["vllm"] = {"models": {"dtype": "float32"}, "generation": {"engine": "vllm", "batch_size": 64}}
-    except LatentReasonError:
-        pass
     return out
+
+
+def vllm_available() -> bool:
+    """Whether vLLM's environment is set up (``latentreason vllm-setup``), so that its engine can be measured."""
+    try:
+        vllm_python()
+    except LatentReasonError:
+        return False
+    return True
 
 
 def end_to_end(settings: BenchSettings, log: Callable[[str], None] = lambda message: None) -> dict[str, Any]:

@@ -21,7 +21,9 @@ One call of :func:`run_bench` on the default models (or tiny random ones, see
 
 The ``end-to-end`` section (:mod:`latentreason.bench.end_to_end`) times whole
 evaluations; the ``decoders`` section (:mod:`latentreason.bench.decoders`) the
-decoding loop with and without a decoding controller.
+decoding loop with and without a decoding controller; the ``latent-prefix``
+section (:mod:`latentreason.bench.latent_prefix`) the text after a latent
+prefix on each engine.
 
 Forced length: the measured configs set ``generation.min_new_tokens`` to
 ``max_new_tokens`` (with ``stop_at_answer`` off), so the decoding loop cannot
@@ -49,6 +51,7 @@ import torch
 from latentreason.bench.decoders import decoder_overhead, decoder_targets, format_decoders
 from latentreason.bench.end_to_end import end_to_end, format_end_to_end
 from latentreason.bench.hardware import CpuShare, memory_bandwidth
+from latentreason.bench.latent_prefix import format_latent_prefix, latent_prefix_engines, latent_prefix_targets
 from latentreason.bench.measure import measure_dtype, token_agreement
 from latentreason.bench.settings import (
     BATCH_TARGET,
@@ -95,6 +98,9 @@ def run_bench(settings: BenchSettings, log: Callable[[str], None] = lambda messa
                 gc.collect()
             if "decoders" in settings.sections:
                 report["decoders"] = decoder_overhead(settings, log)
+                gc.collect()
+            if "latent-prefix" in settings.sections:
+                report["latent_prefix"] = latent_prefix_engines(settings, log)
         threads = torch.get_num_threads()
     finally:
         torch.set_num_threads(default_threads)
@@ -133,6 +139,8 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
                 )
     if "decoders" in report:
         out += decoder_targets(report["decoders"])
+    if "latent_prefix" in report:
+        out += latent_prefix_targets(report["latent_prefix"])
     if "micro" not in settings["sections"]:
         return out
     if "int8" in settings["dtypes"]:
@@ -193,6 +201,10 @@ def format_report(report: dict[str, Any]) -> str:
     if "decoders" in report:
         lines += format_decoders(report["decoders"])
         lines += _target_table([t for t in report["targets"] if t["name"].startswith("decoder ")])
+    if "latent_prefix" in report:
+        lines += format_latent_prefix(report["latent_prefix"])
+        measured = [t for t in report["targets"] if t["name"].startswith("latent prefix ")]
+        lines += _target_table(measured) if measured else []  # no ratio without vLLM
     machine = report["machine"]
     bandwidth = machine["bandwidth"]["read_gb_s"]
     others = machine["other_processes_cores"]

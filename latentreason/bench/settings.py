@@ -17,6 +17,7 @@ BATCH_TARGET = 3.0  # batch-B throughput at least 3x batch 1
 
 E2E_TARGET = 5.0  # end-to-end examples/s of the fast settings at least 5x the 0.1 defaults
 DECODER_TARGET = 0.8  # tokens/s with a decoding controller at least 80% of plain decoding's
+LATENT_PREFIX_TARGET = 3.0  # examples/s after a latent prefix on vLLM at least 3x the transformers engine's
 BOUND_TARGET = 0.6  # int8 decode at batch 1 at least 60% of the memory-bandwidth bound
 DEFAULT_MAX_NEW_TOKENS = GenerationConfig.model_fields["max_new_tokens"].default  # for the projected ratio
 
@@ -43,14 +44,19 @@ class BenchSettings:
             fastest time counts (use 2-3 on a machine shared with other jobs).
         threads: torch intra-op threads during the run (None: torch's default).
         sections: ``"micro"`` (everything above), ``"end-to-end"``
-            (whole evaluations, see :mod:`latentreason.bench.end_to_end`)
-            and/or ``"decoders"`` (decoding controllers' overhead).
+            (whole evaluations, see :mod:`latentreason.bench.end_to_end`),
+            ``"decoders"`` (decoding controllers' overhead) and/or
+            ``"latent-prefix"`` (a latent prefix decoded by each engine).
         e2e_limit: test problems of the end-to-end section.
         e2e_max_new_tokens: token cap of the end-to-end section (answers stop earlier).
         decoder_limit: test problems of the decoders section (see
             :mod:`latentreason.bench.decoders`), decoded ``batch_size`` at once.
         decoder_max_new_tokens: exact chain length of the decoders section.
-        vllm: measure the end-to-end section's vLLM variant where its
+        latent_limit: test problems of the latent-prefix section (see
+            :mod:`latentreason.bench.latent_prefix`).
+        latent_checkpoint: a trained CODI checkpoint for that section (None:
+            its adapter and step map untrained).
+        vllm: measure the end-to-end and latent-prefix sections' vLLM variant where its
             environment is set up (``--quick`` turns it off: vLLM's CPU kernels
             cannot run the tiny models' 16-wide heads, and it starts in minutes).
     """
@@ -73,6 +79,8 @@ class BenchSettings:
     e2e_max_new_tokens: int = 320
     decoder_limit: int = 16
     decoder_max_new_tokens: int = 128
+    latent_limit: int = 32
+    latent_checkpoint: str | None = None
     vllm: bool = True
 
 

@@ -62,8 +62,9 @@ from latentreason.cli.common import friendly, split, without_library_bars
     default="micro",
     show_default=True,
     help="Comma-separated: micro (fixed-length chains per dtype, a few minutes), end-to-end (whole evaluations "
-    "of cot and softcot, 0.1 defaults vs the fast settings; about half an hour on a 2-core CPU) and/or decoders "
-    "(the decoding loop with and without a decoding controller; a few minutes).",
+    "of cot and softcot, 0.1 defaults vs the fast settings; about half an hour on a 2-core CPU), decoders "
+    "(the decoding loop with and without a decoding controller; a few minutes) and/or latent-prefix (CODI's "
+    "text after its latent prefix on the transformers engine and on vLLM; about 15 minutes).",
 )
 @click.option(
     "--e2e-limit",
@@ -78,6 +79,19 @@ from latentreason.cli.common import friendly, split, without_library_bars
     default=320,
     show_default=True,
     help="Token cap of the end-to-end section.",
+)
+@click.option(
+    "--latent-limit",
+    type=click.IntRange(min=1),
+    default=32,
+    show_default=True,
+    help="GSM8K test problems of the latent-prefix section.",
+)
+@click.option(
+    "--latent-checkpoint",
+    type=click.Path(exists=True, dir_okay=False),
+    help="A trained CODI checkpoint (LoRA rank 8 on q/k/v/o, as experiments/latent-llm-gsm8k.yaml trains) for the "
+    "latent-prefix section (default: its adapter and step map untrained).",
 )
 @friendly
 def bench(
@@ -94,6 +108,8 @@ def bench(
     sections,
     e2e_limit,
     e2e_max_new_tokens,
+    latent_limit,
+    latent_checkpoint,
 ):
     """Measure speed: SoftCoT vs CoT, batching, decoding vs memory bandwidth, training, whole evaluations.
 
@@ -111,6 +127,10 @@ def bench(
       - cot on 16 GSM8K problems, 128 tokens each, at --batch-size on the transformers
         engine, with no decoder, compress (mean-pooled gists) and soft-thinking:
         tokens/s of each against plain decoding, in float32
+    --sections latent-prefix (about 15 minutes):
+      - codi (K = 6 latent thoughts, LoRA) on --latent-limit GSM8K problems, the
+        transformers engine vs vLLM after the same prefix: examples/s, start-up
+        apart, and how many examples got the identical greedy text
     Prints tables and writes every number to --output. See docs/performance.md.
     """
     import json
@@ -132,11 +152,13 @@ def bench(
         sections=tuple(split(sections)),
         e2e_limit=e2e_limit,
         e2e_max_new_tokens=e2e_max_new_tokens,
+        latent_limit=latent_limit,
+        latent_checkpoint=latent_checkpoint,
     )
-    unknown = set(settings.sections) - {"micro", "end-to-end", "decoders"}
+    unknown = set(settings.sections) - {"micro", "end-to-end", "decoders", "latent-prefix"}
     if unknown:
         raise click.BadParameter(
-            f"unknown section(s) {', '.join(sorted(unknown))}; use micro, end-to-end and/or decoders",
+            f"unknown section(s) {', '.join(sorted(unknown))}; use micro, end-to-end, decoders and/or latent-prefix",
             param_hint="--sections",
         )
     with tempfile.TemporaryDirectory(prefix="latentreason-bench-") as tmp:
