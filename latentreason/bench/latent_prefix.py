@@ -13,23 +13,28 @@ The prefix is computed with transformers in both; only the text after it is
 the engine's. Model loading and vLLM's start-up are timed apart from
 answering. With ``latent_checkpoint`` (a trained CODI checkpoint of the same
 adapter, e.g. the study's) the method is the trained one; without, the adapter
-and step map are freshly initialised from the run's seed, identical in both
-engines. The section reports examples/s of each engine, their ratio and how
+and step map are the ones the first engine's run initialised, saved and
+loaded by the next (a fresh initialisation depends on what the process drew
+before it, so two runs would compare two different untrained methods). The section reports examples/s of each engine, their ratio and how
 many examples got the identical text.
 """
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
-from latentreason.assembly.prepare import prepare
+from latentreason.assembly.prepare import Prepared, prepare
 from latentreason.assembly.registry import Registry
 from latentreason.bench.end_to_end import vllm_available
 from latentreason.bench.hardware import timed
 from latentreason.bench.settings import LATENT_PREFIX_TARGET, BenchSettings
 from latentreason.config import load_config
+from latentreason.models.runtime import Runtime
+from latentreason.storage import save_weights
 
 LATENT_ADAPTER = {"rank": 8, "alpha": 16, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}
 ENGINES: dict[str, dict[str, Any]] = {
@@ -55,39 +60,62 @@ def latent_prefix_engines(settings: BenchSettings, log: Callable[[str], None] = 
         "engines": {},
     }
     texts: dict[str, dict[str, list[str]]] = {}
-    for name in engines:
-        config = load_config(
-            overrides={
-                "models": {"llm": settings.llm, "device": settings.device, "dtype": "float32"},
-                "data": {"task": settings.task, "limit": settings.latent_limit},
-                "producer": {"name": "codi"},
-                "adapter": LATENT_ADAPTER,
-                "checkpoint": settings.latent_checkpoint,
-                "generation": {"max_new_tokens": settings.e2e_max_new_tokens, **ENGINES[name]},
-            }
-        )
-        log(f"[latent prefix] codi on {settings.latent_limit} problems, {name} engine ...")
-        prepared, load_s = timed(partial(prepare, config, registry, runtime, log=None))
-        pipeline, examples = prepared.pipeline, prepared.examples
-        runtime = pipeline.runtime
-        if name == "vllm":  # start the worker apart from answering
-            _, start_s = timed(partial(pipeline.answer, examples[:1]))
-            load_s += start_s
-        predictions, seconds = timed(partial(pipeline.answer, examples))
-        texts[name] = {p.example.id: p.generations for p in predictions}
-        report["engines"][name] = {
-            "load_s": load_s,
-            "answer_s": seconds,
-            "examples_per_s": len(predictions) / seconds,
-            "tokens_per_s": sum(p.new_tokens for p in predictions) / seconds,
-            "truncated": sum(p.truncated for p in predictions),
-            "examples": len(predictions),
-        }
+    checkpoint = settings.latent_checkpoint
+    with tempfile.TemporaryDirectory(prefix="latentreason-bench-") as tmp:
+        for name in engines:
+            prepared, row = _answer(settings, name, checkpoint, registry, runtime, log)
+            runtime = prepared.pipeline.runtime
+            texts[name] = row.pop("texts")
+            report["engines"][name] = row
+            if checkpoint is None:  # the next engine decodes after the very same untrained prefix
+                pipeline = prepared.pipeline
+                checkpoint = str(
+                    save_weights(
+                        Path(tmp) / "codi.safetensors", pipeline.trainable(), {"components": pipeline.components()}
+                    )
+                )
     if "vllm" in texts:
         row, base = report["engines"]["vllm"], report["engines"]["transformers"]
         row["speedup"] = row["examples_per_s"] / base["examples_per_s"]
         row["identical_text"] = sum(texts["vllm"][key] == text for key, text in texts["transformers"].items())
     return report
+
+
+def _answer(
+    settings: BenchSettings,
+    name: str,
+    checkpoint: str | None,
+    registry: Registry,
+    runtime: Runtime | None,
+    log: Callable[[str], None],
+) -> tuple[Prepared, dict[str, Any]]:
+    """Answer the problems on engine ``name``: the prepared run and its row (with each example's ``texts``)."""
+    config = load_config(
+        overrides={
+            "models": {"llm": settings.llm, "device": settings.device, "dtype": "float32"},
+            "data": {"task": settings.task, "limit": settings.latent_limit},
+            "producer": {"name": "codi"},
+            "adapter": LATENT_ADAPTER,
+            "checkpoint": checkpoint,
+            "generation": {"max_new_tokens": settings.e2e_max_new_tokens, **ENGINES[name]},
+        }
+    )
+    log(f"[latent prefix] codi on {settings.latent_limit} problems, {name} engine ...")
+    prepared, load_s = timed(partial(prepare, config, registry, runtime, log=None))
+    pipeline, examples = prepared.pipeline, prepared.examples
+    if name == "vllm":  # start the worker apart from answering
+        _, start_s = timed(partial(pipeline.answer, examples[:1]))
+        load_s += start_s
+    predictions, seconds = timed(partial(pipeline.answer, examples))
+    return prepared, {
+        "load_s": load_s,
+        "answer_s": seconds,
+        "examples_per_s": len(predictions) / seconds,
+        "tokens_per_s": sum(p.new_tokens for p in predictions) / seconds,
+        "truncated": sum(p.truncated for p in predictions),
+        "examples": len(predictions),
+        "texts": {p.example.id: p.generations for p in predictions},
+    }
 
 
 def latent_prefix_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
