@@ -45,3 +45,21 @@ def test_the_latent_prefix_target_is_vllms_speed_up():
     table = "\n".join(format_latent_prefix(report))
     assert "| vllm | 90 | 1.200 | 36.0 | 0 | 4.00x | 7/8 |" in table
     assert "checkpoint codi/last.safetensors" in table
+
+
+def test_a_second_engine_decodes_after_the_first_ones_untrained_prefix(tiny_dirs, monkeypatch):
+    # vLLM cannot run the tiny models: a second transformers run (batch 1) stands in for it, so the section's
+    # hand-over of the untrained weights is what makes the two texts equal
+    from latentreason.bench import latent_prefix
+
+    second = {"engine": "transformers", "continuous_batching": True, "batch_size": 1}
+    monkeypatch.setattr(
+        latent_prefix, "ENGINES", {"transformers": latent_prefix.ENGINES["transformers"], "vllm": second}
+    )
+    monkeypatch.setattr(latent_prefix, "vllm_available", lambda: True)
+    llm, assistant = tiny_dirs
+    settings = BenchSettings(llm=llm, assistant=assistant, device="cpu", latent_limit=3, e2e_max_new_tokens=6)
+    report = latent_prefix_engines(settings)
+    row = report["engines"]["vllm"]
+    assert row["identical_text"] == 3 == row["examples"]
+    assert row["speedup"] == pytest.approx(row["examples_per_s"] / report["engines"]["transformers"]["examples_per_s"])
