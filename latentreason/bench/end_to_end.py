@@ -24,14 +24,15 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from latentreason.assembly.pipeline import Pipeline, Prediction
 from latentreason.assembly.prepare import prepare
 from latentreason.assembly.registry import Registry
 from latentreason.bench.hardware import timed
 from latentreason.bench.settings import BenchSettings
-from latentreason.config import load_config
+from latentreason.config import RunConfig, load_config
 from latentreason.errors import LatentReasonError
 from latentreason.evaluation.stats import paired
-from latentreason.models.runtime import resolve_device
+from latentreason.models.runtime import Runtime, resolve_device
 from latentreason.models.vllm_env import vllm_python
 
 BASELINE = "0.1 defaults"
@@ -60,6 +61,35 @@ def vllm_available() -> bool:
     except LatentReasonError:
         return False
     return True
+
+
+def answer_timed(
+    config: RunConfig, registry: Registry, runtime: Runtime | None
+) -> tuple[Pipeline, list[Prediction], dict[str, Any]]:
+    """Prepare ``config``'s run and answer its problems, start-up timed apart from answering.
+
+    Returns:
+        The pipeline, its predictions, and their timing row: start-up seconds
+        (loading, and vLLM's warm-up on the first problem), answer seconds,
+        examples/s, tokens/s and truncated chains.
+    """
+    prepared, load_s = timed(partial(prepare, config, registry, runtime, log=None))  # loads the models
+    pipeline, examples = prepared.pipeline, prepared.examples
+    if config.generation.engine == "vllm":  # start the worker apart from answering
+        _, start_s = timed(partial(pipeline.answer, examples[:1]))
+        load_s += start_s
+    predictions, seconds = timed(partial(pipeline.answer, examples))
+    return (
+        pipeline,
+        predictions,
+        {
+            "load_s": load_s,
+            "answer_s": seconds,
+            "examples_per_s": len(predictions) / seconds,
+            "tokens_per_s": sum(p.new_tokens for p in predictions) / seconds,
+            "truncated": sum(p.truncated for p in predictions),
+        },
+    )
 
 
 def end_to_end(settings: BenchSettings, log: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
@@ -95,22 +125,12 @@ def end_to_end(settings: BenchSettings, log: Callable[[str], None] = lambda mess
                 }
             )
             log(f"[end to end] {name}: {producer} on {settings.e2e_limit} problems ...")
-            prepared, load_s = timed(partial(prepare, config, registry, runtime, log=None))  # loads the models
-            pipeline, examples = prepared.pipeline, prepared.examples
+            pipeline, predictions, row = answer_timed(config, registry, runtime)
             runtime = pipeline.runtime
-            if config.generation.engine == "vllm":  # start the worker apart from answering
-                _, start_s = timed(partial(pipeline.answer, examples[:1]))
-                load_s += start_s
-            predictions, seconds = timed(partial(pipeline.answer, examples))
-            tokens = sum(p.new_tokens for p in predictions)
             correct[(name, producer)] = [p.score.flexible_correct for p in predictions]
             rows[producer] = {
-                "load_s": load_s,
-                "answer_s": seconds,
-                "examples_per_s": len(predictions) / seconds,
-                "tokens_per_s": tokens / seconds,
+                **row,
                 "flexible_acc": sum(correct[(name, producer)]) / len(predictions),
-                "truncated": sum(p.truncated for p in predictions),
                 "dtype": pipeline.config.models.dtype,
             }
             if name != BASELINE:

@@ -15,22 +15,20 @@ answering. With ``latent_checkpoint`` (a trained CODI checkpoint of the same
 adapter, e.g. the study's) the method is the trained one; without, the adapter
 and step map are the ones the first engine's run initialised, saved and
 loaded by the next (a fresh initialisation depends on what the process drew
-before it, so two runs would compare two different untrained methods). The section reports examples/s of each engine, their ratio and how
-many examples got the identical text.
+before it, so two runs would compare two different untrained methods). The
+section reports examples/s of each engine, their ratio and how many examples
+got the identical text.
 """
 
 from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-from latentreason.assembly.prepare import Prepared, prepare
 from latentreason.assembly.registry import Registry
-from latentreason.bench.end_to_end import vllm_available
-from latentreason.bench.hardware import timed
+from latentreason.bench.end_to_end import answer_timed, vllm_available
 from latentreason.bench.settings import LATENT_PREFIX_TARGET, BenchSettings
 from latentreason.config import load_config
 from latentreason.models.runtime import Runtime
@@ -51,7 +49,8 @@ def latent_prefix_engines(settings: BenchSettings, log: Callable[[str], None] = 
         truncated chains; for vLLM also its speed-up over transformers and the
         examples whose text is identical; plus the settings measured.
     """
-    registry, runtime = Registry(), None
+    registry: Registry = Registry()
+    runtime: Runtime | None = None
     engines = [name for name in ENGINES if name != "vllm" or (settings.vllm and vllm_available())]
     report: dict[str, Any] = {
         "problems": settings.latent_limit,
@@ -63,59 +62,31 @@ def latent_prefix_engines(settings: BenchSettings, log: Callable[[str], None] = 
     checkpoint = settings.latent_checkpoint
     with tempfile.TemporaryDirectory(prefix="latentreason-bench-") as tmp:
         for name in engines:
-            prepared, row = _answer(settings, name, checkpoint, registry, runtime, log)
-            runtime = prepared.pipeline.runtime
-            texts[name] = row.pop("texts")
-            report["engines"][name] = row
-            if checkpoint is None:  # the next engine decodes after the very same untrained prefix
-                pipeline = prepared.pipeline
-                checkpoint = str(
-                    save_weights(
-                        Path(tmp) / "codi.safetensors", pipeline.trainable(), {"components": pipeline.components()}
-                    )
+            config = load_config(
+                overrides={
+                    "models": {"llm": settings.llm, "device": settings.device, "dtype": "float32"},
+                    "data": {"task": settings.task, "limit": settings.latent_limit},
+                    "producer": {"name": "codi"},
+                    "adapter": LATENT_ADAPTER,
+                    "checkpoint": checkpoint,
+                    "generation": {"max_new_tokens": settings.e2e_max_new_tokens, **ENGINES[name]},
+                }
+            )
+            log(f"[latent prefix] codi on {settings.latent_limit} problems, {name} engine ...")
+            pipeline, predictions, row = answer_timed(config, registry, runtime)
+            runtime = pipeline.runtime
+            texts[name] = {p.example.id: p.generations for p in predictions}
+            report["engines"][name] = {**row, "examples": len(predictions)}
+            if checkpoint is None and name != engines[-1]:  # the next engine decodes after the same untrained prefix
+                weights = save_weights(
+                    Path(tmp) / "codi.safetensors", pipeline.trainable(), {"components": pipeline.components()}
                 )
+                checkpoint = str(weights)
     if "vllm" in texts:
         row, base = report["engines"]["vllm"], report["engines"]["transformers"]
         row["speedup"] = row["examples_per_s"] / base["examples_per_s"]
         row["identical_text"] = sum(texts["vllm"][key] == text for key, text in texts["transformers"].items())
     return report
-
-
-def _answer(
-    settings: BenchSettings,
-    name: str,
-    checkpoint: str | None,
-    registry: Registry,
-    runtime: Runtime | None,
-    log: Callable[[str], None],
-) -> tuple[Prepared, dict[str, Any]]:
-    """Answer the problems on engine ``name``: the prepared run and its row (with each example's ``texts``)."""
-    config = load_config(
-        overrides={
-            "models": {"llm": settings.llm, "device": settings.device, "dtype": "float32"},
-            "data": {"task": settings.task, "limit": settings.latent_limit},
-            "producer": {"name": "codi"},
-            "adapter": LATENT_ADAPTER,
-            "checkpoint": checkpoint,
-            "generation": {"max_new_tokens": settings.e2e_max_new_tokens, **ENGINES[name]},
-        }
-    )
-    log(f"[latent prefix] codi on {settings.latent_limit} problems, {name} engine ...")
-    prepared, load_s = timed(partial(prepare, config, registry, runtime, log=None))
-    pipeline, examples = prepared.pipeline, prepared.examples
-    if name == "vllm":  # start the worker apart from answering
-        _, start_s = timed(partial(pipeline.answer, examples[:1]))
-        load_s += start_s
-    predictions, seconds = timed(partial(pipeline.answer, examples))
-    return prepared, {
-        "load_s": load_s,
-        "answer_s": seconds,
-        "examples_per_s": len(predictions) / seconds,
-        "tokens_per_s": sum(p.new_tokens for p in predictions) / seconds,
-        "truncated": sum(p.truncated for p in predictions),
-        "examples": len(predictions),
-        "texts": {p.example.id: p.generations for p in predictions},
-    }
 
 
 def latent_prefix_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
