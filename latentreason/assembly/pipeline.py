@@ -15,7 +15,7 @@ import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,14 @@ from latentreason.errors import LatentReasonError
 from latentreason.hooks.contract import blame
 from latentreason.models.runtime import Runtime
 from latentreason.storage import foreign_adapter, load_weights, read_meta, stored_components
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Torch's generators seeded with ``seed`` inside the block, their earlier state restored after it."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        yield
 
 
 @dataclass
@@ -88,27 +96,28 @@ class Pipeline:
         self.config = plan.config
         self.task = plan.task
         self.runtime = runtime
-        with self._blame("producer"):
-            self.producer = plan.producer.cls(plan.producer.options, runtime)
-        self.fitted = self._stored_fit()  # before any model loads
-        with self._blame("injector"):
-            self.injector = plan.injector.cls(plan.injector.options, runtime.llm)
-        with self._blame("evaluator"):
-            self.evaluator = plan.evaluator.cls(plan.evaluator.options)
-        self.decoder = None
-        if plan.decoder:
-            with self._blame("decoder"):
-                self.decoder = plan.decoder.cls(plan.decoder.options, runtime)
-        self.projector = None
-        with self._blame("producer"):
-            thought_dim = self.producer.thought_dim
-        if thought_dim is not None:
-            llm = runtime.llm
-            with self._blame("projector"):
-                self.projector = plan.projector.cls(
-                    plan.projector.options, thought_dim, llm.hidden_size, llm.embed_norm
-                ).to(llm.model.device)
-        self.checkpoints, self.untrained = self._load_weights(default_weights)
+        with seeded(self.config.seed):  # trainable parts start from the seed alone, whatever the process drew before
+            with self._blame("producer"):
+                self.producer = plan.producer.cls(plan.producer.options, runtime)
+            self.fitted = self._stored_fit()  # before any model loads
+            with self._blame("injector"):
+                self.injector = plan.injector.cls(plan.injector.options, runtime.llm)
+            with self._blame("evaluator"):
+                self.evaluator = plan.evaluator.cls(plan.evaluator.options)
+            self.decoder = None
+            if plan.decoder:
+                with self._blame("decoder"):
+                    self.decoder = plan.decoder.cls(plan.decoder.options, runtime)
+            self.projector = None
+            with self._blame("producer"):
+                thought_dim = self.producer.thought_dim
+            if thought_dim is not None:
+                llm = runtime.llm
+                with self._blame("projector"):
+                    self.projector = plan.projector.cls(
+                        plan.projector.options, thought_dim, llm.hidden_size, llm.embed_norm
+                    ).to(llm.model.device)
+            self.checkpoints, self.untrained = self._load_weights(default_weights)
         self.instruction = self.task.instruction_for(self.config.prompt_style)
         self._next_example: dict[str, Example] | None = None
         self._mean_thoughts: torch.Tensor | None = None

@@ -22,9 +22,7 @@ got the identical text.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from latentreason.assembly.registry import Registry
@@ -32,7 +30,6 @@ from latentreason.bench.end_to_end import answer_timed, vllm_available
 from latentreason.bench.settings import LATENT_PREFIX_TARGET, BenchSettings
 from latentreason.config import load_config
 from latentreason.models.runtime import Runtime
-from latentreason.storage import save_weights
 
 LATENT_ADAPTER = {"rank": 8, "alpha": 16, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}
 ENGINES: dict[str, dict[str, Any]] = {
@@ -59,29 +56,22 @@ def latent_prefix_engines(settings: BenchSettings, log: Callable[[str], None] = 
         "engines": {},
     }
     texts: dict[str, dict[str, list[str]]] = {}
-    checkpoint = settings.latent_checkpoint
-    with tempfile.TemporaryDirectory(prefix="latentreason-bench-") as tmp:
-        for name in engines:
-            config = load_config(
-                overrides={
-                    "models": {"llm": settings.llm, "device": settings.device, "dtype": "float32"},
-                    "data": {"task": settings.task, "limit": settings.latent_limit},
-                    "producer": {"name": "codi"},
-                    "adapter": LATENT_ADAPTER,
-                    "checkpoint": checkpoint,
-                    "generation": {"max_new_tokens": settings.e2e_max_new_tokens, **ENGINES[name]},
-                }
-            )
-            log(f"[latent prefix] codi on {settings.latent_limit} problems, {name} engine ...")
-            pipeline, predictions, row = answer_timed(config, registry, runtime)
-            runtime = pipeline.runtime
-            texts[name] = {p.example.id: p.generations for p in predictions}
-            report["engines"][name] = {**row, "examples": len(predictions)}
-            if checkpoint is None and name != engines[-1]:  # the next engine decodes after the same untrained prefix
-                weights = save_weights(
-                    Path(tmp) / "codi.safetensors", pipeline.trainable(), {"components": pipeline.components()}
-                )
-                checkpoint = str(weights)
+    for name in engines:
+        config = load_config(
+            overrides={
+                "models": {"llm": settings.llm, "device": settings.device, "dtype": "float32"},
+                "data": {"task": settings.task, "limit": settings.latent_limit},
+                "producer": {"name": "codi"},
+                "adapter": LATENT_ADAPTER,
+                "checkpoint": settings.latent_checkpoint,
+                "generation": {"max_new_tokens": settings.e2e_max_new_tokens, **ENGINES[name]},
+            }
+        )
+        log(f"[latent prefix] codi on {settings.latent_limit} problems, {name} engine ...")
+        pipeline, predictions, row = answer_timed(config, registry, runtime)
+        runtime = pipeline.runtime
+        texts[name] = {p.example.id: p.generations for p in predictions}
+        report["engines"][name] = {**row, "examples": len(predictions)}
     if "vllm" in texts:
         row, base = report["engines"]["vllm"], report["engines"]["transformers"]
         row["speedup"] = row["examples_per_s"] / base["examples_per_s"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Iterator
 
+import torch
 from torch import nn
 
 from latentreason.config import AdapterConfig
@@ -70,7 +71,8 @@ class Adapter(nn.Module):
             lora_dropout=config.dropout,
             target_modules=list(config.target_modules),
         )
-        inject_adapter_in_model(lora, model)
+        with torch.random.fork_rng():  # loading leaves torch's generator where it was; reset() starts the weights
+            inject_adapter_in_model(lora, model)
         self.config = config
         self._layers = [m for m in model.modules() if isinstance(m, LoraLayer)]  # not submodules of this one
         self.weights = nn.ParameterDict(

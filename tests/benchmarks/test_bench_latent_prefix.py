@@ -48,8 +48,8 @@ def test_the_latent_prefix_target_is_vllms_speed_up():
 
 
 def test_a_second_engine_decodes_after_the_first_ones_untrained_prefix(tiny_dirs, monkeypatch):
-    # vLLM cannot run the tiny models: a second transformers run (batch 1) stands in for it, so the section's
-    # hand-over of the untrained weights is what makes the two texts equal
+    # vLLM cannot run the tiny models: a second transformers run (batch 1) stands in for it; the untrained
+    # adapter and step map start from the seed alone, so both engines decode after the same prefix
     from latentreason.bench import latent_prefix
 
     second = {"engine": "transformers", "continuous_batching": True, "batch_size": 1}

@@ -64,9 +64,7 @@ def test_vllm_writes_the_transformers_engines_greedy_text_on_tiny_models(tiny_di
     )
     runtime = Runtime(config.models, Registry().load_model)
     vllm = config.model_copy(update={"generation": config.generation.model_copy(update={"engine": "vllm"})})
-    torch.manual_seed(0)  # the same untrained projector for both engines
     theirs = _texts(vllm, runtime)
-    torch.manual_seed(0)
     assert theirs == _texts(config, runtime)
 
 

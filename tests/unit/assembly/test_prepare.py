@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from latentreason.api import train
 from latentreason.assembly.prepare import checked, models_note, prepare
@@ -54,3 +55,33 @@ def test_an_untrained_projector_is_said_by_the_library(runtime):
     notes.clear()
     prepare(config, runtime=runtime, default_weights=False, log=notes.append)  # as training builds it
     assert not any("untrained" in n for n in notes)
+
+
+@pytest.mark.plugins  # the shipped codi producer
+def test_untrained_parts_start_from_the_seed_alone(tiny_dirs):
+    # a fresh runtime loads the LLM (peft draws the adapter's weights) inside the build; a shared one does not,
+    # and the process drew other numbers in between: the untrained step map and adapter must still be the same
+    llm, assistant = tiny_dirs
+    config = load_config(
+        overrides={
+            "producer": {"name": "codi", "options": {"latent_steps": 2}},
+            "adapter": {"rank": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]},
+            "models": {"llm": llm, "assistant": assistant, "device": "cpu", "dtype": "float32"},
+            "data": {"limit": 1},
+        }
+    )
+
+    def weights(pipeline) -> dict[str, torch.Tensor]:
+        modules = pipeline.trainable()
+        return {f"{n}.{k}": v.clone() for n, m in modules.items() for k, v in m.state_dict().items()}
+
+    first = prepare(config, log=None).pipeline
+    untrained = weights(first)  # the runtime's adapter is reset by the next build
+    assert {"projector", "adapter"} <= {k.split(".")[0] for k in untrained}
+    torch.rand(1000)
+    again = weights(prepare(config, runtime=first.runtime, log=None).pipeline)
+    assert again.keys() == untrained.keys() and all(torch.equal(untrained[k], v) for k, v in again.items())
+    other = weights(
+        prepare(config.model_copy(update={"seed": config.seed + 1}), runtime=first.runtime, log=None).pipeline
+    )
+    assert not all(torch.equal(untrained[k], v) for k, v in other.items())
