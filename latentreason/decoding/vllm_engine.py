@@ -26,8 +26,12 @@ Stopping matches the transformers engine: vLLM stops at the end-of-turn
 tokens or the token cap, and a chain is then cut where the transformers
 engine would have stopped it, at the first token that completes its
 ``\\boxed{}`` answer (greedy decoding writes the same tokens up to there
-either way). Sampling draws vLLM's own random numbers, seeded per chain from
-``seed``, so sampled chains differ from the transformers engine's.
+either way). Sampling draws vLLM's own random numbers, so sampled chains
+differ from the transformers engine's: on a GPU each chain's generator is
+seeded from ``seed`` and the chain's place; on the CPU, where vLLM cannot
+rewind a chain's own generator, the engine's generator (seeded with
+``seed``) draws for all, so a sampled chain also depends on the chains
+decoded beside it (a resumed run draws other chains than an uninterrupted one).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ safetensors blob holding ``embeds.<i>`` ``(T_i, d)`` per prompt.
 * ``{"op": "start", "model": DIR, "dtype": ..., "max_num_seqs": ..., "max_model_len": ..., "seed": ..., "progress": bool}``
   -> ``{"ok": true, "seconds": ...}``
 * ``{"op": "generate", "count": n, "sampling": [{...}, ...]}`` + blob, with
-  one dict of ``SamplingParams`` per prompt -> one ``{"ok": true, "index": i, "tokens": [id, ...]}``
+  one dict of ``SamplingParams`` per prompt (its ``seed`` dropped on the CPU: :func:`own_seed`) -> one ``{"ok": true, "index": i, "tokens": [id, ...]}``
   per prompt, as soon as vLLM finishes it (in any order), then ``{"ok": true, "done": true}``
 * ``{"op": "stop"}`` ends the process.
 
@@ -77,6 +77,20 @@ def _reply(stream, message: dict) -> None:
     _write(stream, json.dumps(message).encode("utf-8"))
 
 
+def own_seed(params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` without their per-request ``seed`` where vLLM runs on the CPU.
+
+    A seeded request gets a generator of its own, and vLLM rewinds it when a
+    sampled token is discarded (a prompt whose prefill is split over steps)
+    with ``set_offset``, which only CUDA generators have: on the CPU the
+    engine dies ("CPU Generator does not use offset"). There the engine's
+    seed (``LLM(seed=...)``) draws for every request instead.
+    """
+    from vllm.platforms import current_platform
+
+    return {k: v for k, v in params.items() if k != "seed"} if current_platform.is_cpu() else params
+
+
 def _generate(engine: Any, prompts: list[dict], sampling: list, protocol) -> None:
     """Decode ``prompts`` as ``LLM.generate`` does (the same requests, the same steps), replying per finished one."""
     # vLLM reports a request under the id it was given; enqueue returns that id with "-<8 random characters>" added
@@ -129,7 +143,7 @@ def main() -> None:
 
                 tensors = load(_read(requests))
                 prompts = [{"prompt_embeds": tensors[f"embeds.{i}"]} for i in range(message["count"])]
-                _generate(engine, prompts, [SamplingParams(**params) for params in message["sampling"]], protocol)
+                _generate(engine, prompts, [SamplingParams(**own_seed(p)) for p in message["sampling"]], protocol)
             else:
                 _reply(protocol, {"ok": False, "error": f"unknown op {message['op']!r}"})
         except Exception as exc:  # the caller turns it into a user-facing error

@@ -92,3 +92,32 @@ def test_vllm_writes_the_transformers_engines_greedy_text_after_a_latent_prefix_
     vllm = config.model_copy(update={"generation": config.generation.model_copy(update={"engine": "vllm"})})
     theirs = _texts(vllm, runtime)
     assert theirs == _texts(config, runtime)
+
+
+def test_vllm_samples_several_chains_per_problem_when_prefills_are_split(tmp_path):
+    # 16 problems x 4 chains of ~150 prompt tokens are more than the 4096 tokens vLLM's CPU step takes, so
+    # prefills are split over steps; a chain seeded on its own would then need vLLM to rewind its generator,
+    # which a CPU generator cannot ("CPU Generator does not use offset"): the engine died there
+    llm = str(save_tiny_model(tmp_path / "llm", "qwen2", hidden=256, seed=1))
+    config = load_config(
+        overrides={
+            "producer": {"name": "cot"},
+            "models": {"llm": llm, "device": "cpu", "dtype": "float32"},
+            "data": {"task": "gsm8k", "limit": 16},
+            "generation": {
+                "engine": "vllm",
+                "batch_size": 64,
+                "max_new_tokens": 8,
+                "stop_at_answer": False,
+                "do_sample": True,
+                "samples": 4,
+                "temperature": 1.0,
+            },
+        }
+    )
+    pipeline = prepare(config).pipeline
+    written = list(pipeline.chains(pipeline.plan.examples()))
+    prompt = pipeline.runtime.llm.tokenizer(written[0].prompt)["input_ids"]
+    assert len(written) * 4 * len(prompt) > 4096
+    assert [len(w.chains) for w in written] == [4] * 16
+    assert len({c.text for w in written for c in w.chains}) > 16  # sampled: chains of one problem differ
