@@ -13,11 +13,9 @@ The prefix is computed with transformers in both; only the text after it is
 the engine's. Model loading and vLLM's start-up are timed apart from
 answering. With ``latent_checkpoint`` (a trained CODI checkpoint of the same
 adapter, e.g. the study's) the method is the trained one; without, the adapter
-and step map are the ones the first engine's run initialised, saved and
-loaded by the next (a fresh initialisation depends on what the process drew
-before it, so two runs would compare two different untrained methods). The
-section reports examples/s of each engine, their ratio and how many examples
-got the identical text.
+and step map are initialised from the run's seed alone, identical in both
+engines. The section reports examples/s of each engine, their ratio and how
+many examples got the identical text.
 """
 
 from __future__ import annotations

@@ -77,8 +77,8 @@ def _reply(stream, message: dict) -> None:
     _write(stream, json.dumps(message).encode("utf-8"))
 
 
-def own_seed(params: dict[str, Any]) -> dict[str, Any]:
-    """``params`` without their per-request ``seed`` where vLLM runs on the CPU.
+def own_seed(sampling: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The requests' ``SamplingParams`` fields, without their per-request ``seed`` where vLLM runs on the CPU.
 
     A seeded request gets a generator of its own, and vLLM rewinds it when a
     sampled token is discarded (a prompt whose prefill is split over steps)
@@ -88,7 +88,9 @@ def own_seed(params: dict[str, Any]) -> dict[str, Any]:
     """
     from vllm.platforms import current_platform
 
-    return {k: v for k, v in params.items() if k != "seed"} if current_platform.is_cpu() else params
+    if not current_platform.is_cpu():
+        return sampling
+    return [{k: v for k, v in params.items() if k != "seed"} for params in sampling]
 
 
 def _generate(engine: Any, prompts: list[dict], sampling: list, protocol) -> None:
@@ -143,7 +145,7 @@ def main() -> None:
 
                 tensors = load(_read(requests))
                 prompts = [{"prompt_embeds": tensors[f"embeds.{i}"]} for i in range(message["count"])]
-                _generate(engine, prompts, [SamplingParams(**own_seed(p)) for p in message["sampling"]], protocol)
+                _generate(engine, prompts, [SamplingParams(**p) for p in own_seed(message["sampling"])], protocol)
             else:
                 _reply(protocol, {"ok": False, "error": f"unknown op {message['op']!r}"})
         except Exception as exc:  # the caller turns it into a user-facing error
