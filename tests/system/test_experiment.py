@@ -281,7 +281,8 @@ def test_the_shipped_experiment_files_are_valid(name, monkeypatch):
         for label, fields in spec["methods"].items()
         if "checkpoint" not in fields and "trigger" not in str(fields)
     ]
-    assert [m.label for m in load_experiment(path, only=needs_no_files).methods] == needs_no_files
+    if needs_no_files:  # a file whose every method is trained has none to check without its files
+        assert [m.label for m in load_experiment(path, only=needs_no_files).methods] == needs_no_files
 
 
 def test_a_method_with_its_own_seeds_runs_one_checkpoint_per_seed(tiny_dirs, runtime, tmp_path):
