@@ -251,9 +251,11 @@ def compare(
             loaded = pipeline.runtime
             evaluate(pipeline, examples[index], folder, progress=progress)
             del pipeline
+            if distributed.current().is_main:  # an interrupted comparison keeps the table of the cells done so far
+                write_comparison(output, finished_cells(output, tasks, table), references)
         done[index] = read_cell(folder)  # a finished cell is read back: no model loads for it
-        if distributed.current().is_main:
-            write_comparison(output, finished_cells(output, tasks, table), references)
+    if distributed.current().is_main:  # the whole table (a run that decoded nothing writes only this one)
+        write_comparison(output, finished_cells(output, tasks, table), references)
     return [done[i] for i in range(len(plans))]
 
 
