@@ -75,7 +75,7 @@ from latentreason.errors import LatentReasonError
 from latentreason.hooks.specs import hookimpl
 from latentreason.models.runtime import Runtime
 from latentreason.models.spec import LoadedModel, ModelSpec
-from latentreason.training.trainer import target_nll
+from latentreason.training.trainer import llm_states, target_nll
 
 __all__ = [
     "CHOICE_BOXED_PATTERN",
@@ -112,6 +112,7 @@ __all__ = [
     "end_of_turn_id",
     "flexible_answer",
     "hookimpl",
+    "llm_states",
     "marker_ids",
     "pad_batch",
     "pad_left",

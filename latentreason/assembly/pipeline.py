@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from latentreason.assembly.latent_prefix import latent_prefix
+from latentreason.assembly.latent_prefix import LatentPrefix, continue_into, latent_prefix
 from latentreason.assembly.resolve import Plan
 from latentreason.assembly.voting import majority_vote
 from latentreason.components.evaluator import Score
@@ -295,7 +295,11 @@ class Pipeline:
                     with self._blame("producer"):
                         thoughts = self.producer.produce_for(batch, questions, instruction=self.instruction)
                         self._check_thoughts(thoughts, len(batch))
-                    vectors = self._llm_vectors(thoughts, questions)  # (B*K, N, d_llm)
+                    vectors = (
+                        self._latent_prefix(thoughts, questions).thoughts
+                        if thoughts.latent_steps
+                        else self._projected(thoughts)
+                    )  # (B*K, N, d_llm) or None
                     if vectors is None:
                         raise self._no_vectors()
                     total = total + vectors.reshape(len(batch), thoughts.sets, *vectors.shape[1:]).sum(0)  # (K, N, d)
@@ -316,15 +320,9 @@ class Pipeline:
             )
         return vectors
 
-    def _llm_vectors(self, thoughts: Thoughts, questions: list[str]) -> torch.Tensor | None:
-        """What the LLM receives in the thought slots ``(B*K, N, d_llm)``, or None without soft thoughts.
-
-        A producer's vectors, projected; or, for a latent prefix, the LLM's own
-        states on ``questions`` (those the producer read, each repeated for its thought sets),
-        each through the projector (:func:`~latentreason.assembly.latent_prefix.latent_prefix`).
-        """
-        if not thoughts.latent_steps:
-            return self._projected(thoughts)
+    def _latent_prefix(self, thoughts: Thoughts, questions: list[str]) -> LatentPrefix:
+        """The LLM's own states on ``questions`` (those the producer read, each repeated for its thought sets),
+        each through the projector (:func:`~latentreason.assembly.latent_prefix.latent_prefix`)."""
         questions = [q for q in questions for _ in range(thoughts.sets)]
         llm = self.runtime.llm
         assert self.projector is not None  # a latent prefix needs thought_dim, checked in _check_thoughts
@@ -371,7 +369,8 @@ class Pipeline:
         questions = [q for q in questions for _ in range(k)]
         if targets is not None:
             targets = [t for t in targets for _ in range(k)]
-        vectors = self._llm_vectors(thoughts, read_questions)  # (B*K, N, d_llm) or None
+        prefix = self._latent_prefix(thoughts, read_questions) if thoughts.latent_steps else None
+        vectors = self._projected(thoughts) if prefix is None else prefix.thoughts  # (B*K, N, d_llm) or None
         ablation = None if training else self.config.thoughts_from
         if ablation in ("zero", "mean"):
             if vectors is None:
@@ -382,6 +381,8 @@ class Pipeline:
             )
         with self._blame("injector"):
             inputs = self.injector.build(self.instruction, questions, vectors, thoughts.hints, targets)
+            if prefix is not None and targets is not None and ablation in (None, "own"):  # rows the prefix computed
+                inputs = continue_into(prefix, inputs, [len(t) for t in targets])
         inputs.group, inputs.loss = k, thoughts.loss
         return inputs
 

@@ -11,6 +11,7 @@ import torch
 from latentreason.config import PluginOptions
 
 if TYPE_CHECKING:
+    from latentreason.assembly.latent_prefix import LatentPrefix
     from latentreason.models.spec import LoadedModel
 
 IGNORE_INDEX = -100
@@ -34,6 +35,9 @@ class LLMInputs:
         fixed_columns: how many leading columns no trainable part shapes (padding and
             the prompt before every row's first thought); training runs them
             without gradients where the LLM itself has nothing to train (0: none known).
+        prefix: the latent prefix these rows continue (training a latent-prefix producer): its
+            keys, values and hidden states stand for the first ``prefix.columns`` columns, which
+            a teacher-forced pass does not compute again; None otherwise.
     """
 
     inputs_embeds: torch.Tensor
@@ -44,6 +48,7 @@ class LLMInputs:
     loss: torch.Tensor | None = None
     thought_mask: torch.Tensor | None = None
     fixed_columns: int = 0
+    prefix: LatentPrefix | None = None
 
 
 class Injector(ABC):

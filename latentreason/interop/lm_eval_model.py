@@ -45,7 +45,6 @@ from latentreason.assembly.pipeline import Pipeline
 from latentreason.assembly.registry import Registry
 from latentreason.assembly.resolve import Plan, load_checked
 from latentreason.assembly.voting import majority_vote
-from latentreason.components.batching import position_ids
 from latentreason.components.example import Example
 from latentreason.components.injector import IGNORE_INDEX
 from latentreason.components.producer import ThoughtProducer
@@ -55,6 +54,7 @@ from latentreason.decoding.generate import Generated, Written
 from latentreason.errors import ConfigError, LatentReasonError
 from latentreason.evaluation.runner import method_name
 from latentreason.hooks.specs import hookimpl
+from latentreason.training.trainer import llm_states
 
 if TYPE_CHECKING:
     from lm_eval.api.instance import Instance
@@ -401,12 +401,7 @@ class LatentReasonLM(LM):
                     "where its chains are voted."
                 )
             assert inputs.labels is not None  # built with targets
-            hidden = llm.model.base_model(
-                inputs_embeds=inputs.inputs_embeds,
-                attention_mask=inputs.attention_mask,
-                position_ids=position_ids(inputs.attention_mask),
-                use_cache=False,
-            ).last_hidden_state  # (B, T, d_llm)
+            (hidden,) = llm_states(self.pipeline, inputs)  # (B, T, d_llm)
             labels = inputs.labels[:, 1:].to(hidden.device)  # (B, T-1): token t is predicted at position t-1
             supervised = labels != IGNORE_INDEX  # (B, T-1)
             logits = llm.model.lm_head(hidden[:, :-1][supervised]).float()  # (M, V), row-major over the batch

@@ -141,48 +141,81 @@ def target_ids(pipeline: Pipeline, texts: Mapping[str, str], max_tokens: int) ->
     return targets
 
 
+def llm_states(pipeline: Pipeline, inputs: LLMInputs, all_layers: bool = False) -> tuple[torch.Tensor, ...]:
+    """The LLM's hidden states over every column of ``inputs``, computed only where they are not known.
+
+    Rows that continue a latent prefix (``inputs.prefix``) start at its last
+    thought: the prompt and the first K-1 thoughts were computed with it,
+    gradients and all. Otherwise, with gradients on and nothing to train
+    inside the LLM, the leading columns no trainable part shapes
+    (``inputs.fixed_columns``: padding, the system prompt and question
+    before the thoughts) run first without gradients, and the rest attends
+    to their cached keys and values: the backward pass then skips them.
+    Either way the states, the loss and the gradients are those of one pass
+    over every column.
+
+    Args:
+        pipeline: the method (its LLM).
+        inputs: the rows.
+        all_layers: every hidden state the model returns (the embedding output
+            and each block's, the last after the final norm), not only the last.
+
+    Returns:
+        ``(B, T, d_llm)`` per layer: the last layer's alone, or all of them.
+    """
+    model = pipeline.runtime.llm.model.base_model
+    embeds, mask = inputs.inputs_embeds, inputs.attention_mask  # (B, T, d_llm), (B, T)
+    positions = position_ids(mask)  # (B, T)
+    pick = (lambda out: out.hidden_states) if all_layers else (lambda out: (out.last_hidden_state,))
+    if inputs.prefix is not None:
+        start, cache = inputs.prefix.columns, inputs.prefix.cache()
+        known = inputs.prefix.layers if all_layers else inputs.prefix.layers[-1:]  # per layer (B, start, d_llm)
+    else:
+        start = inputs.fixed_columns
+        if not torch.is_grad_enabled() or any(p.requires_grad for p in model.parameters()):
+            start = 0  # nothing to save without a backward pass; an adapter's gradients need every column
+        if not 0 < start < embeds.shape[1]:
+            return pick(
+                model(
+                    inputs_embeds=embeds,
+                    attention_mask=mask,
+                    position_ids=positions,
+                    use_cache=False,
+                    output_hidden_states=all_layers,
+                )
+            )  # per layer (B, T, d_llm)
+        with torch.no_grad():
+            fixed = model(
+                inputs_embeds=embeds[:, :start],
+                attention_mask=mask[:, :start],
+                position_ids=positions[:, :start],
+                use_cache=True,
+                output_hidden_states=all_layers,
+            )  # the keys and values of the first ``start`` columns
+        cache, known = fixed.cache, pick(fixed)  # per layer (B, start, d_llm)
+    rest = model(
+        inputs_embeds=embeds[:, start:],
+        attention_mask=mask,
+        position_ids=positions[:, start:],
+        cache=cache,
+        use_cache=True,
+        output_hidden_states=all_layers,
+    )  # per layer (B, T - start, d_llm)
+    return tuple(torch.cat(parts, dim=1) for parts in zip(known, pick(rest)))  # per layer (B, T, d_llm)
+
+
 def teacher_forced(
     pipeline: Pipeline, examples: list[Example], targets: list[list[int]]
 ) -> tuple[LLMInputs, torch.Tensor]:
-    """One forward pass of the frozen LLM over each example's prompt, thoughts and gold ``targets``.
-
-    With gradients on and nothing to train inside the LLM, the leading
-    columns no trainable part shapes (``inputs.fixed_columns``: padding, the
-    system prompt and question before the thoughts) run first without
-    gradients, and the rest attends to their cached keys and values: the
-    backward pass then skips them, with the same loss and gradients.
+    """One forward pass of the LLM over each example's prompt, thoughts and gold ``targets`` (see :func:`llm_states`).
 
     Returns:
         The inputs (``labels`` mark the target tokens) and the last-layer
         hidden states ``(B*K, T, d_llm)`` (K thought sets per example, consecutive rows).
     """
     inputs = pipeline.inputs(examples, targets)
-    model = pipeline.runtime.llm.model
-    embeds, mask = inputs.inputs_embeds, inputs.attention_mask  # (B*K, T, d_llm), (B*K, T)
-    positions = position_ids(mask)  # (B*K, T)
-    split = inputs.fixed_columns
-    if not torch.is_grad_enabled() or any(p.requires_grad for p in model.parameters()):
-        split = 0  # nothing to save without a backward pass; an adapter's gradients need every column
-    if not 0 < split < embeds.shape[1]:
-        hidden = model.base_model(
-            inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=False
-        ).last_hidden_state  # (B*K, T, d_llm)
-        return inputs, hidden
-    with torch.no_grad():
-        fixed = model.base_model(
-            inputs_embeds=embeds[:, :split],
-            attention_mask=mask[:, :split],
-            position_ids=positions[:, :split],
-            use_cache=True,
-        )  # last_hidden_state (B*K, F, d_llm), with the keys and values of those F columns
-    rest = model.base_model(
-        inputs_embeds=embeds[:, split:],
-        attention_mask=mask,
-        position_ids=positions[:, split:],
-        cache=fixed.cache,
-        use_cache=True,
-    ).last_hidden_state  # (B*K, T-F, d_llm)
-    return inputs, torch.cat([fixed.last_hidden_state, rest], dim=1)
+    (hidden,) = llm_states(pipeline, inputs)  # (B*K, T, d_llm)
+    return inputs, hidden
 
 
 def supervised_loss(pipeline: Pipeline, examples: list[Example], targets: list[list[int]]) -> torch.Tensor:

@@ -29,12 +29,12 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from latentreason.plugin import (
+    IGNORE_INDEX,
     Example,
     LatentPrefixProducer,
-    LLMInputs,
     PluginOptions,
     end_of_turn_id,
-    position_ids,
+    llm_states,
     target_nll,
     target_steps,
 )
@@ -99,16 +99,6 @@ class Codi(LatentPrefixProducer):
             from_end.append(len(student) - max(shared, 1) + 1)  # the last token the answer's first follows
         return students, teachers, from_end
 
-    def _layers(self, pipeline, inputs: LLMInputs) -> tuple[torch.Tensor, ...]:
-        """The LLM's hidden states of every layer over ``inputs``: (L+1) x ``(B, T, d)``."""
-        return pipeline.runtime.llm.model.base_model(
-            inputs_embeds=inputs.inputs_embeds,
-            attention_mask=inputs.attention_mask,
-            position_ids=position_ids(inputs.attention_mask),
-            output_hidden_states=True,
-            use_cache=False,
-        ).hidden_states
-
     def training_loss(self, pipeline, examples: list[Example], targets: list[list[int]]) -> torch.Tensor:
         """Teacher NLL + student NLL + distillation, as in the module docstring."""
         llm = pipeline.runtime.llm
@@ -116,14 +106,14 @@ class Codi(LatentPrefixProducer):
         student_inputs = pipeline.inputs(examples, students)  # question, K latent thoughts, final line
         questions = [pipeline.task.format_question(ex) for ex in examples]
         teacher_inputs = pipeline.injector.build(pipeline.instruction, questions, None, None, teachers)
-        student_layers = self._layers(pipeline, student_inputs)  # (L+1) x (B, T_s, d)
-        teacher_layers = self._layers(pipeline, teacher_inputs)  # (L+1) x (B, T_t, d)
+        student_layers = llm_states(pipeline, student_inputs, all_layers=True)  # (L+1) x (B, T_s, d)
+        teacher_layers = llm_states(pipeline, teacher_inputs, all_layers=True)  # (L+1) x (B, T_t, d)
         assert student_inputs.labels is not None and teacher_inputs.labels is not None  # built with targets
         student_nll = target_nll(llm, student_layers[-1], student_inputs.labels)
         teacher_nll = target_nll(llm, teacher_layers[-1], teacher_inputs.labels)
         rows = torch.arange(len(examples))
-        at_student = student_layers[0].shape[1] - torch.tensor(from_end)  # (B,) columns before the answer
-        at_teacher = teacher_layers[0].shape[1] - torch.tensor(from_end)  # (B,)
+        at_student = _target_ends(student_inputs.labels) - torch.tensor(from_end)  # (B,) columns before the answer
+        at_teacher = _target_ends(teacher_inputs.labels) - torch.tensor(from_end)  # (B,)
         distance = F.l1_loss if self.options.distill_loss == "l1" else F.smooth_l1_loss
         distill = torch.stack(
             [
@@ -133,3 +123,8 @@ class Codi(LatentPrefixProducer):
             ]
         ).mean()
         return student_nll + self.options.teacher_weight * teacher_nll + self.options.distill_weight * distill
+
+
+def _target_ends(labels: torch.Tensor) -> torch.Tensor:
+    """Per row of ``labels`` ``(B, T)``, the column after its last supervised token ``(B,)`` (rows may be right-padded)."""
+    return (labels != IGNORE_INDEX).long().cumsum(1).argmax(1).cpu() + 1

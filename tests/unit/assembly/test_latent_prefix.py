@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from pydantic import Field
@@ -16,7 +18,7 @@ from latentreason.errors import LatentReasonError
 from latentreason.hooks.specs import hookimpl
 from latentreason.models.runtime import Runtime
 from latentreason.testing import tiny_model
-from latentreason.training.trainer import supervised_loss, teacher_forced
+from latentreason.training.trainer import llm_states, supervised_loss, target_nll, teacher_forced
 
 pytest.importorskip("peft")
 
@@ -95,11 +97,39 @@ def test_gradients_reach_the_adapter_and_the_map_through_all_k_steps():
     outputs: list[torch.Tensor] = []
     handle = pipeline.projector.register_forward_hook(lambda module, args, out: outputs.append(out))
     prompts = pipeline.injector.build(pipeline.instruction, ["What is 2 plus 3?"], torch.zeros(1, 3, 64))
-    thoughts = latent_prefix(pipeline.runtime.llm, prompts, 3, pipeline.projector)  # (1, K, d)
+    thoughts = latent_prefix(pipeline.runtime.llm, prompts, 3, pipeline.projector).thoughts  # (1, K, d)
     handle.remove()
     weights = torch.randn(thoughts.shape[-1])  # (d,); not a plain sum, which a LayerNorm's output keeps at 0
     (through_steps,) = torch.autograd.grad((thoughts[0, -1] * weights).sum(), outputs[0])
     assert bool(through_steps.abs().sum() > 0)
+
+
+def test_training_continues_from_the_prefix_with_the_loss_and_gradients_of_one_pass_over_the_injectors_rows():
+    pipeline = _pipeline(steps=3)
+    llm = pipeline.runtime.llm
+    examples = pipeline.task.load(limit=3)
+    targets = [[11, 12, 13, 14, 15], [16], [17, 18]]  # of different lengths: the injector left-pads them apart
+    trained = [p for module in pipeline.trainable().values() for p in module.parameters() if p.requires_grad]
+    inputs = pipeline.inputs(examples, targets)
+    assert inputs.prefix is not None and inputs.prefix.columns == int(inputs.thought_mask[0].nonzero()[-1])
+    (hidden,) = llm_states(pipeline, inputs)  # (B, T, d), from the last thought on
+    continued = target_nll(llm, hidden, inputs.labels)
+    # the injector's own rows (left-padded whole), the same thoughts, one pass from the first column
+    questions = [pipeline.task.format_question(ex) for ex in examples]
+    rows = pipeline.injector.build(pipeline.instruction, questions, inputs.prefix.thoughts, None, targets)
+    assert rows.prefix is None and not torch.equal(rows.thought_mask[0], rows.thought_mask[1])
+    (whole,) = llm_states(pipeline, rows)
+    once = target_nll(llm, whole, rows.labels)
+    assert torch.allclose(continued, once, atol=1e-5)
+    for a, b in zip(torch.autograd.grad(continued, trained, retain_graph=True), torch.autograd.grad(once, trained)):
+        assert torch.allclose(a, b, atol=1e-5)
+    # every layer's states at the supervised tokens, as CODI reads them
+    layers = llm_states(pipeline, inputs, all_layers=True)
+    flat = llm_states(pipeline, dataclasses.replace(inputs, prefix=None), all_layers=True)
+    assert len(layers) == len(flat) > 2
+    supervised = inputs.labels != -100
+    for a, b in zip(layers, flat):
+        assert torch.allclose(a[supervised], b[supervised], atol=1e-5)
 
 
 def test_decoding_after_the_prefix_writes_what_teacher_forced_training_predicts():
