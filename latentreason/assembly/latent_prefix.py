@@ -73,7 +73,8 @@ class LatentPrefix:
         keys: per layer, the keys ``(B, heads, columns, head_dim)`` over those columns.
         values: per layer, the values, as ``keys``.
         layers: the hidden states over those columns, ``(B, columns, d_llm)`` each: the
-            embedding output and every block's, the last after the final norm.
+            embedding output and every block's, the last after the final norm; empty unless
+            asked for (only a pass that continues the prefix reads them).
     """
 
     thoughts: torch.Tensor
@@ -90,7 +91,9 @@ class LatentPrefix:
         return cache
 
 
-def latent_prefix(llm: LoadedModel, prompts: LLMInputs, steps: int, step_map: nn.Module) -> LatentPrefix:
+def latent_prefix(
+    llm: LoadedModel, prompts: LLMInputs, steps: int, step_map: nn.Module, hidden_states: bool = False
+) -> LatentPrefix:
     """The K latent thoughts of each prompt, each the mapped last hidden state of the step before.
 
     Gradients flow (when enabled) through every step into ``step_map`` and
@@ -102,11 +105,12 @@ def latent_prefix(llm: LoadedModel, prompts: LLMInputs, steps: int, step_map: nn
             marks ``steps`` slots (their contents are not read).
         steps: K, at least 1.
         step_map: ``(B, 1, d_llm) -> (B, 1, d_llm)``, applied to each hidden state.
+        hidden_states: keep every layer's hidden states (for :func:`continue_into`).
 
     Returns:
-        The thoughts ``(B, K, d_llm)`` and what computing them left: keys,
-        values and hidden states of every layer over the prompt and the
-        first K-1 slots.
+        The thoughts ``(B, K, d_llm)`` and what computing them left: keys
+        and values, and with ``hidden_states`` the hidden states of every
+        layer, over the prompt and the first K-1 slots.
     """
     first = slot_columns(prompts, steps)[0]
     embeds, mask = prompts.inputs_embeds, prompts.attention_mask  # (B, T, d), (B, T)
@@ -117,9 +121,9 @@ def latent_prefix(llm: LoadedModel, prompts: LLMInputs, steps: int, step_map: nn
         attention_mask=mask[:, :first],
         position_ids=positions[:, :first],
         use_cache=True,
-        output_hidden_states=True,
+        output_hidden_states=hidden_states,
     )  # the prompt up to the first slot
-    layers = [out.hidden_states]  # steps x (L+1) x (B, columns of the step, d)
+    layers = [out.hidden_states] if hidden_states else []  # steps x (L+1) x (B, columns of the step, d)
     thoughts = []
     for step in range(steps):
         thought = step_map(out.last_hidden_state[:, -1:].float())  # (B, 1, d)
@@ -132,9 +136,10 @@ def latent_prefix(llm: LoadedModel, prompts: LLMInputs, steps: int, step_map: nn
                 position_ids=positions[:, column : column + 1],
                 cache=out.cache,
                 use_cache=True,
-                output_hidden_states=True,
+                output_hidden_states=hidden_states,
             )  # last_hidden_state (B, 1, d): the state at this slot
-            layers.append(out.hidden_states)
+            if hidden_states:
+                layers.append(out.hidden_states)
     return LatentPrefix(
         thoughts=torch.cat(thoughts, dim=1),  # (B, K, d)
         columns=first + steps - 1,
@@ -155,13 +160,14 @@ def continue_into(prefix: LatentPrefix, inputs: LLMInputs, target_lengths: list[
     ``prefix.columns`` columns of every row.
 
     Args:
-        prefix: the latent prefix of these rows' prompts.
+        prefix: the latent prefix of these rows' prompts, with its hidden states.
         inputs: the injector's rows, the prefix's thoughts in their slots.
         target_lengths: each row's target tokens (the last ones of the row).
 
     Returns:
         The rows, re-laid out, with ``prefix`` attached (``fixed_columns`` 0).
     """
+    assert prefix.layers, "computed without hidden_states: nothing to continue from"
     mask = inputs.attention_mask  # (B, T)
     width = mask.shape[1]
     lengths = mask.sum(1)  # (B,)

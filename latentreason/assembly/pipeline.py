@@ -295,11 +295,7 @@ class Pipeline:
                     with self._blame("producer"):
                         thoughts = self.producer.produce_for(batch, questions, instruction=self.instruction)
                         self._check_thoughts(thoughts, len(batch))
-                    vectors = (
-                        self._latent_prefix(thoughts, questions).thoughts
-                        if thoughts.latent_steps
-                        else self._projected(thoughts)
-                    )  # (B*K, N, d_llm) or None
+                    vectors, _ = self._llm_vectors(thoughts, questions)  # (B*K, N, d_llm) or None
                     if vectors is None:
                         raise self._no_vectors()
                     total = total + vectors.reshape(len(batch), thoughts.sets, *vectors.shape[1:]).sum(0)  # (K, N, d)
@@ -320,9 +316,23 @@ class Pipeline:
             )
         return vectors
 
-    def _latent_prefix(self, thoughts: Thoughts, questions: list[str]) -> LatentPrefix:
-        """The LLM's own states on ``questions`` (those the producer read, each repeated for its thought sets),
-        each through the projector (:func:`~latentreason.assembly.latent_prefix.latent_prefix`)."""
+    def _llm_vectors(
+        self, thoughts: Thoughts, questions: list[str], continued: bool = False
+    ) -> tuple[torch.Tensor | None, LatentPrefix | None]:
+        """What the LLM receives in the thought slots ``(B*K, N, d_llm)`` (None without soft thoughts), and its latent prefix.
+
+        A producer's vectors, projected (no prefix); or, for a latent prefix,
+        the LLM's own states on ``questions`` (those the producer read, each
+        repeated for its thought sets), each through the projector
+        (:func:`~latentreason.assembly.latent_prefix.latent_prefix`).
+
+        Args:
+            thoughts: what the producer returned.
+            questions: the questions it read.
+            continued: a pass will continue the prefix (it keeps every layer's hidden states).
+        """
+        if not thoughts.latent_steps:
+            return self._projected(thoughts), None
         questions = [q for q in questions for _ in range(thoughts.sets)]
         llm = self.runtime.llm
         assert self.projector is not None  # a latent prefix needs thought_dim, checked in _check_thoughts
@@ -330,7 +340,8 @@ class Pipeline:
         with self._blame("injector"):
             prompts = self.injector.build(self.instruction, questions, slots, thoughts.hints)
         with self._blame("projector"):
-            return latent_prefix(llm, prompts, thoughts.latent_steps, self.projector)
+            prefix = latent_prefix(llm, prompts, thoughts.latent_steps, self.projector, hidden_states=continued)
+        return prefix.thoughts, prefix
 
     def _no_vectors(self) -> LatentReasonError:
         """The error of an ablation of soft thoughts on a producer that makes none."""
@@ -369,9 +380,9 @@ class Pipeline:
         questions = [q for q in questions for _ in range(k)]
         if targets is not None:
             targets = [t for t in targets for _ in range(k)]
-        prefix = self._latent_prefix(thoughts, read_questions) if thoughts.latent_steps else None
-        vectors = self._projected(thoughts) if prefix is None else prefix.thoughts  # (B*K, N, d_llm) or None
         ablation = None if training else self.config.thoughts_from
+        continued = targets is not None and ablation in (None, "own")  # a latent prefix computes these very rows
+        vectors, prefix = self._llm_vectors(thoughts, read_questions, continued)  # (B*K, N, d_llm) or None
         if ablation in ("zero", "mean"):
             if vectors is None:
                 raise self._no_vectors()
@@ -381,7 +392,7 @@ class Pipeline:
             )
         with self._blame("injector"):
             inputs = self.injector.build(self.instruction, questions, vectors, thoughts.hints, targets)
-            if prefix is not None and targets is not None and ablation in (None, "own"):  # rows the prefix computed
+            if prefix is not None and continued and targets is not None:  # (continued implies targets)
                 inputs = continue_into(prefix, inputs, [len(t) for t in targets])
         inputs.group, inputs.loss = k, thoughts.loss
         return inputs
